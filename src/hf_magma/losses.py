@@ -1,0 +1,204 @@
+"""The MAGMA regulariser and the U-MAE uniformity term.
+
+The semantics follow the authors' code where it and the paper differ (see the project's MAGMA spec):
+the kernel bandwidth is the unbiased std of the non-zero squared distances, the Laplacian is
+``I - D^-1/2 W D^-1/2`` and the result is divided by ``B^2``. Nothing is detached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+Pooling = Literal["mean", "cls", "masked_mean"]
+POOLINGS: tuple[str, ...] = ("mean", "cls", "masked_mean")
+
+
+def _check_matrix(name: str, tensor: torch.Tensor) -> None:
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"`{name}` must be a torch.Tensor, got {type(tensor).__name__}")
+    if tensor.dim() != 2:
+        raise ValueError(f"`{name}` must have shape (batch, features), got {tuple(tensor.shape)}")
+    if not tensor.is_floating_point():
+        raise TypeError(f"`{name}` must be a floating-point tensor, got {tensor.dtype}")
+
+
+def _kernel_dtype(tensor: torch.Tensor) -> torch.dtype:
+    # float64 stays float64 (gradcheck, analysis); everything narrower is computed in float32.
+    return torch.float64 if tensor.dtype == torch.float64 else torch.float32
+
+
+def magma_loss(
+    reference: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    rbf_scale: float = 1.0,
+    eps: float = 1e-4,
+) -> torch.Tensor:
+    """MAGMA between a reference layer's (B, D) representations and a regularised layer's (B, D') ones.
+
+    Builds an RBF affinity ``W`` on the reference batch (bandwidth: std of the non-zero squared
+    distances), its normalised Laplacian ``I - D^-1/2 W D^-1/2``, and returns
+    ``trace(Y^T Lap Y) / B^2`` for the target representations ``Y``. Degenerate batches (fewer than two
+    samples, or a bandwidth that is zero or not finite) give 0 with finite gradients. The kernel runs in
+    float32 (float64 inputs stay float64), also under autocast.
+    """
+    _check_matrix("reference", reference)
+    _check_matrix("target", target)
+    if reference.shape[0] != target.shape[0]:
+        raise ValueError(
+            f"`reference` and `target` must have the same batch size, got {reference.shape[0]} and {target.shape[0]}"
+        )
+    if rbf_scale <= 0:
+        raise ValueError(f"`rbf_scale` must be positive, got {rbf_scale}")
+    if eps < 0:
+        raise ValueError(f"`eps` must be non-negative, got {eps}")
+
+    batch_size = reference.shape[0]
+    dtype = _kernel_dtype(reference if reference.dtype == torch.float64 else target)
+    if batch_size < 2:
+        # A single sample has no neighbours; keep the graph so that backward() still works.
+        return (reference.sum() + target.sum()).to(dtype) * 0.0
+
+    with torch.autocast(device_type=reference.device.type, enabled=False):
+        x = reference.to(dtype)
+        y = target.to(dtype)
+        # Direct differences (not the |x|^2 + |y|^2 - 2xy expansion): exact zeros on the diagonal and for
+        # duplicate samples, which the bandwidth below has to leave out.
+        sq_dist = torch.cdist(x, x, compute_mode="donot_use_mm_for_euclid_dist").pow(2)
+
+        # Unbiased std over the non-zero entries, written without boolean indexing so it never syncs.
+        nonzero = (sq_dist != 0).to(dtype)
+        count = nonzero.sum()
+        mean = (sq_dist * nonzero).sum() / count.clamp_min(1.0)
+        var = ((sq_dist - mean).pow(2) * nonzero).sum() / (count - 1.0).clamp_min(1.0)
+        valid = (count >= 2) & (var > 0) & torch.isfinite(var)
+        bandwidth = torch.where(valid, var, torch.ones_like(var)).sqrt()
+
+        affinity = torch.exp(-rbf_scale * sq_dist / bandwidth)
+        affinity = affinity * (1.0 - torch.eye(batch_size, dtype=dtype, device=x.device))
+        inv_sqrt_degree = (affinity.sum(dim=1) + eps).rsqrt()
+        normalized = inv_sqrt_degree[:, None] * affinity * inv_sqrt_degree[None, :]
+        # trace(Y^T (I - S) Y) = sum(Y * Y) - sum(Y * (S @ Y))
+        value = (y * (y - normalized @ y)).sum() / batch_size**2
+        return torch.where(valid, value, torch.zeros_like(value))
+
+
+def uniformity_loss(features: torch.Tensor) -> torch.Tensor:
+    """U-MAE's uniformity term: ``mean((F F^T) ** 2)`` over L2-normalised rows, diagonal included.
+
+    ``features`` is (B, D), e.g. the encoder's CLS output after its final LayerNorm.
+    """
+    _check_matrix("features", features)
+    with torch.autocast(device_type=features.device.type, enabled=False):
+        normed = F.normalize(features.to(_kernel_dtype(features)), dim=-1)
+        return (normed @ normed.T).pow(2).mean()
+
+
+def pool_hidden_state(
+    hidden_state: torch.Tensor,
+    pooling: Pooling = "mean",
+    attention_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Pool one layer's (B, T, D) tokens into (B, D).
+
+    ``mean``: mean over the tokens after the first (the CLS token is excluded); ``cls``: the first token;
+    ``masked_mean``: mean over the tokens where ``attention_mask`` is 1, all of them (text models).
+    """
+    if hidden_state.dim() != 3:
+        raise ValueError(f"hidden states must have shape (batch, tokens, features), got {tuple(hidden_state.shape)}")
+    if pooling == "mean":
+        if hidden_state.shape[1] < 2:
+            raise ValueError("`mean` pooling excludes the CLS token and needs at least one other token")
+        return hidden_state[:, 1:].mean(dim=1)
+    if pooling == "cls":
+        return hidden_state[:, 0]
+    if pooling == "masked_mean":
+        if attention_mask is None:
+            return hidden_state.mean(dim=1)
+        if attention_mask.shape != hidden_state.shape[:2]:
+            raise ValueError(
+                f"`attention_mask` must have shape {tuple(hidden_state.shape[:2])}, got {tuple(attention_mask.shape)}"
+            )
+        weights = attention_mask.to(hidden_state.dtype).unsqueeze(-1)
+        return (hidden_state * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+    raise ValueError(f"`pooling` must be one of {POOLINGS}, got {pooling!r}")
+
+
+class MAGMARegularizer:
+    """The MAGMA term on any transformers model's ``hidden_states``.
+
+    ``reference_layers`` and ``target_layer`` are 0-based block indices: block ``i``'s output is
+    ``hidden_states[i + 1]`` (``hidden_states[0]`` is the embedding output). With several reference layers the
+    result is the mean of the per-reference terms. Usage::
+
+        regularizer = MAGMARegularizer(reference_layers=[10], target_layer=11, pooling="mean")
+        outputs = model(pixel_values, output_hidden_states=True)
+        loss = task_loss + weight * regularizer(outputs.hidden_states)
+    """
+
+    def __init__(
+        self,
+        reference_layers: int | Sequence[int],
+        target_layer: int,
+        pooling: Pooling = "mean",
+        *,
+        rbf_scale: float = 1.0,
+        eps: float = 1e-4,
+        num_layers: int | None = None,
+    ) -> None:
+        refs = [reference_layers] if isinstance(reference_layers, int) else list(reference_layers)
+        if not refs:
+            raise ValueError("`reference_layers` must name at least one layer")
+        for name, index in [*(("reference_layers", r) for r in refs), ("target_layer", target_layer)]:
+            if isinstance(index, bool) or not isinstance(index, int):
+                raise ValueError(f"`{name}` must hold integer block indices, got {index!r}")
+            upper = f" and below num_hidden_layers={num_layers}" if num_layers is not None else ""
+            if index < 0 or (num_layers is not None and index >= num_layers):
+                raise ValueError(f"`{name}` index {index} is out of range: block indices are 0-based{upper}")
+        if target_layer in refs:
+            raise ValueError(f"`reference_layers` {refs} must not contain the target layer {target_layer}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"`pooling` must be one of {POOLINGS}, got {pooling!r}")
+        if rbf_scale <= 0:
+            raise ValueError(f"`rbf_scale` must be positive, got {rbf_scale}")
+        self.reference_layers = refs
+        self.target_layer = target_layer
+        self.pooling = pooling
+        self.rbf_scale = rbf_scale
+        self.eps = eps
+
+    @property
+    def hidden_state_indices(self) -> list[int]:
+        """Indices into ``hidden_states`` this term reads (pass them as ``output_hidden_states`` on transformers>=5.23)."""
+        return sorted({i + 1 for i in [*self.reference_layers, self.target_layer]})
+
+    def pool(self, hidden_states: Sequence[torch.Tensor], layer: int, attention_mask: torch.Tensor | None = None):
+        """Pooled (B, D) representation of block ``layer``."""
+        if layer + 1 >= len(hidden_states) or hidden_states[layer + 1] is None:
+            raise ValueError(
+                f"block {layer} needs hidden_states[{layer + 1}], but only {len(hidden_states)} hidden states "
+                "were returned (call the model with output_hidden_states=True)"
+            )
+        return pool_hidden_state(hidden_states[layer + 1], self.pooling, attention_mask)
+
+    def __call__(
+        self, hidden_states: Sequence[torch.Tensor], attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if hidden_states is None:
+            raise ValueError("MAGMA needs the model's hidden states: call it with output_hidden_states=True")
+        target = self.pool(hidden_states, self.target_layer, attention_mask)
+        terms = [
+            magma_loss(self.pool(hidden_states, ref, attention_mask), target, rbf_scale=self.rbf_scale, eps=self.eps)
+            for ref in self.reference_layers
+        ]
+        return terms[0] if len(terms) == 1 else torch.stack(terms).mean()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(reference_layers={self.reference_layers}, target_layer={self.target_layer}, "
+            f"pooling={self.pooling!r}, rbf_scale={self.rbf_scale})"
+        )

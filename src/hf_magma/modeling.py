@@ -1,0 +1,186 @@
+"""`ViTMAEWithMAGMA`: transformers' `ViTMAEForPreTraining` with the MAGMA and uniformity terms added."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from numbers import Real
+
+import torch
+from transformers import ViTMAEConfig, ViTMAEForPreTraining
+from transformers.conversion_mapping import (
+    USER_REGISTERED_MAPPINGS,
+    get_checkpoint_conversion_mapping,
+    register_checkpoint_conversion_mapping,
+)
+from transformers.models.vit_mae.modeling_vit_mae import ViTMAEForPreTrainingOutput
+
+from .losses import MAGMARegularizer, uniformity_loss
+
+MAGMA_CONFIG_DEFAULTS = {
+    "magma_reference_layers": None,  # resolved to [num_hidden_layers - 2]
+    "magma_target_layer": None,  # resolved to num_hidden_layers - 1
+    "magma_weight": 1.0,
+    "uniformity_weight": 0.0,
+}
+
+
+def resolve_magma_config(config: ViTMAEConfig) -> ViTMAEConfig:
+    """Fill in the MAGMA settings absent from ``config`` with their defaults and validate them, in place.
+
+    Raises ``ValueError`` naming the setting when one is invalid.
+    """
+    num_layers = config.num_hidden_layers
+    if num_layers < 2:
+        raise ValueError(
+            f"MAGMA needs at least two encoder blocks (a reference and a target), got num_hidden_layers={num_layers}"
+        )
+    refs = getattr(config, "magma_reference_layers", None)
+    if refs is None:
+        refs = [num_layers - 2]
+    elif isinstance(refs, int) and not isinstance(refs, bool):
+        refs = [refs]
+    target = getattr(config, "magma_target_layer", None)
+    if target is None:
+        target = num_layers - 1
+    if not isinstance(refs, (list, tuple)) or not refs:
+        raise ValueError(f"`magma_reference_layers` must be a non-empty list of block indices, got {refs!r}")
+    for name, value in (("magma_reference_layers", r) for r in refs):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < num_layers:
+            raise ValueError(
+                f"`{name}` holds {value!r}, which is not a 0-based block index in [0, {num_layers - 1}] "
+                f"(num_hidden_layers={num_layers})"
+            )
+    if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target < num_layers:
+        raise ValueError(
+            f"`magma_target_layer` is {target!r}, which is not a 0-based block index in [0, {num_layers - 1}] "
+            f"(num_hidden_layers={num_layers})"
+        )
+    if target in refs:
+        raise ValueError(f"`magma_reference_layers` {list(refs)} must not contain `magma_target_layer` ({target})")
+    for name in ("magma_weight", "uniformity_weight"):
+        value = getattr(config, name, None)
+        value = MAGMA_CONFIG_DEFAULTS[name] if value is None else value
+        if isinstance(value, bool) or not isinstance(value, Real) or not value >= 0 or value == float("inf"):
+            raise ValueError(f"`{name}` must be a finite non-negative number, got {value!r}")
+        setattr(config, name, float(value))
+    config.magma_reference_layers = [int(r) for r in refs]
+    config.magma_target_layer = int(target)
+    return config
+
+
+@dataclass
+class ViTMAEWithMAGMAOutput(ViTMAEForPreTrainingOutput):
+    """`ViTMAEForPreTrainingOutput` plus the unweighted terms; ``loss`` is their weighted sum."""
+
+    reconstruction_loss: torch.FloatTensor | None = None
+    magma_loss: torch.FloatTensor | None = None
+    uniformity_loss: torch.FloatTensor | None = None
+
+
+class ViTMAEWithMAGMA(ViTMAEForPreTraining):
+    """A drop-in `ViTMAEForPreTraining` whose loss adds MAGMA (and optionally U-MAE's uniformity term).
+
+    It has exactly the parent's parameters, so checkpoints move freely between the two classes. The settings
+    live on the plain `ViTMAEConfig` (`magma_reference_layers`, `magma_target_layer`, `magma_weight`,
+    `uniformity_weight`) and are saved with it; the checkpoint's `model_type` stays `vit_mae`.
+    """
+
+    def __init__(self, config: ViTMAEConfig):
+        resolve_magma_config(config)
+        super().__init__(config)
+        self.magma = MAGMARegularizer(
+            config.magma_reference_layers,
+            config.magma_target_layer,
+            pooling="mean",
+            num_layers=config.num_hidden_layers,
+        )
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool | None = None,
+        attention_mask: torch.Tensor | None = None,
+        output_hidden_states: bool | int | list[int] | None = None,
+        magma_weight: float | torch.Tensor | None = None,
+        **kwargs,
+    ) -> ViTMAEWithMAGMAOutput:
+        """The parent's forward, plus ``reconstruction_loss``, ``magma_loss`` and ``uniformity_loss``.
+
+        ``loss = reconstruction_loss + w * magma_loss + uniformity_weight * uniformity_loss`` with ``w`` the
+        ``magma_weight`` argument (a schedule's value) or else the config's. A term whose weight is 0 is still
+        computed and reported, without an autograd graph.
+        """
+        weight = self.config.magma_weight if magma_weight is None else magma_weight
+        if isinstance(weight, torch.Tensor):
+            weight = weight.item()
+        if not weight >= 0:
+            raise ValueError(f"`magma_weight` must be non-negative, got {weight}")
+        uniformity_weight = self.config.uniformity_weight
+
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        last = self.config.num_hidden_layers
+        needed = [*self.magma.hidden_state_indices, last]
+        asked: set[int] = set()
+        if output_hidden_states is True:
+            request: bool | list[int] = True
+        elif output_hidden_states in (False, None):
+            request = needed
+        else:  # a selection of indices (transformers>=5.23): return those, capture ours as well
+            picks = [output_hidden_states] if isinstance(output_hidden_states, int) else output_hidden_states
+            asked = {i % (last + 1) for i in picks}
+            request = sorted({*needed, *asked})
+
+        outputs = super().forward(
+            pixel_values,
+            noise=noise,
+            interpolate_pos_encoding=interpolate_pos_encoding,
+            attention_mask=attention_mask,
+            output_hidden_states=request,
+            return_dict=True,
+            **kwargs,
+        )
+        hidden_states = outputs.hidden_states
+
+        with contextlib.nullcontext() if weight > 0 else torch.no_grad():
+            magma = self.magma(hidden_states)
+        with contextlib.nullcontext() if uniformity_weight > 0 else torch.no_grad():
+            # Equals the encoder's last_hidden_state[:, 0]: LayerNorm acts on each token alone.
+            cls = self.vit.layernorm(hidden_states[last][:, 0])
+            uniformity = uniformity_loss(cls)
+
+        reconstruction = outputs.loss
+        loss = reconstruction
+        if weight > 0:
+            loss = loss + weight * magma.to(loss.dtype)
+        if uniformity_weight > 0:
+            loss = loss + uniformity_weight * uniformity.to(loss.dtype)
+
+        if output_hidden_states is True:
+            returned = hidden_states
+        elif output_hidden_states in (False, None):
+            returned = None
+        else:
+            returned = tuple(h if i in asked else None for i, h in enumerate(hidden_states))
+
+        return ViTMAEWithMAGMAOutput(
+            loss=loss,
+            logits=outputs.logits,
+            mask=outputs.mask,
+            ids_restore=outputs.ids_restore,
+            hidden_states=returned,
+            attentions=outputs.attentions,
+            reconstruction_loss=reconstruction,
+            magma_loss=magma,
+            uniformity_loss=uniformity,
+        )
+
+
+# transformers renames legacy checkpoint keys by class name; a class defined outside the library gets none of
+# the parent's renames unless they are registered for it (e.g. facebook/vit-mae-base's decoder keys).
+if ViTMAEWithMAGMA.__name__ not in USER_REGISTERED_MAPPINGS:
+    _parent_mapping = get_checkpoint_conversion_mapping(ViTMAEForPreTraining.__name__)
+    if _parent_mapping is not None:
+        register_checkpoint_conversion_mapping(ViTMAEWithMAGMA.__name__, _parent_mapping, overwrite=True)
