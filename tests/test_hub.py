@@ -45,7 +45,9 @@ def tiny_config() -> ViTMAEConfig:
     )  # fmt: skip
 
 
-def make_trainer(output_dir: Path, repo_id: str, strategy: str = "every_save", max_steps: int = 4, callbacks=()):
+def make_trainer(
+    output_dir: Path, repo_id: str, strategy: str = "every_save", max_steps: int = 4, callbacks=(), always_push=False
+):
     torch.manual_seed(0)
     args = TrainingArguments(
         output_dir=str(output_dir),
@@ -59,6 +61,7 @@ def make_trainer(output_dir: Path, repo_id: str, strategy: str = "every_save", m
         push_to_hub=True,
         hub_model_id=repo_id,
         hub_strategy=strategy,
+        hub_always_push=always_push,
         use_cpu=True,
         dataloader_num_workers=0,
     )
@@ -137,7 +140,9 @@ def test_trainer_push_then_automodel_in_fresh_process(hub_server, tmp_path, capl
 )
 def test_hub_strategies(hub_server, tmp_path, strategy, expected, absent):
     repo_id = f"org/strategy-{strategy.replace('_', '-')}"
-    trainer = make_trainer(tmp_path / "run", repo_id, strategy=strategy)
+    # With all_checkpoints every checkpoint must arrive, so no save may skip its push because the previous one is
+    # still uploading (which the Trainer does by default, and which depends on the machine's load).
+    trainer = make_trainer(tmp_path / "run", repo_id, strategy=strategy, always_push=strategy == "all_checkpoints")
     trainer.train()
     trainer.push_to_hub()
     files = set(hub_server.files(repo_id))
