@@ -100,7 +100,6 @@ class ImageDataArguments:
         default=None, metadata={"help": "Keep only this many training examples (debugging, quick runs)."}
     )
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only this many validation examples."})
-    cache_dir: str | None = field(default=None, metadata={"help": "Where `datasets` caches downloads."})
     preprocessing_num_workers: int | None = field(
         default=None, metadata={"help": "Processes used to prepare an image folder or non-streamed dataset."}
     )
@@ -250,7 +249,6 @@ def load_image_datasets(
         raw = datasets.load_dataset(
             data_args.dataset_name,
             data_args.dataset_config_name,
-            cache_dir=data_args.cache_dir,
             streaming=data_args.streaming,
             num_proc=None if data_args.streaming else data_args.preprocessing_num_workers,
         )
@@ -262,7 +260,6 @@ def load_image_datasets(
         raw = datasets.load_dataset(
             "imagefolder",
             data_files=data_files,
-            cache_dir=data_args.cache_dir,
             streaming=data_args.streaming,
             num_proc=None if data_args.streaming else data_args.preprocessing_num_workers,
         )
