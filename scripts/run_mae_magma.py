@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
 import datasets
 import transformers
-from transformers.trainer_utils import get_last_checkpoint
 
 from hf_magma.cli import MAGMAArgumentParser
 from hf_magma.data import (
@@ -35,7 +33,7 @@ from hf_magma.data import (
     num_classes,
 )
 from hf_magma.model_config import MAGMAModelArguments, load_model_and_image_processor
-from hf_magma.trainer import MAGMATrainer, MAGMATrainingArguments
+from hf_magma.trainer import MAGMATrainer, MAGMATrainingArguments, last_checkpoint
 
 logger = logging.getLogger("run_mae_magma")
 
@@ -59,7 +57,7 @@ def main(
 
     resume = training_args.resume_from_checkpoint
     if resume is None:
-        resume = get_last_checkpoint(training_args.output_dir) if _is_dir(training_args.output_dir) else None
+        resume = last_checkpoint(training_args.output_dir) if training_args.output_dir else None
         if resume is not None:
             logger.info("Resuming from the last checkpoint in the output folder: %s", resume)
 
@@ -112,10 +110,6 @@ def main(
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset=script_args.dataset_name or "fashion_mnist", tags=["mae", "magma"])
     return metrics
-
-
-def _is_dir(path: str | None) -> bool:
-    return path is not None and os.path.isdir(path)
 
 
 def _write_model_card(trainer, script_args, model_args, metrics) -> None:

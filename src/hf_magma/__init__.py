@@ -12,7 +12,7 @@ from .data import (
 from .losses import MAGMARegularizer, magma_loss, pool_hidden_state, uniformity_loss
 from .model_config import MAGMAModelArguments, load_model_and_image_processor
 from .modeling import ViTMAEWithMAGMA, ViTMAEWithMAGMAOutput, all_gather_with_grad, resolve_magma_config
-from .trainer import MAGMATrainer, MAGMATrainingArguments, OnlineLinearProbe
+from .trainer import MAGMATrainer, MAGMATrainingArguments, OnlineLinearProbe, last_checkpoint
 
 __version__ = "0.1.0"
 
@@ -30,6 +30,7 @@ __all__ = [
     "all_gather_with_grad",
     "find_image_column",
     "find_label_column",
+    "last_checkpoint",
     "load_fashion_mnist",
     "load_image_datasets",
     "load_model_and_image_processor",

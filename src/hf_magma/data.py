@@ -333,7 +333,8 @@ def prepare_image_column(dataset: Dataset | IterableDataset, image_column: str) 
     if isinstance(feature, datasets.Image):
         return dataset.cast_column(image_column, datasets.Image(decode=False))
     if isinstance(feature, _ARRAY_FEATURES) and isinstance(dataset, Dataset):
-        return dataset.with_format("numpy", columns=[image_column], output_all_columns=True)
+        dtype = np.dtype(feature.dtype)
+        return dataset.with_format("numpy", columns=[image_column], output_all_columns=True, dtype=dtype)
     return dataset
 
 

@@ -125,6 +125,22 @@ class MAGMATrainingArguments(TrainingArguments):
         return start, start + round(self.magma_epochs * steps_per_epoch)
 
 
+def last_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    """The newest complete ``checkpoint-N`` folder in ``output_dir`` (its ``trainer_state.json`` written), or None.
+
+    A run killed while saving leaves a partial folder behind; resuming skips it and takes the one before.
+    """
+    if not os.path.isdir(output_dir):
+        return None
+    steps = []
+    for name in os.listdir(output_dir):
+        prefix, _, number = name.partition("-")
+        folder = os.path.join(output_dir, name)
+        if prefix == "checkpoint" and number.isdigit() and os.path.isfile(os.path.join(folder, "trainer_state.json")):
+            steps.append((int(number), folder))
+    return max(steps)[1] if steps else None
+
+
 class OnlineLinearProbe(nn.Module):
     """A linear classifier trained on detached features beside pretraining, with its own AdamW optimizer.
 
