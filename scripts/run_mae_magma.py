@@ -24,6 +24,7 @@ import transformers
 
 from hf_magma.cli import MAGMAArgumentParser
 from hf_magma.data import (
+    FASHION_MNIST_HUB_ID,
     ImageCollator,
     ImageDataArguments,
     ImageTransform,
@@ -32,6 +33,7 @@ from hf_magma.data import (
     load_image_datasets,
     num_classes,
 )
+from hf_magma.model_card import create_model_card, summarize_training
 from hf_magma.model_config import MAGMAModelArguments, load_model_and_image_processor
 from hf_magma.trainer import MAGMATrainer, MAGMATrainingArguments, last_checkpoint
 
@@ -106,28 +108,23 @@ def main(
         metrics.update(eval_metrics)
 
     if trainer.is_world_process_zero():
-        _write_model_card(trainer, script_args, model_args, metrics)
+        _write_model_card(trainer, script_args, model_args)
     if training_args.push_to_hub:
-        trainer.push_to_hub(dataset=script_args.dataset_name or "fashion_mnist", tags=["mae", "magma"])
+        trainer.push_to_hub(dataset=script_args.dataset_name or FASHION_MNIST_HUB_ID, tags=["mae", "magma"])
     return metrics
 
 
-def _write_model_card(trainer, script_args, model_args, metrics) -> None:
-    try:
-        from hf_magma.model_card import create_model_card
-    except ImportError:
-        logger.warning("hf_magma.model_card is not available: no model card written")
-        return
-
-    create_model_card(
+def _write_model_card(trainer: MAGMATrainer, script_args: ImageDataArguments, model_args: MAGMAModelArguments) -> None:
+    card = create_model_card(
         output_dir=trainer.args.output_dir,
         model_config=trainer.model.config,
         training_args=trainer.args,
-        dataset_name=script_args.dataset_name or script_args.train_dir or "fashion_mnist (offline copy)",
-        train_summary={k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+        dataset_name=script_args.dataset_name or script_args.train_dir or FASHION_MNIST_HUB_ID,
+        train_summary=summarize_training(trainer.state),
         base_model=model_args.model_name_or_path,
         save=True,
     )
+    logger.info("Model card written to %s/README.md (%d characters)", trainer.args.output_dir, len(str(card)))
 
 
 def make_parser() -> MAGMAArgumentParser:
