@@ -165,3 +165,21 @@ def test_online_probe_not_in_saved_weights(tmp_path):
 def test_all_gather_single_process_is_identity():
     x = torch.randn(4, 3, requires_grad=True)
     assert all_gather_with_grad(x) is x
+
+
+def test_magma_gather_matches_the_global_batch():
+    """Two processes with half a batch each: the gathered terms and DDP-averaged gradients equal one process's."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "PYTHONPATH": str(root / "src"), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [str(torchrun), "--nproc_per_node", "2", "--master_port", "29531", str(root / "tests" / "distributed_gather_worker.py")],
+        env=env, capture_output=True, text=True, timeout=180,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert result.stdout.count(": ok") == 2
