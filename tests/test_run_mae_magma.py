@@ -153,3 +153,47 @@ def test_two_processes_on_cpu(tmp_path):
         # The Trainer's loss is the mean over processes; the terms must be that same mean to add up to it.
         expected = entry["reconstruction_loss"] + entry["magma_weight"] * entry["magma_loss"]
         assert entry["loss"] == pytest.approx(expected, rel=1e-5)
+
+
+RECIPES = sorted((ROOT / "recipes").rglob("*.yaml"))
+
+
+def test_recipes_use_only_known_options():
+    parser = run_mae_magma.make_parser()
+    for recipe in RECIPES:
+        assert parser._read_config(str(recipe)), recipe  # raises on an unknown option
+    assert len(RECIPES) == 17
+
+
+@pytest.mark.parametrize("recipe", ["fashion_mnist_cpu.yaml", "cifar100/mu_mae.yaml", "imagenet100/m_mae.yaml"])
+def test_recipes_parse(recipe, tmp_path):
+    # bf16 needs a GPU; everything else is parsed and validated as on the GPU machine.
+    data_args, training_args, model_args = run_mae_magma.make_parser().parse_args_and_config(
+        ["--config", str(ROOT / "recipes" / recipe), "--output_dir", str(tmp_path), "--bf16", "false",
+         "--use_cpu", "true"]
+    )
+    assert training_args.output_dir == str(tmp_path)  # the command line wins over the file
+    assert training_args.base_learning_rate is not None and model_args.config_overrides
+    if recipe != "fashion_mnist_cpu.yaml":
+        assert data_args.dataset_name and training_args.num_train_epochs == 400
+        assert training_args.magma_start_epoch == 10 and training_args.magma_epochs == 100
+    if recipe.endswith("mu_mae.yaml"):
+        assert training_args.magma_weight == 1.0 and training_args.uniformity_weight == 0.01
+
+
+def test_config_file_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("not_an_option: 1\n")
+    with pytest.raises(ValueError, match="unknown options: not_an_option"):
+        run_mae_magma.make_parser().parse_args_and_config(["--config", str(bad)])
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        run_mae_magma.make_parser().parse_args_and_config(["--config", str(tmp_path / "missing.yaml")])
+
+
+def test_help_lists_the_options():
+    result = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, timeout=120)
+    assert result.returncode == 0
+    for option in ("--config", "--dataset_name", "--train_dir", "--magma_start_epoch", "--magma_gather",
+                   "--base_learning_rate", "--mask_ratio", "--config_overrides", "--online_probe"):
+        assert option in result.stdout, option
