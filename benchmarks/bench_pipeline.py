@@ -3,7 +3,8 @@
 The pipeline is what scripts/run_mae_magma.py runs (offline Fashion-MNIST through `load_image_datasets`, MAE
 augmentation in DataLoader workers, `MAGMATrainer` with the schedule, per-term logging and the online probe);
 the bare loop feeds the same model pre-made tensors with a plain AdamW step. Both use the MAGMA term (weight 1)
-and are timed after warm-up steps, bare before and after the pipeline to even out load from other work.
+and are timed after warm-up steps, alternating bare and pipeline rounds (medians reported) so that load from
+other work on the machine affects both alike.
 
     PYTHONPATH=src python benchmarks/bench_pipeline.py [--steps 30] [--batch_size 256]
 """
@@ -11,6 +12,7 @@ and are timed after warm-up steps, bare before and after the pipeline to even ou
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 
@@ -86,16 +88,19 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--batch_size", type=int, default=256)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3, help="alternate bare/pipeline this many times (medians)")
     args = parser.parse_args()
-    print(f"torch threads: {torch.get_num_threads()}, batch {args.batch_size}, {args.steps} timed steps")
-    bare_before = bare_loop(args.steps, args.warmup, args.batch_size)
-    print(f"bare loop (before):  {bare_before:8.1f} images/s")
-    piped = pipeline(args.steps, args.warmup, args.batch_size, args.workers)
-    print(f"pipeline:            {piped:8.1f} images/s")
-    bare_after = bare_loop(args.steps, args.warmup, args.batch_size)
-    print(f"bare loop (after):   {bare_after:8.1f} images/s")
-    bare = (bare_before + bare_after) / 2
-    print(f"pipeline / bare = {piped / bare:.3f}  (overhead {100 * (1 - piped / bare):.1f}%; goal <= 10%)")
+    print(f"torch threads: {torch.get_num_threads()}, batch {args.batch_size}, {args.steps} timed steps, "
+          f"{args.workers} DataLoader worker(s), {args.rounds} rounds")
+    bare, piped = [], []
+    for round_index in range(args.rounds):
+        bare.append(bare_loop(args.steps, args.warmup, args.batch_size))
+        piped.append(pipeline(args.steps, args.warmup, args.batch_size, args.workers))
+        print(f"round {round_index + 1}: bare loop {bare[-1]:8.1f} images/s   pipeline {piped[-1]:8.1f} images/s   "
+              f"ratio {piped[-1] / bare[-1]:.3f}")
+    ratio = statistics.median(piped) / statistics.median(bare)
+    print(f"median: bare loop {statistics.median(bare):.1f} images/s, pipeline {statistics.median(piped):.1f} images/s")
+    print(f"pipeline / bare = {ratio:.3f}  (overhead {100 * (1 - ratio):.1f}%; goal <= 10%)")
 
 
 if __name__ == "__main__":

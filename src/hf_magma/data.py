@@ -490,7 +490,8 @@ class ImageTransform:
         left, top = (width - w) / 2, (height - h) / 2
         return left, top, left + w, top + h
 
-    def __call__(self, image: Any) -> torch.Tensor:
+    def pixels(self, image: Any) -> np.ndarray:
+        """The decoded, converted, cropped (and, for training, augmented) image as a uint8 (H, W, C) array."""
         image = to_pil(decode_image(image), self.num_channels)
         height, width = self.size
         if self.train:
@@ -505,10 +506,15 @@ class ImageTransform:
             left, top = (new_w - width) // 2, (new_h - height) // 2
             image = image.crop((left, top, left + width, top + height))
         array = np.asarray(image, dtype=np.uint8)
-        if array.ndim == 2:
-            array = array[:, :, None]
-        tensor = torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
-        return (tensor - self.mean) / self.std
+        return array[:, :, None] if array.ndim == 2 else array
+
+    def normalize(self, pixels: np.ndarray) -> torch.Tensor:
+        """uint8 (B, H, W, C) arrays -> normalised float (B, C, H, W), in one pass over the batch."""
+        batch = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).float()
+        return batch.mul_(1.0 / 255.0).sub_(self.mean).div_(self.std)
+
+    def __call__(self, image: Any) -> torch.Tensor:
+        return self.normalize(self.pixels(image)[None])[0]
 
     def __repr__(self) -> str:
         return (
@@ -541,7 +547,7 @@ class ImageCollator:
         return int(self._skipped.value)
 
     def __call__(self, examples: Iterable[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-        pixel_values: list[torch.Tensor] = []
+        pixel_values: list[np.ndarray] = []
         labels: list[int] = []
         for example in examples:
             if self.image_column not in example:
@@ -551,7 +557,7 @@ class ImageCollator:
                 )
             value = example[self.image_column]
             try:
-                pixels = self.transform(value)
+                pixels = self.transform.pixels(value)
             except (OSError, ValueError, SyntaxError, EOFError, PIL.Image.DecompressionBombError) as error:
                 with self._skipped.get_lock():
                     self._skipped.value += 1
@@ -565,7 +571,7 @@ class ImageCollator:
             channels, (height, width) = self.transform.num_channels, self.transform.size
             batch = {"pixel_values": torch.empty(0, channels, height, width)}
         else:
-            batch = {"pixel_values": torch.stack(pixel_values)}
+            batch = {"pixel_values": self.transform.normalize(np.stack(pixel_values))}
         if self.label_column is not None:
             batch["labels"] = torch.tensor(labels, dtype=torch.long)
         return batch
