@@ -1,20 +1,45 @@
 """hf-magma: MAGMA manifold regularisation for Masked Autoencoders, native to Hugging Face transformers."""
 
+from .data import (
+    ImageCollator,
+    ImageDataArguments,
+    ImageTransform,
+    find_image_column,
+    find_label_column,
+    load_fashion_mnist,
+    load_image_datasets,
+)
 from .hub import HubPushMixin, push_model_card
 from .losses import MAGMARegularizer, magma_loss, pool_hidden_state, uniformity_loss
 from .model_card import add_evaluation_results, add_figures, create_model_card, summarize_training
-from .modeling import ViTMAEWithMAGMA, ViTMAEWithMAGMAOutput, resolve_magma_config
+from .model_config import MAGMAModelArguments, load_model_and_image_processor
+from .modeling import ViTMAEWithMAGMA, ViTMAEWithMAGMAOutput, all_gather_with_grad, resolve_magma_config
+from .trainer import MAGMATrainer, MAGMATrainingArguments, OnlineLinearProbe, last_checkpoint
 
 __version__ = "0.1.0"
 
 __all__ = [
     "HubPushMixin",
+    "ImageCollator",
+    "ImageDataArguments",
+    "ImageTransform",
+    "MAGMAModelArguments",
     "MAGMARegularizer",
+    "MAGMATrainer",
+    "MAGMATrainingArguments",
+    "OnlineLinearProbe",
     "ViTMAEWithMAGMA",
     "ViTMAEWithMAGMAOutput",
     "add_evaluation_results",
     "add_figures",
+    "all_gather_with_grad",
     "create_model_card",
+    "find_image_column",
+    "find_label_column",
+    "last_checkpoint",
+    "load_fashion_mnist",
+    "load_image_datasets",
+    "load_model_and_image_processor",
     "magma_loss",
     "pool_hidden_state",
     "push_model_card",
