@@ -9,7 +9,9 @@ from .data import (
     load_fashion_mnist,
     load_image_datasets,
 )
+from .hub import HubPushMixin, push_model_card
 from .losses import MAGMARegularizer, magma_loss, pool_hidden_state, uniformity_loss
+from .model_card import add_evaluation_results, add_figures, create_model_card, summarize_training
 from .model_config import MAGMAModelArguments, load_model_and_image_processor
 from .modeling import ViTMAEWithMAGMA, ViTMAEWithMAGMAOutput, all_gather_with_grad, resolve_magma_config
 from .trainer import MAGMATrainer, MAGMATrainingArguments, OnlineLinearProbe, last_checkpoint
@@ -17,6 +19,7 @@ from .trainer import MAGMATrainer, MAGMATrainingArguments, OnlineLinearProbe, la
 __version__ = "0.1.0"
 
 __all__ = [
+    "HubPushMixin",
     "ImageCollator",
     "ImageDataArguments",
     "ImageTransform",
@@ -27,7 +30,10 @@ __all__ = [
     "OnlineLinearProbe",
     "ViTMAEWithMAGMA",
     "ViTMAEWithMAGMAOutput",
+    "add_evaluation_results",
+    "add_figures",
     "all_gather_with_grad",
+    "create_model_card",
     "find_image_column",
     "find_label_column",
     "last_checkpoint",
@@ -36,6 +42,8 @@ __all__ = [
     "load_model_and_image_processor",
     "magma_loss",
     "pool_hidden_state",
+    "push_model_card",
     "resolve_magma_config",
+    "summarize_training",
     "uniformity_loss",
 ]

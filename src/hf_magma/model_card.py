@@ -344,6 +344,21 @@ def add_evaluation_results(
     return card
 
 
+def read_card_extras(output_dir: str | os.PathLike) -> tuple[list[EvalResult] | None, dict[str, str] | None]:
+    """The evaluation results and figures recorded in ``output_dir/README.md`` (None where there are none)."""
+    path = Path(output_dir) / "README.md"
+    if not path.is_file():
+        return None, None
+    try:
+        card = ModelCard.load(path)
+    except Exception:  # a card broken by hand is replaced, not fatal
+        return None, None
+    match = re.search(re.escape(_FIGURES_START) + r"(.*?)" + re.escape(_FIGURES_END), card.text, re.DOTALL)
+    figures = dict(re.findall(r"!\[(.*?)\]\((.*?)\)", match.group(1))) if match else {}
+    figures = {c: p for c, p in figures.items() if (Path(output_dir) / p).is_file()}
+    return card.data.eval_results or None, figures or None
+
+
 def add_figures(output_dir: str | os.PathLike, figures: Mapping[str, str], *, save: bool = True) -> ModelCard:
     """Embed figures (caption -> PNG path relative to ``output_dir``) in the card, after any embedded before."""
     if not figures:
@@ -351,10 +366,7 @@ def add_figures(output_dir: str | os.PathLike, figures: Mapping[str, str], *, sa
     path = _card_path(output_dir)
     checked = _check_figures(path.parent, figures)
     card = ModelCard.load(path)
-    existing = {}
-    match = re.search(re.escape(_FIGURES_START) + r"(.*?)" + re.escape(_FIGURES_END), card.text, re.DOTALL)
-    if match:
-        existing = dict(re.findall(r"!\[(.*?)\]\((.*?)\)", match.group(1)))
+    existing = read_card_extras(path.parent)[1] or {}
     existing.update(checked)
     card.text = _replace_section(card.text, _FIGURES_START, _FIGURES_END, _figures_section(existing))
     if save:
