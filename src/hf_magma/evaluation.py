@@ -7,26 +7,48 @@ and cached in memory, so a 100-epoch probe costs seconds instead of 100 passes o
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
+import logging
 import math
 import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
 from collections.abc import Callable, Iterable, Sequence, Sized
 from typing import Any, Literal
 
+import datasets
 import torch
 import torch.nn.functional as F
+from huggingface_hub import ModelCard, hf_hub_download
+from huggingface_hub.errors import EntryNotFoundError
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import (
     AutoConfig,
+    AutoImageProcessor,
     PreTrainedModel,
+    Trainer,
+    TrainingArguments,
     ViTConfig,
     ViTForImageClassification,
-    ViTMAEConfig,
     ViTMAEModel,
     ViTModel,
+    set_seed,
 )
 
+from .data import (
+    FASHION_MNIST_HUB_ID,
+    ImageDataArguments,
+    ImageTransform,
+    find_image_column,
+    find_label_column,
+    load_image_datasets,
+)
+from .hub import push_model_card
 from .losses import pool_hidden_state
+from .model_card import add_evaluation_results
 
 Pooling = Literal["cls", "mean"]
 KNNWeighting = Literal["distance", "uniform"]
@@ -38,6 +60,7 @@ KNN_DISTANCE_EPS = 1e-5
 SUPPORTED_MODEL_TYPES = ("vit_mae", "vit")
 
 Encoder = ViTMAEModel | ViTModel
+logger = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -156,7 +179,8 @@ def extract_features(
     """Frozen features (N, D) and labels (N,) of a dataset, batched under ``torch.inference_mode``.
 
     ``dataset_or_loader`` is a ``datasets.Dataset``/``IterableDataset`` (images in ``image_column`` go through
-    ``transform``; labels come from ``label_column``), a torch ``Dataset`` of ``(image, label)`` pairs, or an
+    ``transform``, by default an eval `ImageTransform` at the model's size with ImageNet statistics; the
+    columns are auto-detected when not given), a torch ``Dataset`` of ``(image, label)`` pairs, or an
     iterable of batches (dicts with ``pixel_values``/``labels`` or ``(pixel_values, labels)`` tuples). Every
     image is encoded on its own footing, so the result does not depend on ``batch_size``. Labels are ``None``
     when the data has none. Features are float32 on the CPU.
@@ -165,6 +189,9 @@ def extract_features(
         raise ValueError(f"`batch_size` must be a positive integer, got {batch_size}")
     encoder = load_encoder(model)
     device, dtype = _model_device_dtype(encoder)
+    if transform is None and _is_hf_dataset(dataset_or_loader):
+        config = encoder.config
+        transform = ImageTransform(config.image_size, train=False, num_channels=config.num_channels)
     batches, total = _iter_batches(dataset_or_loader, batch_size, transform, image_column, label_column)
     was_training = encoder.training
     encoder.eval()
@@ -189,6 +216,10 @@ def extract_features(
     return all_features, (torch.cat(labels) if labels else None)
 
 
+def _is_hf_dataset(data: Any) -> bool:
+    return isinstance(data, (datasets.Dataset, datasets.IterableDataset))
+
+
 def _iter_batches(
     data: Any,
     batch_size: int,
@@ -197,9 +228,7 @@ def _iter_batches(
     label_column: str | None,
 ) -> tuple[Iterable[tuple[torch.Tensor, Any]], int | None]:
     """Normalise the accepted inputs into an iterable of ``(pixel_values, labels or None)`` and its length."""
-    import datasets
-
-    if isinstance(data, (datasets.Dataset, datasets.IterableDataset)):
+    if _is_hf_dataset(data):
         return _iter_hf_dataset(data, batch_size, transform, image_column, label_column)
     if isinstance(data, torch.utils.data.Dataset) and not isinstance(data, torch.utils.data.IterableDataset):
         data = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
@@ -227,29 +256,18 @@ def _unpack_batch(batch: Any, transform: Callable[[Any], torch.Tensor] | None) -
 
 
 def _iter_hf_dataset(data, batch_size, transform, image_column, label_column):
-    from .data import find_image_column, find_label_column
-
-    features = data.features
-    columns = list(features) if features is not None else list(data.column_names or [])
-    image_column = image_column or find_image_column(features if features is not None else columns)
-    if label_column is None:
-        try:
-            label_column = find_label_column(features if features is not None else columns)
-        except ValueError:
-            label_column = None
+    image_column = image_column or find_image_column(data)
+    label_column = label_column or find_label_column(data)
     if label_column is not None:
-        check_label_feature(features, label_column)
+        check_label_feature(data.features, label_column)
+    if isinstance(data, Sized) and len(data) == 0:
+        raise ValueError("the dataset is empty: no images to extract features from")
     total = math.ceil(len(data) / batch_size) if isinstance(data, Sized) else None
 
     def batches():
         for batch in data.iter(batch_size=batch_size):
             images = batch[image_column]
-            if transform is not None:
-                pixel_values = torch.stack([transform(image) for image in images])
-            else:
-                pixel_values = torch.as_tensor(images)
-                if pixel_values.dtype == torch.uint8:
-                    raise TypeError(f"column {image_column!r} holds raw images: pass a `transform`")
+            pixel_values = torch.stack([transform(image) for image in images])
             yield pixel_values, (batch[label_column] if label_column is not None else None)
 
     return batches(), total
@@ -257,7 +275,6 @@ def _iter_hf_dataset(data, batch_size, transform, image_column, label_column):
 
 def check_label_feature(features: Any, label_column: str) -> None:
     """Raise ``ValueError`` unless ``label_column`` of a ``datasets`` schema holds integer class ids."""
-    import datasets
 
     if features is None:
         return
@@ -555,3 +572,375 @@ def sample_label_fraction(labels: torch.Tensor, fraction: float, seed: int = 0) 
             )
         picked.append(members[torch.randperm(members.numel(), generator=generator)[:per_class]])
     return torch.cat(picked).sort().values
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The protocol
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EvaluationArguments:
+    """What to evaluate and how (parsed by ``HfArgumentParser``); defaults are the paper's protocol."""
+
+    model_name_or_path: str = field(
+        metadata={"help": "A checkpoint folder or Hub model id: ours, a plain ViT-MAE, or a ViT."}
+    )
+    revision: str | None = field(default=None, metadata={"help": "The Hub revision of the checkpoint."})
+    pooling: str = field(
+        default="cls",
+        metadata={"help": "`cls`: the CLS token after the final LayerNorm; `mean`: the mean of the patch tokens."},
+    )
+    batch_size: int = field(default=256, metadata={"help": "Images per batch for feature extraction."})
+    test_split: str | None = field(
+        default=None,
+        metadata={"help": "The split to score on: default the source's `test` split, else the validation split."},
+    )
+    knn_k: int = field(default=10, metadata={"help": "Neighbours of the k-NN classifier (0 skips k-NN)."})
+    knn_weighting: str = field(
+        default="distance", metadata={"help": "`distance`: votes weighted by 1/(d + 1e-5); `uniform`: equal votes."}
+    )
+    linear_epochs: int = field(default=100, metadata={"help": "Epochs of the linear probe (0 skips it)."})
+    linear_lr: float = field(default=0.1, metadata={"help": "SGD learning rate of the linear probe."})
+    linear_momentum: float = field(default=0.9, metadata={"help": "SGD momentum of the linear probe."})
+    linear_batch_size: int = field(default=256, metadata={"help": "Mini-batch size of the linear probe."})
+    linear_milestones: list[int] = field(
+        default_factory=lambda: [60, 80], metadata={"help": "Epochs at which the probe's lr is multiplied by gamma."}
+    )
+    linear_gamma: float = field(default=0.1, metadata={"help": "The probe's lr factor at each milestone."})
+    linear_weight_decay: float = field(default=0.0, metadata={"help": "Weight decay of the linear probe."})
+    standardize: bool = field(
+        default=False,
+        metadata={"help": "Standardise features with the train set's mean/std before probing (the paper does not)."},
+    )
+    label_fractions: list[float] = field(
+        default_factory=lambda: [1.0],
+        metadata={"help": "Fractions of the train labels for the linear probe, e.g. 0.01 0.05 0.1 1 (Table 3)."},
+    )
+    finetune: bool = field(
+        default=False,
+        metadata={"help": "Also fine-tune a ViTForImageClassification from the encoder (TrainingArguments apply)."},
+    )
+
+    def __post_init__(self) -> None:
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"--pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.knn_weighting not in KNN_WEIGHTINGS:
+            raise ValueError(f"--knn_weighting must be one of {KNN_WEIGHTINGS}, got {self.knn_weighting!r}")
+        for name in ("batch_size", "linear_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be positive, got {getattr(self, name)}")
+        for name in ("knn_k", "linear_epochs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name} must be >= 0 (0 skips it), got {getattr(self, name)}")
+        if not self.label_fractions or any(not 0 < f <= 1 for f in self.label_fractions):
+            raise ValueError(f"--label_fractions must be in (0, 1], got {self.label_fractions}")
+
+
+def fraction_suffix(fraction: float) -> str:
+    """``0.01`` -> ``"1pct"``: the key suffix of a label fraction's result."""
+    return f"{fraction * 100:g}pct"
+
+
+def evaluate_features(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    args: EvaluationArguments,
+    *,
+    seed: int = 0,
+    show_progress: bool = True,
+) -> dict[str, float]:
+    """k-NN and linear-probe top-1 accuracies on cached features, with the settings of ``args``.
+
+    Keys: ``knn_accuracy``; ``linear_accuracy`` (all labels) and ``linear_accuracy_<p>pct`` for each other
+    fraction, whose subset is drawn by `sample_label_fraction` with ``seed``.
+    """
+    results: dict[str, float] = {}
+    if args.knn_k > 0:
+        results["knn_accuracy"] = knn_accuracy(
+            train_x, train_y, test_x, test_y, k=args.knn_k, weighting=args.knn_weighting, show_progress=show_progress
+        )
+    if args.linear_epochs > 0:
+        num_classes = int(max(train_y.max(), test_y.max())) + 1
+        for fraction in args.label_fractions:
+            subset = sample_label_fraction(train_y, fraction, seed=seed)
+            probe = linear_probe(
+                train_x[subset],
+                train_y[subset],
+                test_x,
+                test_y,
+                epochs=args.linear_epochs,
+                lr=args.linear_lr,
+                momentum=args.linear_momentum,
+                batch_size=args.linear_batch_size,
+                milestones=args.linear_milestones,
+                gamma=args.linear_gamma,
+                weight_decay=args.linear_weight_decay,
+                standardize=args.standardize,
+                seed=seed,
+                num_classes=num_classes,
+                show_progress=show_progress,
+            )
+            key = "linear_accuracy" if fraction == 1 else f"linear_accuracy_{fraction_suffix(fraction)}"
+            results[key] = probe["accuracy"]
+    return results
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Fine-tuning
+# --------------------------------------------------------------------------------------------------------------
+
+
+def image_classifier_from_encoder(
+    model_name_or_path_or_model: str | os.PathLike | nn.Module,
+    num_labels: int,
+    *,
+    id2label: dict[int, str] | None = None,
+    revision: str | None = None,
+) -> ViTForImageClassification:
+    """A `ViTForImageClassification` whose encoder is the checkpoint's (every encoder weight copied, checked),
+    with a freshly initialised classifier: the starting point of full fine-tuning (paper Table 2)."""
+    if num_labels < 2:
+        raise ValueError(f"fine-tuning needs at least 2 classes, got num_labels={num_labels}")
+    encoder = load_encoder(model_name_or_path_or_model, revision=revision)
+    source = encoder.config
+    config = ViTConfig(
+        hidden_size=source.hidden_size,
+        num_hidden_layers=source.num_hidden_layers,
+        num_attention_heads=source.num_attention_heads,
+        intermediate_size=source.intermediate_size,
+        hidden_act=source.hidden_act,
+        hidden_dropout_prob=source.hidden_dropout_prob,
+        attention_probs_dropout_prob=source.attention_probs_dropout_prob,
+        initializer_range=source.initializer_range,
+        layer_norm_eps=source.layer_norm_eps,
+        image_size=source.image_size,
+        patch_size=source.patch_size,
+        num_channels=source.num_channels,
+        qkv_bias=source.qkv_bias,
+        num_labels=num_labels,
+        id2label=id2label or {i: str(i) for i in range(num_labels)},
+        label2id={v: k for k, v in (id2label or {i: str(i) for i in range(num_labels)}).items()},
+    )
+    model = ViTForImageClassification(config)
+    weights = {k: v for k, v in encoder.state_dict().items() if not k.startswith("pooler.")}
+    missing, unexpected = model.vit.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"the encoder's weights do not map onto ViTForImageClassification: missing {missing}, "
+            f"unexpected {unexpected}"
+        )
+    return model
+
+
+def classification_accuracy(eval_prediction: Any) -> dict[str, float]:
+    """``compute_metrics`` for `transformers.Trainer`: top-1 accuracy of the logits."""
+    logits, labels = eval_prediction.predictions, eval_prediction.label_ids
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    return {"accuracy": top1_accuracy(torch.as_tensor(logits).argmax(-1), torch.as_tensor(labels))}
+
+
+def _eval_transforms(
+    model_name_or_path: str, revision: str | None, config: Any
+) -> tuple[ImageTransform, ImageTransform]:
+    """(train, eval) transforms from the checkpoint's image processor, else its config with ImageNet statistics."""
+    try:
+        processor = AutoImageProcessor.from_pretrained(model_name_or_path, revision=revision)
+    except (OSError, ValueError):
+        processor = None
+    channels = config.num_channels
+    if processor is not None:
+        return tuple(  # type: ignore[return-value]
+            ImageTransform.from_image_processor(processor, train=train, num_channels=channels) for train in (True, False)
+        )
+    return tuple(ImageTransform(config.image_size, train=train, num_channels=channels) for train in (True, False))  # type: ignore[return-value]
+
+
+def finetune(
+    model_name_or_path_or_model: str | os.PathLike | nn.Module,
+    train_dataset: datasets.Dataset,
+    eval_dataset: datasets.Dataset,
+    training_args: TrainingArguments,
+    *,
+    train_transform: Callable[[Any], torch.Tensor],
+    eval_transform: Callable[[Any], torch.Tensor],
+    image_column: str,
+    label_column: str,
+    num_labels: int,
+    revision: str | None = None,
+) -> dict[str, float]:
+    """Fully fine-tune `image_classifier_from_encoder` with the transformers `Trainer`; returns
+    ``finetune_accuracy`` (top-1 on ``eval_dataset``). Hyperparameters come from ``training_args``."""
+    model = image_classifier_from_encoder(model_name_or_path_or_model, num_labels, revision=revision)
+
+    def with_pixels(transform):
+        def apply(batch):
+            return {
+                "pixel_values": [transform(image) for image in batch[image_column]],
+                "labels": batch[label_column],
+            }
+
+        return apply
+
+    # The transform adds the model's inputs on the fly, so the raw columns must reach it; the classifier is
+    # saved in output_dir, but only the model card is pushed.
+    args = dataclasses.replace(training_args, remove_unused_columns=False, push_to_hub=False)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset.with_transform(with_pixels(train_transform)),
+        eval_dataset=eval_dataset.with_transform(with_pixels(eval_transform)),
+        compute_metrics=classification_accuracy,
+    )
+    trainer.train()
+    metrics = trainer.evaluate()
+    return {"finetune_accuracy": float(metrics["eval_accuracy"])}
+
+
+def _minimal_card(directory: Path, model_id: str) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    card = ModelCard(
+        f"---\nlibrary_name: transformers\ntags:\n- image-feature-extraction\n---\n\n# {model_id}\n\n"
+        "Evaluated with hf-magma's frozen-feature protocol.\n"
+    )
+    card.save(directory / "README.md")
+
+
+def record_results_in_card(
+    model_name_or_path: str,
+    results: dict[str, float],
+    *,
+    dataset_name: str,
+    dataset_split: str,
+    output_dir: str | os.PathLike,
+    revision: str | None = None,
+    push_to: str | None = None,
+    token: str | None = None,
+) -> Path:
+    """Record ``results`` in the checkpoint's model card and return the card's path.
+
+    A local checkpoint's own ``README.md`` is updated; a Hub checkpoint's card is fetched into ``output_dir``
+    and updated there. A checkpoint without a card gets a short one. With ``push_to`` the card is uploaded to
+    that Hub repo.
+    """
+    if os.path.isdir(model_name_or_path):
+        card_dir = Path(model_name_or_path)
+        if not (card_dir / "README.md").is_file():
+            _minimal_card(card_dir, card_dir.resolve().name)
+    else:
+        card_dir = Path(output_dir)
+        card_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            fetched = hf_hub_download(model_name_or_path, "README.md", revision=revision, token=token)
+            shutil.copyfile(fetched, card_dir / "README.md")
+        except EntryNotFoundError:
+            _minimal_card(card_dir, model_name_or_path)
+    add_evaluation_results(card_dir, results, dataset_name=dataset_name, dataset_split=dataset_split)
+    if push_to is not None:
+        push_model_card(push_to, card_dir, token=token, commit_message="Add evaluation results")
+    return card_dir / "README.md"
+
+
+def format_results_table(results: dict[str, float]) -> str:
+    """A two-column text table of the results, accuracies in percent."""
+    width = max(len("metric"), *(len(name) for name in results))
+    lines = [f"{'metric':<{width}}  top-1 (%)", f"{'-' * width}  ---------"]
+    lines += [f"{name:<{width}}  {100 * value:9.2f}" for name, value in results.items()]
+    return "\n".join(lines)
+
+
+def run_evaluation(
+    eval_args: EvaluationArguments, data_args: ImageDataArguments, training_args: TrainingArguments
+) -> dict[str, float]:
+    """The whole evaluation of ``scripts/run_eval.py``: load the data and the encoder, extract features once,
+    run k-NN and the linear probe(s) (and fine-tuning with ``finetune``), write ``eval_results.json``, print a
+    table, and record the results in the model card (pushed with ``push_to_hub``)."""
+    model_id = eval_args.model_name_or_path
+    is_local = os.path.isdir(model_id)
+    push_to = None
+    if training_args.push_to_hub:
+        push_to = training_args.hub_model_id or (None if is_local else model_id)
+        if push_to is None:
+            raise ValueError("--push_to_hub with a local checkpoint needs --hub_model_id (the repo to update)")
+    set_seed(training_args.seed)
+
+    encoder = load_encoder(model_id, revision=eval_args.revision)
+    splits = load_image_datasets(data_args, seed=training_args.seed)
+    test_name = eval_args.test_split or ("test" if "test" in splits else "validation")
+    if test_name not in splits:
+        raise ValueError(f"no {test_name!r} split to evaluate on; the data has {sorted(splits)}")
+    train, test = splits["train"], splits[test_name]
+    image_column = data_args.image_column_name or find_image_column(train)
+    label_column = data_args.label_column_name or find_label_column(train)
+    if label_column is None:
+        raise ValueError(
+            f"the dataset has no label column (columns: {train.column_names}): evaluation needs class labels; "
+            "pass --label_column_name if they have an unusual name"
+        )
+    for name, split in (("train", train), (test_name, test)):
+        if split.features is not None and label_column not in split.features:
+            raise ValueError(f"the {name} split has no label column {label_column!r}")
+        check_label_feature(split.features, label_column)
+    train_transform, eval_transform = _eval_transforms(model_id, eval_args.revision, encoder.config)
+
+    def features_of(split):
+        return extract_features(
+            encoder,
+            split,
+            pooling=eval_args.pooling,
+            batch_size=eval_args.batch_size,
+            transform=eval_transform,
+            image_column=image_column,
+            label_column=label_column,
+        )
+
+    train_x, train_y = features_of(train)
+    test_x, test_y = features_of(test)
+    results = evaluate_features(train_x, train_y, test_x, test_y, eval_args, seed=training_args.seed)
+    if eval_args.finetune:
+        num_labels = int(max(train_y.max(), test_y.max())) + 1
+        results.update(
+            finetune(
+                model_id,
+                train,
+                test,
+                training_args,
+                train_transform=train_transform,
+                eval_transform=eval_transform,
+                image_column=image_column,
+                label_column=label_column,
+                num_labels=num_labels,
+                revision=eval_args.revision,
+            )
+        )
+
+    dataset_name = data_args.dataset_name or data_args.train_dir or FASHION_MNIST_HUB_ID
+    output_dir = Path(training_args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    record = {
+        "model_name_or_path": model_id,
+        "dataset": dataset_name,
+        "train_split": data_args.train_split,
+        "test_split": test_name,
+        "num_train": int(train_x.shape[0]),
+        "num_test": int(test_x.shape[0]),
+        "feature_dim": int(train_x.shape[1]),
+        "settings": dataclasses.asdict(eval_args),
+        "results": results,
+    }
+    (output_dir / "eval_results.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(format_results_table(results))
+    card = record_results_in_card(
+        model_id,
+        results,
+        dataset_name=dataset_name,
+        dataset_split=test_name,
+        output_dir=output_dir,
+        revision=eval_args.revision,
+        push_to=push_to,
+        token=training_args.hub_token,
+    )
+    logger.info("Results written to %s and recorded in %s", output_dir / "eval_results.json", card)
+    return results
