@@ -21,7 +21,7 @@ from typing import Any, Literal
 import datasets
 import torch
 import torch.nn.functional as F
-from huggingface_hub import ModelCard, hf_hub_download
+from huggingface_hub import ModelCard, create_repo, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError
 from torch import nn
 from tqdm.auto import tqdm
@@ -823,7 +823,7 @@ def record_results_in_card(
 
     A local checkpoint's own ``README.md`` is updated; a Hub checkpoint's card is fetched into ``output_dir``
     and updated there. A checkpoint without a card gets a short one. With ``push_to`` the card is uploaded to
-    that Hub repo.
+    that Hub repo (created if needed).
     """
     if os.path.isdir(model_name_or_path):
         card_dir = Path(model_name_or_path)
@@ -839,6 +839,7 @@ def record_results_in_card(
             _minimal_card(card_dir, model_name_or_path)
     add_evaluation_results(card_dir, results, dataset_name=dataset_name, dataset_split=dataset_split)
     if push_to is not None:
+        create_repo(push_to, exist_ok=True, token=token)
         push_model_card(push_to, card_dir, token=token, commit_message="Add evaluation results")
     return card_dir / "README.md"
 
