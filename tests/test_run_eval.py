@@ -161,3 +161,14 @@ def test_checkpoint_that_is_not_a_vit_is_rejected(image_dirs, tmp_path):
     BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, vocab_size=50)).save_pretrained(tmp_path / "bert")
     with pytest.raises(ValueError, match="not a ViT"):
         run(base_args(tmp_path / "bert", image_dirs, tmp_path / "eval"))
+
+
+def test_run_eval_on_a_hub_checkpoint(checkpoint, image_dirs, tmp_path, hub_server):
+    ViTMAEWithMAGMA.from_pretrained(checkpoint).push_to_hub("someone/hub-m-mae")
+    output_dir = tmp_path / "eval"
+    args = base_args("someone/hub-m-mae", image_dirs, output_dir) + ["--linear_epochs", "2", "--linear_milestones", "1"]
+    results = run(args + ["--push_to_hub"])
+    local = ModelCard.load(output_dir / "README.md")
+    pushed = ModelCard(hub_server.files("someone/hub-m-mae")["README.md"].decode())
+    for card in (local, pushed):
+        assert {r.metric_name: r.metric_value for r in card.data.eval_results} == pytest.approx(results)
