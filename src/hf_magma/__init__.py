@@ -9,6 +9,17 @@ from .data import (
     load_fashion_mnist,
     load_image_datasets,
 )
+from .evaluation import (
+    EvaluationArguments,
+    evaluate_features,
+    extract_features,
+    image_classifier_from_encoder,
+    knn_accuracy,
+    linear_probe,
+    load_encoder,
+    run_evaluation,
+    sample_label_fraction,
+)
 from .hub import HubPushMixin, push_model_card
 from .losses import MAGMARegularizer, magma_loss, pool_hidden_state, uniformity_loss
 from .model_card import add_evaluation_results, add_figures, create_model_card, summarize_training
@@ -19,6 +30,7 @@ from .trainer import MAGMATrainer, MAGMATrainingArguments, OnlineLinearProbe, la
 __version__ = "0.1.0"
 
 __all__ = [
+    "EvaluationArguments",
     "HubPushMixin",
     "ImageCollator",
     "ImageDataArguments",
@@ -34,9 +46,15 @@ __all__ = [
     "add_figures",
     "all_gather_with_grad",
     "create_model_card",
+    "evaluate_features",
+    "extract_features",
     "find_image_column",
     "find_label_column",
+    "image_classifier_from_encoder",
+    "knn_accuracy",
     "last_checkpoint",
+    "linear_probe",
+    "load_encoder",
     "load_fashion_mnist",
     "load_image_datasets",
     "load_model_and_image_processor",
@@ -44,6 +62,8 @@ __all__ = [
     "pool_hidden_state",
     "push_model_card",
     "resolve_magma_config",
+    "run_evaluation",
+    "sample_label_fraction",
     "summarize_training",
     "uniformity_loss",
 ]
