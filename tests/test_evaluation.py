@@ -1,0 +1,285 @@
+import pytest
+import torch
+from sklearn.neighbors import KNeighborsClassifier
+from transformers import (
+    ViTConfig,
+    ViTForImageClassification,
+    ViTMAEConfig,
+    ViTMAEForPreTraining,
+    ViTMAEModel,
+    ViTModel,
+)
+
+from hf_magma import ViTMAEWithMAGMA
+from hf_magma.evaluation import (
+    encode,
+    extract_features,
+    knn_accuracy,
+    knn_predict,
+    linear_probe,
+    load_encoder,
+    sample_label_fraction,
+    top1_accuracy,
+)
+
+TINY = dict(
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=64,
+    image_size=16,
+    patch_size=4,
+)
+TINY_DECODER = dict(decoder_hidden_size=32, decoder_num_hidden_layers=1, decoder_num_attention_heads=2, decoder_intermediate_size=64)
+
+
+def tiny_magma(**overrides) -> ViTMAEWithMAGMA:
+    torch.manual_seed(0)
+    return ViTMAEWithMAGMA(ViTMAEConfig(**TINY, **TINY_DECODER, mask_ratio=0.75, **overrides)).eval()
+
+
+def random_split(n_train=300, n_test=120, dim=8, classes=5, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    train_x = torch.randn(n_train, dim, generator=g, dtype=dtype)
+    test_x = torch.randn(n_test, dim, generator=g, dtype=dtype)
+    train_y = torch.randint(0, classes, (n_train,), generator=g)
+    test_y = torch.randint(0, classes, (n_test,), generator=g)
+    return train_x, train_y, test_x, test_y
+
+
+# ---------------------------------------------------------------------------------------------------- k-NN
+
+
+@pytest.mark.parametrize("weighting", ["distance", "uniform"])
+@pytest.mark.parametrize("k", [1, 10, 25])
+def test_knn_matches_scikit_learn(weighting, k):
+    train_x, train_y, test_x, _ = random_split()
+    sk_weights = (lambda d: 1.0 / (d + 1e-5)) if weighting == "distance" else "uniform"
+    sk = KNeighborsClassifier(n_neighbors=k, weights=sk_weights, algorithm="brute", metric="euclidean")
+    expected = sk.fit(train_x.numpy(), train_y.numpy()).predict(test_x.numpy())
+    # Small chunks on both sides exercise the top-k merging across train chunks.
+    got = knn_predict(train_x, train_y, test_x, k=k, weighting=weighting, chunk_size=7, train_chunk_size=29)
+    assert torch.equal(got, torch.from_numpy(expected))
+
+
+def test_knn_chunking_does_not_change_predictions():
+    train_x, train_y, test_x, _ = random_split(dtype=torch.float32)
+    whole = knn_predict(train_x, train_y, test_x, chunk_size=10_000, train_chunk_size=10_000)
+    chunked = knn_predict(train_x, train_y, test_x, chunk_size=13, train_chunk_size=11)
+    assert torch.equal(whole, chunked)
+
+
+def test_knn_accuracy_on_separable_clusters():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(4, 16, generator=g) * 10
+    train_y, test_y = torch.arange(200) % 4, torch.arange(40) % 4
+    train_x = centres[train_y] + torch.randn(200, 16, generator=g)
+    test_x = centres[test_y] + torch.randn(40, 16, generator=g)
+    assert knn_accuracy(train_x, train_y, test_x, test_y) == 1.0
+
+
+def test_knn_rejects_bad_input():
+    train_x, train_y, test_x, test_y = random_split(n_train=20)
+    with pytest.raises(ValueError, match="`k`"):
+        knn_accuracy(train_x, train_y, test_x, test_y, k=21)
+    with pytest.raises(ValueError, match="weighting"):
+        knn_accuracy(train_x, train_y, test_x, test_y, weighting="gaussian")
+    with pytest.raises(ValueError, match="integer class ids"):
+        knn_accuracy(train_x, train_y.float(), test_x, test_y)
+    with pytest.raises(ValueError, match="width"):
+        knn_accuracy(train_x, train_y, test_x[:, :3], test_y)
+    with pytest.raises(ValueError, match="empty"):
+        knn_accuracy(train_x, train_y, test_x[:0], test_y[:0])
+
+
+# ---------------------------------------------------------------------------------------------- linear probe
+
+
+def test_linear_probe_separates_separable_data():
+    g = torch.Generator().manual_seed(1)
+    centres = torch.randn(10, 32, generator=g) * 3
+    train_y, test_y = torch.arange(2000) % 10, torch.arange(500) % 10
+    train_x = centres[train_y] + torch.randn(2000, 32, generator=g)
+    test_x = centres[test_y] + torch.randn(500, 32, generator=g)
+    result = linear_probe(train_x, train_y, test_x, test_y, epochs=10, milestones=(6, 8))
+    assert result["accuracy"] > 0.97
+    assert result["train_accuracy"] > 0.97
+
+
+def test_linear_probe_is_at_chance_on_shuffled_labels():
+    g = torch.Generator().manual_seed(2)
+    centres = torch.randn(10, 32, generator=g) * 3
+    train_y, test_y = torch.arange(2000) % 10, torch.arange(2000) % 10
+    train_x = centres[train_y] + torch.randn(2000, 32, generator=g)
+    test_x = centres[test_y] + torch.randn(2000, 32, generator=g)
+    shuffled = train_y[torch.randperm(2000, generator=g)]
+    result = linear_probe(train_x, shuffled, test_x, test_y, epochs=10, milestones=(6, 8))
+    # Chance is 0.1; 2000 test examples put its standard error at 0.007.
+    assert 0.06 < result["accuracy"] < 0.14
+
+
+def test_linear_probe_is_seeded():
+    train_x, train_y, test_x, test_y = random_split(dtype=torch.float32)
+    a = linear_probe(train_x, train_y, test_x, test_y, epochs=3, milestones=(2,), seed=5)
+    b = linear_probe(train_x, train_y, test_x, test_y, epochs=3, milestones=(2,), seed=5)
+    c = linear_probe(train_x, train_y, test_x, test_y, epochs=3, milestones=(2,), seed=6)
+    assert a == b
+    assert a["train_loss"] != c["train_loss"]
+
+
+def test_linear_probe_standardize_handles_badly_scaled_features():
+    g = torch.Generator().manual_seed(3)
+    centres = torch.randn(3, 8, generator=g)
+    train_y, test_y = torch.arange(300) % 3, torch.arange(90) % 3
+    train_x = (centres[train_y] + 0.1 * torch.randn(300, 8, generator=g)) * 1e4 + 5e4
+    test_x = (centres[test_y] + 0.1 * torch.randn(90, 8, generator=g)) * 1e4 + 5e4
+    raw = linear_probe(train_x, train_y, test_x, test_y, epochs=5, milestones=())
+    scaled = linear_probe(train_x, train_y, test_x, test_y, epochs=5, milestones=(), standardize=True)
+    assert raw["accuracy"] < 0.5  # lr 0.1 on raw features of scale 1e4 overshoots
+    assert scaled["accuracy"] > 0.95
+    with pytest.raises(ValueError, match="diverged"):
+        linear_probe(train_x * 1e30, train_y, test_x, test_y, epochs=2, milestones=())
+
+
+def test_linear_probe_rejects_bad_input():
+    train_x, train_y, test_x, test_y = random_split(dtype=torch.float32)
+    with pytest.raises(ValueError, match="epochs"):
+        linear_probe(train_x, train_y, test_x, test_y, epochs=0)
+    with pytest.raises(ValueError, match="NaN"):
+        linear_probe(train_x * float("nan"), train_y, test_x, test_y, epochs=1)
+    with pytest.raises(ValueError, match="labels for"):
+        linear_probe(train_x, train_y[:-1], test_x, test_y, epochs=1)
+
+
+def test_top1_accuracy():
+    assert top1_accuracy(torch.tensor([0, 1, 2, 2]), torch.tensor([0, 1, 1, 2])) == 0.75
+
+
+# ------------------------------------------------------------------------------------------- label fractions
+
+
+def test_label_fraction_is_exact_per_class_and_reproducible():
+    labels = torch.arange(1000) % 10
+    labels = labels[torch.randperm(1000, generator=torch.Generator().manual_seed(0))]
+    for fraction, per_class in ((0.01, 1), (0.05, 5), (0.1, 10)):
+        picked = sample_label_fraction(labels, fraction, seed=3)
+        assert torch.equal(torch.bincount(labels[picked], minlength=10), torch.full((10,), per_class))
+        assert torch.equal(picked, sample_label_fraction(labels, fraction, seed=3))
+        assert picked.unique().numel() == picked.numel()
+    assert not torch.equal(sample_label_fraction(labels, 0.1, seed=3), sample_label_fraction(labels, 0.1, seed=4))
+    assert torch.equal(sample_label_fraction(labels, 1.0, seed=3), torch.arange(1000))
+
+
+def test_smaller_fractions_are_subsets_of_larger_ones():
+    labels = torch.arange(2000) % 20
+    small = set(sample_label_fraction(labels, 0.05, seed=0).tolist())
+    large = set(sample_label_fraction(labels, 0.1, seed=0).tolist())
+    assert small < large
+
+
+def test_label_fraction_rejects_bad_input():
+    with pytest.raises(ValueError, match="fraction"):
+        sample_label_fraction(torch.arange(10), 0.0)
+    with pytest.raises(ValueError, match="class 1 has 1 examples"):
+        sample_label_fraction(torch.tensor([0] * 50 + [1]), 0.5)
+    with pytest.raises(ValueError, match="integer"):
+        sample_label_fraction(torch.rand(10), 0.5)
+
+
+# ------------------------------------------------------------------------------------------ encoders, features
+
+
+def test_load_encoder_from_model_objects():
+    model = tiny_magma()
+    assert load_encoder(model) is model.vit
+    assert isinstance(load_encoder(model.vit), ViTMAEModel)
+    clf = ViTForImageClassification(ViTConfig(**TINY, num_labels=3))
+    assert load_encoder(clf) is clf.vit
+    with pytest.raises(ValueError, match="not a ViT"):
+        load_encoder(torch.nn.Linear(2, 2))
+
+
+def test_encode_keeps_every_token_in_order(tmp_path):
+    model = tiny_magma()
+    encoder = model.vit
+    pixel_values = torch.randn(3, 3, 16, 16)
+    with torch.inference_mode():
+        features = encode(encoder, pixel_values, "mean")
+        # The same encoder run by hand with no masking and no shuffling.
+        emb = encoder.embeddings
+        x = emb.patch_embeddings(pixel_values) + emb.position_embeddings[:, 1:]
+        cls = (emb.cls_token + emb.position_embeddings[:, :1]).expand(3, -1, -1)
+        h = torch.cat([cls, x], dim=1)
+        for layer in encoder.layers:
+            h = layer(h)
+        h = encoder.layernorm(h)
+    torch.testing.assert_close(features, h[:, 1:].mean(1))
+    torch.testing.assert_close(encode(encoder, pixel_values, "cls"), h[:, 0])
+    assert encoder.config.mask_ratio == 0.75  # restored after use: the model may still be training
+
+
+def test_vit_mae_and_vit_with_the_same_weights_give_the_same_features():
+    mae = tiny_magma().vit
+    vit = ViTModel(ViTConfig(**TINY), add_pooling_layer=False).eval()
+    missing, unexpected = vit.load_state_dict(mae.state_dict(), strict=False)
+    assert not missing and not unexpected
+    pixel_values = torch.randn(2, 3, 16, 16)
+    with torch.inference_mode():
+        torch.testing.assert_close(encode(mae, pixel_values, "cls"), encode(vit, pixel_values, "cls"))
+        torch.testing.assert_close(encode(mae, pixel_values, "mean"), encode(vit, pixel_values, "mean"))
+
+
+def test_features_do_not_depend_on_batch_size():
+    model = tiny_magma()
+    images = torch.randn(23, 3, 16, 16)
+    labels = torch.arange(23) % 4
+    dataset = torch.utils.data.TensorDataset(images, labels)
+    reference, ref_labels = extract_features(model, dataset, batch_size=23, show_progress=False)
+    for batch_size in (1, 4, 10):
+        features, got_labels = extract_features(model, dataset, batch_size=batch_size, show_progress=False)
+        assert torch.equal(features, reference)
+        assert torch.equal(got_labels, ref_labels)
+    assert reference.shape == (23, 32)
+    assert model.training is False
+
+
+def test_extract_features_from_batches_of_dicts_and_without_labels():
+    model = tiny_magma()
+    images = torch.randn(6, 3, 16, 16)
+    batches = [{"pixel_values": images[:4]}, {"pixel_values": images[4:]}]
+    features, labels = extract_features(model, batches, pooling="mean", show_progress=False)
+    assert labels is None
+    assert torch.equal(features, extract_features(model, [(images,)], pooling="mean", show_progress=False)[0])
+    with pytest.raises(ValueError, match="pooling"):
+        extract_features(model, batches, pooling="max", show_progress=False)
+    with pytest.raises(ValueError, match="empty"):
+        extract_features(model, [], show_progress=False)
+
+
+@pytest.mark.parametrize("kind", ["magma", "mae", "vit", "vit_classifier"])
+def test_load_encoder_from_checkpoints(tmp_path, kind):
+    if kind == "magma":
+        model = tiny_magma()
+    elif kind == "mae":
+        torch.manual_seed(0)
+        model = ViTMAEForPreTraining(ViTMAEConfig(**TINY, **TINY_DECODER))
+    elif kind == "vit":
+        model = ViTModel(ViTConfig(**TINY))
+    else:
+        model = ViTForImageClassification(ViTConfig(**TINY, num_labels=3))
+    model.save_pretrained(tmp_path)
+    encoder = load_encoder(str(tmp_path))
+    assert isinstance(encoder, ViTMAEModel if kind in ("magma", "mae") else ViTModel)
+    expected = load_encoder(model)
+    for name, tensor in encoder.state_dict().items():
+        assert torch.equal(tensor, expected.state_dict()[name]), name
+    if kind in ("magma", "mae"):
+        assert encoder.config.mask_ratio == 0.0
+
+
+def test_load_encoder_rejects_a_checkpoint_that_is_not_a_vit(tmp_path):
+    from transformers import BertConfig, BertModel
+
+    BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, vocab_size=50)).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="`bert` checkpoint, not a ViT"):
+        load_encoder(str(tmp_path))
