@@ -8,9 +8,9 @@ import torch
 from PIL import Image
 from sklearn.decomposition import PCA
 from sklearn.metrics import davies_bouldin_score
-from transformers import Trainer, TrainingArguments, ViTConfig, ViTMAEConfig, ViTModel
+from transformers import ViTConfig, ViTMAEConfig, ViTModel
 
-from hf_magma import ViTMAEWithMAGMA
+from hf_magma import MAGMATrainer, MAGMATrainingArguments, ViTMAEWithMAGMA
 from hf_magma import visualize as viz
 
 pytest.importorskip("matplotlib")
@@ -56,6 +56,11 @@ def read_png(path) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
+def pixels_of(inches: float, dpi: int) -> int:
+    """matplotlib's PNG size for a figure dimension: the integer part of inches x dpi."""
+    return int(inches * dpi + 1e-6)
+
+
 def assert_nontrivial(pixels: np.ndarray) -> None:
     assert pixels.std() > 10, "the figure is (nearly) blank"
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50, "the figure has almost no distinct colours"
@@ -79,7 +84,7 @@ def test_plot_pacmap_png_and_davies_bouldin_match_sklearn(tmp_path):
     )
 
     pixels = read_png(out)
-    assert pixels.shape[:2] == (round(60 * 3.0), round(60 * (3.0 * 2 + 1.5)))
+    assert pixels.shape[:2] == (pixels_of(3.0, 60), pixels_of(3.0 * 2 + 1.5, 60))
     assert_nontrivial(pixels)
 
     assert [p.name for p in panels] == ["MAE", "M-MAE"]
@@ -211,7 +216,7 @@ def test_plot_key_pca_png(tmp_path):
     assert set(maps) == {"MAE", "M-MAE"} and maps["MAE"].shape == (2, 3, 8, 8)
     pixels = read_png(out)
     rows, columns = 2 * 2, 1 + 3
-    assert pixels.shape[:2] == (round(50 * 1.0 * (rows + 0.3)), round(50 * 1.0 * columns))
+    assert pixels.shape[:2] == (pixels_of(1.0 * (rows + 0.3), 50), pixels_of(1.0 * columns, 50))
     assert_nontrivial(pixels)
 
 
@@ -237,7 +242,7 @@ def test_plot_attention_maps_png(tmp_path):
     maps = viz.plot_attention_maps(models, object_images(1), out, panel_size=1.0, dpi=50)
     assert maps["MAE"].shape == (1, 4, 8, 8) and maps["M-MAE"].shape == (1, 2, 8, 8)
     pixels = read_png(out)
-    assert pixels.shape[:2] == (round(50 * (2 + 0.3)), round(50 * (1 + 4)))
+    assert pixels.shape[:2] == (pixels_of(2 + 0.3, 50), pixels_of(1 + 4, 50))
     assert_nontrivial(pixels)
 
 
@@ -253,46 +258,18 @@ def test_images_for_display():
 # ------------------------------------------------------------------------------------------------ training curves
 
 
-class TermLoggingTrainer(Trainer):
-    """Logs the model's loss terms and the MAGMA weight, switching the weight on from ``magma_start`` steps."""
-
-    def __init__(self, *args, magma_start: int, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.magma_start = magma_start
-        self._terms: dict[str, list[float]] = {}
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        weight = 1.0 if self.state.global_step >= self.magma_start else 0.0
-        outputs = model(**inputs, magma_weight=weight)
-        for name, value in (
-            ("reconstruction_loss", outputs.reconstruction_loss.item()),
-            ("magma_loss", outputs.magma_loss.item()),
-            ("magma_weight", weight),
-        ):
-            self._terms.setdefault(name, []).append(value)
-        return (outputs.loss, outputs) if return_outputs else outputs.loss
-
-    def log(self, logs, start_time=None):
-        if "loss" in logs:
-            logs.update({name: float(np.mean(values)) for name, values in self._terms.items()})
-            self._terms.clear()
-        super().log(logs, start_time)
-
-
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
-    """A real `trainer_state.json`: 8 steps of a tiny ViTMAEWithMAGMA, MAGMA on from step 3."""
+    """A real `trainer_state.json`: 8 MAGMATrainer steps of a tiny ViTMAEWithMAGMA, MAGMA on for steps 3-5."""
     output_dir = tmp_path_factory.mktemp("run")
     torch.manual_seed(0)
-    images = torch.rand(32, 3, 16, 16)
+    data = [{"pixel_values": torch.rand(3, 16, 16), "labels": i % 3} for i in range(32)]
     model = ViTMAEWithMAGMA(tiny_config(image_size=16, num_hidden_layers=2))
-    args = TrainingArguments(
+    args = MAGMATrainingArguments(
         output_dir=str(output_dir), max_steps=8, per_device_train_batch_size=8, learning_rate=1e-3, logging_steps=1,
-        save_strategy="no", report_to="none", use_cpu=True, remove_unused_columns=False, disable_tqdm=True,
+        magma_start_step=3, magma_steps=3, save_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True,
     )
-    trainer = TermLoggingTrainer(
-        model=model, args=args, train_dataset=[{"pixel_values": x} for x in images], magma_start=3
-    )
+    trainer = MAGMATrainer(model=model, args=args, train_dataset=data, num_labels=3)
     trainer.train()
     trainer.save_state()
     return output_dir
@@ -308,11 +285,12 @@ def test_plot_training_curves_from_a_real_run(tmp_path, trained_run):
     assert steps.tolist() == list(range(1, 9))  # logged while the weight was 0 too
     assert np.isfinite(magma).all()
     _, weight = curves["M-MAE"]["magma_weight"]
-    assert weight.tolist() == [0, 0, 0, 1, 1, 1, 1, 1]
-    assert len(curves["M-MAE"]["online_accuracy"][0]) == 0  # not logged: no panel
+    assert weight.tolist() == [0, 0, 0, 1, 1, 1, 0, 0]
+    _, accuracy = curves["M-MAE"]["online_accuracy"]
+    assert len(accuracy) == 8 and ((0 <= accuracy) & (accuracy <= 1)).all()
 
     pixels = read_png(out)
-    assert pixels.shape[:2] == (round(50 * 2.0), round(50 * 2.0 * 1.3 * 3))
+    assert pixels.shape[:2] == (pixels_of(2.0, 50), pixels_of(2.0 * 1.3 * 4, 50))
     assert_nontrivial(pixels)
 
 
@@ -334,6 +312,10 @@ def test_plot_training_curves_overlays_runs_and_reads_checkpoint_folders(tmp_pat
 def test_plot_training_curves_errors(tmp_path, trained_run):
     with pytest.raises(FileNotFoundError, match="trainer_state.json"):
         viz.plot_training_curves({"run": tmp_path}, tmp_path / "c.png")
+    partial = tmp_path / "partial.png"
+    curves = viz.plot_training_curves({"run": trained_run}, partial, metrics=["magma_loss", "eval_accuracy"], dpi=40)
+    assert len(curves["run"]["eval_accuracy"][0]) == 0  # never logged: no panel, one panel drawn
+    assert read_png(partial).shape[1] == pixels_of(3.5 * 1.3, 40)
     with pytest.raises(ValueError, match="logged keys"):
         viz.plot_training_curves({"run": trained_run}, tmp_path / "c.png", metrics=["eval_accuracy"])
     with pytest.raises(ValueError, match="x_axis"):
@@ -361,3 +343,130 @@ def test_import_stays_light_and_missing_extras_are_named(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "pacmap", None)
     with pytest.raises(ImportError, match=r"hf-magma\[viz\]"):
         viz.pacmap_embedding(np.zeros((8, 2)))
+
+
+# ---------------------------------------------------------------------------------------- checkpoints and script
+
+
+def class_images(num_classes: int = 4, per_class: int = 10, size: int = 32):
+    """PIL images whose class sets the colour and place of a bright square on noise."""
+    rng = np.random.default_rng(0)
+    images, labels = [], []
+    for c in range(num_classes):
+        for _ in range(per_class):
+            pixels = rng.integers(0, 60, size=(size, size, 3), dtype=np.uint8)
+            top, left = 2 + 6 * c, 4 + 5 * c
+            pixels[top : top + 10, left : left + 10, c % 3] = 230
+            images.append(Image.fromarray(pixels))
+            labels.append(c)
+    return images, labels
+
+
+@pytest.fixture(scope="module")
+def labelled_dataset():
+    import datasets
+
+    images, labels = class_images()
+    features = datasets.Features(
+        {"image": datasets.Image(), "label": datasets.ClassLabel(names=["red", "green", "blue", "red2"])}
+    )
+    return datasets.Dataset.from_dict({"image": images, "label": labels}, features=features)
+
+
+@pytest.fixture(scope="module")
+def saved_checkpoints(tmp_path_factory, trained_run):
+    """Two saved tiny checkpoints with an image processor; the second with a run's trainer_state.json and a card."""
+    from transformers import ViTImageProcessor
+
+    from hf_magma.model_card import create_model_card
+
+    root = tmp_path_factory.mktemp("checkpoints")
+    paths = []
+    for seed, name in ((0, "mae"), (1, "m-mae")):
+        model = tiny_model(seed)
+        path = root / name
+        model.save_pretrained(path)
+        ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(path)
+        paths.append(path)
+    (paths[1] / "trainer_state.json").write_text((trained_run / "trainer_state.json").read_text())
+    create_model_card(output_dir=paths[1], model_config=tiny_config(), dataset_name="toy", save=True)
+    return paths
+
+
+def test_write_figures_for_two_checkpoints(tmp_path, saved_checkpoints, labelled_dataset):
+    mae, m_mae = saved_checkpoints
+    written = viz.write_figures(
+        {"MAE": mae, "M-MAE": m_mae}, tmp_path, dataset=labelled_dataset, num_classes=3, max_samples_per_class=8,
+        linear_accuracy={"MAE": 0.5, "M-MAE": 0.6}, num_images=2, dpi=40,
+    )
+    assert list(written) == ["pacmap", "keys", "attention", "curves"]
+    for path in written.values():
+        assert path.parent == tmp_path
+        assert_nontrivial(read_png(path))
+    # Two checkpoints x two images rows, image + 3 layers / 4 heads columns.
+    assert read_png(written["keys"]).shape[:2] == (pixels_of(1.4 * 4.3, 40), pixels_of(1.4 * 4, 40))
+    assert read_png(written["attention"]).shape[:2] == (pixels_of(1.4 * 4.3, 40), pixels_of(1.4 * 5, 40))
+
+
+def test_write_figures_skips_or_refuses_what_the_inputs_do_not_allow(tmp_path, saved_checkpoints, labelled_dataset):
+    mae, _ = saved_checkpoints
+    # No dataset and no trainer_state.json: nothing can be drawn unless asked, then a clear error.
+    assert viz.write_figures({"MAE": mae}, tmp_path) == {}
+    with pytest.raises(ValueError, match="'curves' figure: no checkpoint holds a trainer_state.json"):
+        viz.write_figures({"MAE": mae}, tmp_path, figures="curves")
+    with pytest.raises(ValueError, match="'keys' figure: no dataset"):
+        viz.write_figures({"MAE": mae}, tmp_path, figures=["keys"])
+    unlabelled = labelled_dataset.remove_columns("label")
+    with pytest.raises(ValueError, match="no label column"):
+        viz.write_figures({"MAE": mae}, tmp_path, figures="pacmap", dataset=unlabelled)
+    with pytest.raises(ValueError, match="Unknown figure"):
+        viz.write_figures({"MAE": mae}, tmp_path, figures="pacmap,tsne")
+    with pytest.raises(ValueError, match="outside the dataset"):
+        viz.write_figures({"MAE": mae}, tmp_path, figures="keys", dataset=labelled_dataset, image_indices=[99])
+
+
+def test_write_checkpoint_figures_embeds_them_in_the_model_card(saved_checkpoints, labelled_dataset):
+    from huggingface_hub import ModelCard
+
+    _, checkpoint = saved_checkpoints
+    figures = viz.write_checkpoint_figures(
+        checkpoint, labelled_dataset, figures="curves,attention", num_images=1, dpi=40
+    )
+    assert figures == {
+        viz.FIGURES["attention"][1]: "figures/attention_maps.png",
+        viz.FIGURES["curves"][1]: "figures/training_curves.png",
+    }
+    card = ModelCard.load(checkpoint / "README.md")
+    for caption, path in figures.items():
+        assert (checkpoint / path).is_file()
+        assert f"![{caption}]({path})" in card.text
+
+
+def test_visualize_script_main(tmp_path, saved_checkpoints):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("visualize_script", Path(__file__).parents[1] / "scripts" / "visualize.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+
+    images, labels = class_images(num_classes=3, per_class=8)
+    for split in ("train", "val"):
+        for k, (image, label) in enumerate(zip(images, labels)):
+            folder = tmp_path / split / f"class{label}"
+            folder.mkdir(parents=True, exist_ok=True)
+            image.save(folder / f"{k}.png")
+
+    mae, m_mae = saved_checkpoints
+    out = tmp_path / "figures"
+    script_args, data_args = script.make_parser().parse_args_and_config([
+        "--model_name_or_path", str(mae), str(m_mae), "--names", "MAE", "M-MAE", "--output_dir", str(out),
+        "--train_dir", str(tmp_path / "train"), "--validation_dir", str(tmp_path / "val"),
+        "--figures", "pacmap,keys", "--num_classes", "3", "--num_images", "1", "--dpi", "40",
+    ])
+    written = script.main(script_args, data_args)
+    assert sorted(written) == ["keys", "pacmap"]
+    assert sorted(p.name for p in out.iterdir()) == ["key_pca.png", "pacmap.png"]
+
+    with pytest.raises(ValueError, match="--names has 1 entries for 2"):
+        script.make_parser().parse_args_and_config(["--model_name_or_path", "a", "b", "--names", "A"])

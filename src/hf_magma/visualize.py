@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +23,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import ViTMAEModel
+
+from .evaluation import _unmasked as unmasked
+from .evaluation import extract_features, load_encoder
+
+logger = logging.getLogger(__name__)
 
 VIZ_EXTRA_HINT = "pip install 'hf-magma[viz]'"
 
@@ -126,8 +133,13 @@ def pacmap_embedding(
     # PaCMAP's default neighbourhood (10, more above 10k points) must stay below the number of points.
     neighbors = n_neighbors if n_neighbors is not None else (None if len(x) > 60 else max(2, min(10, len(x) // 4)))
     reducer = PaCMAP(n_components=2, n_neighbors=neighbors, random_state=seed, apply_pca=x.shape[1] > 100)
-    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):  # it prints its seed
+    pacmap_logger = logging.getLogger("pacmap.pacmap")
+    level = pacmap_logger.level
+    pacmap_logger.setLevel(logging.ERROR)  # it warns that the seed is set, and about its nearest-neighbour search
+    try:
         embedding = reducer.fit_transform(x, init="pca")
+    finally:
+        pacmap_logger.setLevel(level)
     return np.asarray(embedding, dtype=np.float64)
 
 
@@ -184,14 +196,7 @@ def plot_pacmap(
 
     panels = []
     for name, (feats, labs) in arrays.items():
-        rng = np.random.default_rng(seed)
-        keep = []
-        for c in classes:
-            idx = np.flatnonzero(labs == c)
-            if max_samples_per_class is not None and len(idx) > max_samples_per_class:
-                idx = np.sort(rng.choice(idx, size=max_samples_per_class, replace=False))
-            keep.append(idx)
-        keep = np.concatenate(keep)
+        keep = sample_indices_per_class(labs, classes, max_samples_per_class, seed)
         x, y = feats[keep], labs[keep]
         embedding = pacmap_embedding(x, seed=seed, n_neighbors=n_neighbors)
         scored = embedding if davies_bouldin_space == "embedding" else x
@@ -239,20 +244,9 @@ def _class_name_lookup(class_names: Sequence[str] | Mapping[int, str] | None):
 # --------------------------------------------------------------------------------------------------------------
 
 
-def vision_encoder(model: nn.Module) -> nn.Module:
-    """The `ViTMAEModel` / `ViTModel` inside ``model`` (itself, or ``model.vit`` for the heads built on one)."""
-    for candidate in (model, getattr(model, "vit", None)):
-        if candidate is not None and hasattr(candidate, "embeddings") and isinstance(getattr(candidate, "layers", None), nn.ModuleList):
-            return candidate
-    raise ValueError(
-        f"{type(model).__name__} is not a ViT / ViT-MAE model: expected `.layers` and `.embeddings` on it or on its "
-        "`.vit` (transformers' ViTMAEModel, ViTMAEForPreTraining, ViTModel, ...)"
-    )
-
-
 def patch_grid(model: nn.Module, pixel_values: torch.Tensor) -> tuple[int, int]:
     """(rows, columns) of the patch grid that ``pixel_values`` (B, C, H, W) gives, checking it fits the model."""
-    encoder = vision_encoder(model)
+    encoder = load_encoder(model)
     config = encoder.config
     if not isinstance(pixel_values, torch.Tensor) or pixel_values.ndim != 4:
         shape = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
@@ -287,26 +281,20 @@ def run_unmasked(model: nn.Module, pixel_values: torch.Tensor, **kwargs) -> Any:
     ViT-MAE shuffles tokens by ``argsort(noise)``; increasing noise keeps the order, which is checked through the
     returned ``ids_restore``. Returns the encoder's output (tokens: CLS first, then the patches row by row).
     """
-    encoder = vision_encoder(model)
+    encoder = load_encoder(model)
     rows, cols = patch_grid(model, pixel_values)
+    parameter = next(encoder.parameters())
+    pixel_values = pixel_values.to(device=parameter.device, dtype=parameter.dtype)
     was_training = encoder.training
     encoder.eval()
-    device = next(encoder.parameters()).device
-    pixel_values = pixel_values.to(device=device, dtype=next(encoder.parameters()).dtype)
     try:
-        if not hasattr(encoder.embeddings, "random_masking"):
+        if not isinstance(encoder, ViTMAEModel):
             return encoder(pixel_values, **kwargs)
         num_patches = rows * cols
-        noise = torch.arange(num_patches, device=device, dtype=torch.float32).expand(len(pixel_values), -1)
-        config = encoder.embeddings.config
-        mask_ratio = config.mask_ratio
-        config.mask_ratio = 0.0
-        try:
-            outputs = encoder(pixel_values, noise=noise, **kwargs)
-        finally:
-            config.mask_ratio = mask_ratio
-        identity = torch.arange(num_patches, device=device).expand(len(pixel_values), -1)
-        if outputs.ids_restore is None or not torch.equal(outputs.ids_restore, identity):
+        order = torch.arange(num_patches, device=parameter.device).expand(len(pixel_values), -1)
+        with unmasked(encoder):
+            outputs = encoder(pixel_values, noise=order.float(), **kwargs)
+        if outputs.ids_restore is None or not torch.equal(outputs.ids_restore, order):
             raise RuntimeError("The encoder reordered the patch tokens although order-preserving noise was passed")
         return outputs
     finally:
@@ -354,7 +342,7 @@ def attention_keys(model: nn.Module, pixel_values: torch.Tensor, layers: Sequenc
     Returns ``{block index: (B, num_patches, D)}`` with the patches in their original row-major order (CLS
     dropped), captured by forward hooks while the encoder runs unmasked.
     """
-    encoder = vision_encoder(model)
+    encoder = load_encoder(model)
     picked = _layer_indices(len(encoder.layers), layers)
     captured: dict[int, torch.Tensor] = {}
 
@@ -396,7 +384,7 @@ def attention_probabilities(model: nn.Module, pixel_values: torch.Tensor, layer:
     Computed with the eager attention implementation (the only one that returns the weights), restoring the
     model's own afterwards. Each row sums to one.
     """
-    encoder = vision_encoder(model)
+    encoder = load_encoder(model)
     (index,) = _layer_indices(len(encoder.layers), [layer])
     with _attention_implementation(encoder, "eager"):
         outputs = run_unmasked(model, pixel_values, output_attentions=True)
@@ -460,7 +448,7 @@ def _check_models(models: Mapping[str, nn.Module]) -> None:
     if not models:
         raise ValueError("`models` is empty: pass {name: model}")
     for name, model in models.items():
-        vision_encoder(model)
+        load_encoder(model)
 
 
 def plot_key_pca(
@@ -485,7 +473,7 @@ def plot_key_pca(
     Figure = _figure_class()
     _check_models(models)
     maps = {name: key_pca_maps(model, pixel_values, layers) for name, model in models.items()}
-    blocks = {name: _layer_indices(len(vision_encoder(m).layers), layers) for name, m in models.items()}
+    blocks = {name: _layer_indices(len(load_encoder(m).layers), layers) for name, m in models.items()}
     shown = images_for_display(pixel_values, image_mean, image_std)
     height, width = pixel_values.shape[-2:]
     num_images = len(pixel_values)
@@ -544,7 +532,7 @@ def plot_attention_maps(
     num_images = len(pixel_values)
     ncols = 1 + max(m.shape[1] for m in maps.values())
     nrows = num_images * len(maps)
-    block = {name: _layer_indices(len(vision_encoder(m).layers), [layer])[0] for name, m in models.items()}
+    block = {name: _layer_indices(len(load_encoder(m).layers), [layer])[0] for name, m in models.items()}
 
     fig = Figure(figsize=(panel_size * ncols, panel_size * (nrows + 0.3)), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
@@ -719,3 +707,282 @@ def _plot_split(ax, xs: np.ndarray, ys: np.ndarray, on: np.ndarray, color, name:
             inactive[k if on[k] else k - 1] = ys[k if on[k] else k - 1]
     ax.plot(xs, active, color=color, linewidth=1.4, label=name, marker="." if len(xs) < 30 else None)
     ax.plot(xs, inactive, color=color, linewidth=1.4, linestyle="--", marker="." if len(xs) < 30 else None)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Writing the figures of checkpoints (scripts, model cards)
+# --------------------------------------------------------------------------------------------------------------
+
+#: The figures `write_figures` can draw, with the file name and the caption each gets.
+FIGURES: dict[str, tuple[str, str]] = {
+    "pacmap": ("pacmap.png", "PaCMAP of the encoder's features with the Davies-Bouldin index"),
+    "keys": ("key_pca.png", "First principal component of the attention keys, per layer"),
+    "attention": ("attention_maps.png", "Last-layer CLS attention, per head"),
+    "curves": ("training_curves.png", "Training curves: reconstruction loss, MAGMA loss and weight"),
+}
+
+
+@dataclass
+class VisualizationArguments:
+    """Options of ``scripts/visualize.py`` (parsed by ``HfArgumentParser``, beside `hf_magma.data.ImageDataArguments`)."""
+
+    model_name_or_path: list[str] = field(
+        metadata={"help": "Checkpoints (local folders or Hub ids) to compare side by side, in panel order."}
+    )
+    names: list[str] | None = field(
+        default=None, metadata={"help": "A panel title per checkpoint (default: the folder or repo name)."}
+    )
+    figures: str = field(
+        default="all", metadata={"help": f"Comma-separated figures among {', '.join(FIGURES)}, or 'all'."}
+    )
+    output_dir: str = field(default="figures", metadata={"help": "Where the PNG files are written."})
+    split: str = field(default="validation", metadata={"help": "The dataset split the images and features come from."})
+    runs: list[str] | None = field(
+        default=None,
+        metadata={"help": "Run folders or trainer_state.json files for the curves, one per checkpoint "
+                  "(default: the checkpoint folders that hold a trainer_state.json)."},
+    )
+    linear_accuracy: list[float] | None = field(
+        default=None, metadata={"help": "Linear-probe accuracy (fraction) per checkpoint, shown in the PaCMAP titles."}
+    )
+    num_classes: int = field(default=10, metadata={"help": "How many random classes the PaCMAP plot shows."})
+    max_samples_per_class: int = field(default=200, metadata={"help": "Images per class in the PaCMAP plot."})
+    davies_bouldin_space: str = field(
+        default="embedding",
+        metadata={"help": "Where the Davies-Bouldin index is computed: 'embedding' (the plotted 2-D PaCMAP points) "
+                  "or 'features' (the encoder features)."},
+    )
+    pooling: str = field(default="cls", metadata={"help": "Feature pooling for PaCMAP: 'cls' or 'mean'."})
+    num_images: int = field(default=2, metadata={"help": "Images (seeded picks) in the key-PCA and attention figures."})
+    image_indices: list[int] | None = field(
+        default=None, metadata={"help": "Dataset indices of the images to show (instead of --num_images picks)."}
+    )
+    batch_size: int = field(default=256, metadata={"help": "Batch size of the feature extraction."})
+    seed: int = field(default=0, metadata={"help": "Seed of the class, image and sample picks and of PaCMAP."})
+    dpi: int = field(default=100, metadata={"help": "Resolution of the PNG files."})
+
+    def __post_init__(self) -> None:
+        parse_figures(self.figures)
+        if self.names is not None and len(self.names) != len(self.model_name_or_path):
+            raise ValueError(f"--names has {len(self.names)} entries for {len(self.model_name_or_path)} checkpoints")
+        for option in ("runs", "linear_accuracy"):
+            value = getattr(self, option)
+            if value is not None and len(value) != len(self.model_name_or_path):
+                raise ValueError(f"--{option} needs one entry per checkpoint ({len(self.model_name_or_path)})")
+        if self.davies_bouldin_space not in ("embedding", "features"):
+            raise ValueError(f"--davies_bouldin_space must be 'embedding' or 'features', got {self.davies_bouldin_space!r}")
+        if self.pooling not in ("cls", "mean"):
+            raise ValueError(f"--pooling must be 'cls' or 'mean', got {self.pooling!r}")
+
+    def checkpoint_names(self) -> list[str]:
+        """The panel titles: ``names`` or each checkpoint's last path component, made unique."""
+        if self.names is not None:
+            names = list(self.names)
+        else:
+            names = [Path(str(p).rstrip("/")).name or str(p) for p in self.model_name_or_path]
+        if len(set(names)) != len(names):
+            raise ValueError(f"Checkpoint names must be unique, got {names}: pass --names")
+        return names
+
+
+def parse_figures(figures: str | Sequence[str] | None) -> list[str] | None:
+    """``"pacmap,keys"`` or ``["pacmap", "keys"]`` -> a checked list; ``None`` or ``"all"`` -> ``None`` (all that apply)."""
+    if figures is None:
+        return None
+    names = [f.strip() for f in figures.split(",")] if isinstance(figures, str) else [str(f).strip() for f in figures]
+    names = [n for n in names if n]
+    if names == ["all"]:
+        return None
+    unknown = [n for n in names if n not in FIGURES]
+    if unknown or not names:
+        raise ValueError(f"Unknown figure(s) {unknown or names}: choose among {', '.join(FIGURES)} (or 'all')")
+    return list(dict.fromkeys(names))
+
+
+def _load_image_processor(source: str | os.PathLike):
+    from transformers import AutoImageProcessor
+
+    try:
+        return AutoImageProcessor.from_pretrained(source)
+    except (OSError, ValueError) as err:
+        raise ValueError(
+            f"{os.fspath(source)!r} has no image processor (preprocessor_config.json); pass `image_processor`"
+        ) from err
+
+
+def sample_indices_per_class(
+    labels: np.ndarray, classes: np.ndarray, max_per_class: int | None, seed: int
+) -> np.ndarray:
+    """Indices of at most ``max_per_class`` examples (seeded) of each of ``classes``, in dataset order."""
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in classes:
+        idx = np.flatnonzero(labels == c)
+        if max_per_class is not None and len(idx) > max_per_class:
+            idx = np.sort(rng.choice(idx, size=max_per_class, replace=False))
+        keep.append(idx)
+    return np.sort(np.concatenate(keep))
+
+
+def write_figures(
+    checkpoints: Mapping[str, str | os.PathLike | nn.Module],
+    output_dir: str | os.PathLike,
+    *,
+    figures: str | Sequence[str] | None = None,
+    dataset: Any = None,
+    image_processor: Any = None,
+    image_column: str | None = None,
+    label_column: str | None = None,
+    runs: Mapping[str, str | os.PathLike] | None = None,
+    linear_accuracy: Mapping[str, float] | None = None,
+    num_classes: int = 10,
+    max_samples_per_class: int | None = 200,
+    image_indices: Sequence[int] | None = None,
+    num_images: int = 2,
+    pooling: Literal["cls", "mean"] = "cls",
+    batch_size: int = 256,
+    davies_bouldin_space: Literal["embedding", "features"] = "embedding",
+    seed: int = 0,
+    dpi: int = 100,
+) -> dict[str, Path]:
+    """Draw the requested figures (`FIGURES`) for ``{name: checkpoint path or model}`` into ``output_dir``.
+
+    ``dataset`` (a map-style ``datasets.Dataset``, e.g. a validation split) supplies the images of the key-PCA
+    and attention figures (``image_indices``, else ``num_images`` seeded picks) and the labelled features of the
+    PaCMAP figure, extracted with `hf_magma.evaluation.extract_features` from ``max_samples_per_class`` images of
+    ``num_classes`` random classes. Images are prepared like evaluation images with ``image_processor`` (default:
+    the first checkpoint's). Curves read ``runs`` (default: each checkpoint directory holding a
+    ``trainer_state.json``). With ``figures=None`` every figure the inputs allow is drawn and the others are
+    skipped; a figure asked for by name whose inputs are missing raises ``ValueError``. Returns
+    ``{figure: png path}``.
+    """
+    from .data import ImageTransform, find_image_column, find_label_column
+
+    if not checkpoints:
+        raise ValueError("`checkpoints` is empty: pass {name: checkpoint path or model}")
+    requested = parse_figures(figures)
+    wanted = requested or list(FIGURES)
+    output_dir = Path(output_dir)
+
+    if runs is None:
+        runs = {}
+        for name, source in checkpoints.items():
+            if isinstance(source, (str, os.PathLike)):
+                with contextlib.suppress(FileNotFoundError):
+                    runs[name] = find_trainer_state(source)
+
+    def unavailable(figure: str, reason: str) -> None:
+        if requested is not None:
+            raise ValueError(f"Cannot draw the {figure!r} figure: {reason}")
+        logger.info("Skipping the %s figure: %s", figure, reason)
+
+    needs_data = [f for f in wanted if f in ("pacmap", "keys", "attention")]
+    if needs_data and dataset is None:
+        for figure in needs_data:
+            unavailable(figure, "no dataset was given")
+        needs_data = []
+    if needs_data and not hasattr(dataset, "__getitem__"):
+        for figure in needs_data:
+            unavailable(figure, "it needs a map-style dataset (not a streamed one)")
+        needs_data = []
+
+    written: dict[str, Path] = {}
+    if "curves" in wanted:
+        if runs:
+            path = output_dir / FIGURES["curves"][0]
+            plot_training_curves(runs, path, dpi=dpi)
+            written["curves"] = path
+        else:
+            unavailable("curves", "no checkpoint holds a trainer_state.json and no `runs` were given")
+    if not needs_data:
+        return written
+
+    models = {name: load_encoder(source) for name, source in checkpoints.items()}
+    if image_processor is None:
+        first = next(iter(checkpoints.values()))
+        if not isinstance(first, (str, os.PathLike)):
+            raise ValueError("Pass `image_processor` when the checkpoints are model objects")
+        image_processor = _load_image_processor(first)
+    channels = next(iter(models.values())).config.num_channels
+    transform = ImageTransform.from_image_processor(image_processor, train=False, num_channels=channels)
+    image_column = image_column or find_image_column(dataset)
+    mean, std = transform.mean.flatten().tolist(), transform.std.flatten().tolist()
+
+    image_figures = [f for f in needs_data if f in ("keys", "attention")]
+    if image_figures:
+        if image_indices is None:
+            if num_images < 1:
+                raise ValueError(f"`num_images` must be positive, got {num_images}")
+            count = min(num_images, len(dataset))
+            image_indices = sorted(np.random.default_rng(seed).choice(len(dataset), size=count, replace=False).tolist())
+        for i in image_indices:
+            if not 0 <= i < len(dataset):
+                raise ValueError(f"Image index {i} is outside the dataset (0..{len(dataset) - 1})")
+        pixel_values = torch.stack([transform(dataset[int(i)][image_column]) for i in image_indices])
+        if "keys" in image_figures:
+            path = output_dir / FIGURES["keys"][0]
+            plot_key_pca(models, pixel_values, path, image_mean=mean, image_std=std, dpi=dpi)
+            written["keys"] = path
+        if "attention" in image_figures:
+            path = output_dir / FIGURES["attention"][0]
+            plot_attention_maps(models, pixel_values, path, image_mean=mean, image_std=std, dpi=dpi)
+            written["attention"] = path
+
+    if "pacmap" in needs_data:
+        if label_column is None:
+            with contextlib.suppress(ValueError):
+                label_column = find_label_column(dataset)
+        if label_column is None:
+            unavailable("pacmap", "the dataset has no label column")
+        else:
+            labels = np.asarray(dataset[label_column])
+            classes = select_classes([labels], num_classes, seed)
+            subset = dataset.select(sample_indices_per_class(labels, classes, max_samples_per_class, seed).tolist())
+            features = {
+                name: extract_features(
+                    model, subset, pooling=pooling, batch_size=batch_size, transform=transform,
+                    image_column=image_column, label_column=label_column,
+                )
+                for name, model in models.items()
+            }
+            class_names = None
+            feature = getattr(dataset, "features", {}).get(label_column)
+            if feature is not None and hasattr(feature, "names"):
+                class_names = feature.names
+            path = output_dir / FIGURES["pacmap"][0]
+            plot_pacmap(
+                features, path, num_classes=num_classes, seed=seed, max_samples_per_class=None,
+                linear_accuracy=linear_accuracy, class_names=class_names,
+                davies_bouldin_space=davies_bouldin_space, dpi=dpi,
+            )
+            written["pacmap"] = path
+    return {f: written[f] for f in FIGURES if f in written}
+
+
+def write_checkpoint_figures(
+    checkpoint_dir: str | os.PathLike,
+    dataset: Any = None,
+    *,
+    figures: str | Sequence[str] | None = None,
+    name: str | None = None,
+    subfolder: str = "figures",
+    update_model_card: bool = True,
+    **kwargs: Any,
+) -> dict[str, str]:
+    """Write a checkpoint's figures into ``checkpoint_dir/subfolder`` and embed them in its model card.
+
+    For the end of a pretraining or evaluation run: ``write_figures`` for this one checkpoint (``kwargs`` are
+    passed on), then, when ``checkpoint_dir`` has a ``README.md`` and ``update_model_card``, the figures are
+    added to it with `hf_magma.model_card.add_figures`. Returns ``{caption: path relative to checkpoint_dir}``.
+    """
+    from .model_card import add_figures
+
+    checkpoint_dir = Path(checkpoint_dir)
+    if not checkpoint_dir.is_dir():
+        raise FileNotFoundError(f"No checkpoint directory {str(checkpoint_dir)!r}")
+    name = name or checkpoint_dir.name
+    written = write_figures({name: checkpoint_dir}, checkpoint_dir / subfolder, figures=figures, dataset=dataset, **kwargs)
+    relative = {FIGURES[f][1]: path.relative_to(checkpoint_dir).as_posix() for f, path in written.items()}
+    if relative and update_model_card and (checkpoint_dir / "README.md").is_file():
+        add_figures(checkpoint_dir, relative)
+    return relative
