@@ -70,7 +70,8 @@ def clustered_features(seed: int, spread: float, num_classes: int = 12, per_clas
     rng = np.random.default_rng(seed)
     labels = np.repeat(np.arange(num_classes), per_class)
     centres = rng.normal(size=(num_classes, dim)) * spread
-    return torch.tensor(centres[labels] + rng.normal(size=(len(labels), dim)), dtype=torch.float32), torch.tensor(labels)
+    features = torch.tensor(centres[labels] + rng.normal(size=(len(labels), dim)), dtype=torch.float32)
+    return features, torch.tensor(labels)
 
 
 # ---------------------------------------------------------------------------------------------------------- PaCMAP
@@ -80,7 +81,8 @@ def test_plot_pacmap_png_and_davies_bouldin_match_sklearn(tmp_path):
     checkpoints = {"MAE": clustered_features(0, 1.0), "M-MAE": clustered_features(1, 4.0)}
     out = tmp_path / "pacmap.png"
     panels = viz.plot_pacmap(
-        checkpoints, out, num_classes=5, seed=3, linear_accuracy={"M-MAE": 0.69}, panel_size=3.0, legend_width=1.5, dpi=60
+        checkpoints, out, num_classes=5, seed=3, linear_accuracy={"M-MAE": 0.69}, panel_size=3.0, legend_width=1.5,
+        dpi=60,
     )
 
     pixels = read_png(out)
@@ -386,7 +388,8 @@ def saved_checkpoints(tmp_path_factory, trained_run):
         model = tiny_model(seed)
         path = root / name
         model.save_pretrained(path)
-        ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(path)
+        processor = ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+        processor.save_pretrained(path)
         paths.append(path)
     (paths[1] / "trainer_state.json").write_text((trained_run / "trainer_state.json").read_text())
     create_model_card(output_dir=paths[1], model_config=tiny_config(), dataset_name="toy", save=True)
@@ -446,7 +449,8 @@ def test_visualize_script_main(tmp_path, saved_checkpoints):
     import importlib.util
     from pathlib import Path
 
-    spec = importlib.util.spec_from_file_location("visualize_script", Path(__file__).parents[1] / "scripts" / "visualize.py")
+    path = Path(__file__).parents[1] / "scripts" / "visualize.py"
+    spec = importlib.util.spec_from_file_location("visualize_script", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
 

@@ -103,7 +103,9 @@ def select_classes(labels: Sequence[np.ndarray], num_classes: int, seed: int) ->
     All classes are kept when fewer exist. The same classes are shown for every checkpoint so panels compare.
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"`num_classes` must be an integer >= 2 (Davies-Bouldin needs two clusters), got {num_classes!r}")
+        raise ValueError(
+            f"`num_classes` must be an integer >= 2 (Davies-Bouldin needs two clusters), got {num_classes!r}"
+        )
     common = set(np.unique(labels[0]).tolist())
     for lab in labels[1:]:
         common &= set(np.unique(lab).tolist())
@@ -132,14 +134,14 @@ def pacmap_embedding(
     PaCMAP = _pacmap_class()
     # PaCMAP's default neighbourhood (10, more above 10k points) must stay below the number of points.
     neighbors = n_neighbors if n_neighbors is not None else (None if len(x) > 60 else max(2, min(10, len(x) // 4)))
-    reducer = PaCMAP(n_components=2, n_neighbors=neighbors, random_state=seed, apply_pca=x.shape[1] > 100)
     pacmap_logger = logging.getLogger("pacmap.pacmap")
     level = pacmap_logger.level
-    pacmap_logger.setLevel(logging.ERROR)  # it warns that the seed is set, and about its nearest-neighbour search
+    pacmap_logger.setLevel(logging.ERROR)  # it warns whenever a seed is given
     try:
-        embedding = reducer.fit_transform(x, init="pca")
+        reducer = PaCMAP(n_components=2, n_neighbors=neighbors, random_state=seed)
     finally:
         pacmap_logger.setLevel(level)
+    embedding = reducer.fit_transform(x, init="pca")
     return np.asarray(embedding, dtype=np.float64)
 
 
@@ -176,7 +178,9 @@ def plot_pacmap(
     linear_accuracy = dict(linear_accuracy or {})
     for name, acc in linear_accuracy.items():
         if name not in checkpoints:
-            raise ValueError(f"`linear_accuracy` names {name!r}, which is not among the checkpoints {list(checkpoints)}")
+            raise ValueError(
+                f"`linear_accuracy` names {name!r}, which is not among the checkpoints {list(checkpoints)}"
+            )
         if not 0.0 <= acc <= 1.0:
             raise ValueError(f"`linear_accuracy[{name!r}]` must be a fraction in [0, 1], got {acc}")
     if max_samples_per_class is not None and max_samples_per_class < 1:
@@ -189,7 +193,8 @@ def plot_pacmap(
         feats, labs = _to_numpy(pair[0]), _to_numpy(pair[1]).reshape(-1)
         if feats.ndim != 2 or len(feats) != len(labs):
             raise ValueError(
-                f"checkpoints[{name!r}]: features must be (N, D) with one label each, got {feats.shape} and {labs.shape}"
+                f"checkpoints[{name!r}]: features must be (N, D) with one label each, "
+                f"got {feats.shape} and {labs.shape}"
             )
         arrays[name] = (feats, labs)
     classes = select_classes([labs for _, labs in arrays.values()], num_classes, seed)
@@ -221,7 +226,10 @@ def plot_pacmap(
         ax.set_yticks([])
         ax.set_aspect("equal", adjustable="datalim")
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside right upper", title="class", fontsize=8, markerscale=max(1.0, 24 / point_size) ** 0.5)
+    fig.legend(
+        handles, labels, loc="outside right upper", title="class", fontsize=8,
+        markerscale=max(1.0, 24 / point_size) ** 0.5,
+    )
     _save(fig, output_path, dpi)
     return panels
 
@@ -336,7 +344,9 @@ def _layer_indices(num_layers: int, layers: Sequence[int] | None) -> list[int]:
     return picked
 
 
-def attention_keys(model: nn.Module, pixel_values: torch.Tensor, layers: Sequence[int] | None = None) -> dict[int, torch.Tensor]:
+def attention_keys(
+    model: nn.Module, pixel_values: torch.Tensor, layers: Sequence[int] | None = None
+) -> dict[int, torch.Tensor]:
     """The attention keys (``k_proj`` outputs, all heads concatenated) of the patch tokens, per block.
 
     Returns ``{block index: (B, num_patches, D)}`` with the patches in their original row-major order (CLS
@@ -490,14 +500,14 @@ def plot_key_pca(
             row[0].set_ylabel(f"{name}\nimage {i}" if num_images > 1 else name, fontsize=8)
             for k, block in enumerate(blocks[name]):
                 row[k + 1].imshow(_normalise(up[k]), cmap=cmap, vmin=0, vmax=1)
-                if i == 0 and j == 0:
-                    row[k + 1].set_title(f"layer {block + 1}", fontsize=8)
             for ax in row:
                 ax.set_xticks([])
                 ax.set_yticks([])
             for ax in row[1 + len(blocks[name]) :]:
                 ax.set_axis_off()
     axes[0][0].set_title("image", fontsize=8)
+    for k, block in enumerate(max(blocks.values(), key=len)):
+        axes[0][k + 1].set_title(f"layer {block + 1}", fontsize=8)
     fig.suptitle("First principal component of the attention keys", fontsize=9)
     _save(fig, output_path, dpi)
     return maps
@@ -546,14 +556,14 @@ def plot_attention_maps(
             for h in range(up.shape[0]):
                 row[h + 1].imshow(shown[i])
                 row[h + 1].imshow(_normalise(up[h]), cmap=cmap, alpha=alpha, vmin=0, vmax=1)
-                if i == 0 and j == 0:
-                    row[h + 1].set_title(f"head {h + 1}", fontsize=8)
             for ax in row:
                 ax.set_xticks([])
                 ax.set_yticks([])
             for ax in row[1 + up.shape[0] :]:
                 ax.set_axis_off()
     axes[0][0].set_title("image", fontsize=8)
+    for h in range(ncols - 1):
+        axes[0][h + 1].set_title(f"head {h + 1}", fontsize=8)
     fig.suptitle("CLS attention per head", fontsize=9)
     _save(fig, output_path, dpi)
     return maps
@@ -576,7 +586,9 @@ def find_trainer_state(path: str | os.PathLike) -> Path:
         return path
     if (path / "trainer_state.json").is_file():
         return path / "trainer_state.json"
-    checkpoints = sorted((p for p in path.glob("checkpoint-*") if (p / "trainer_state.json").is_file()), key=_checkpoint_step)
+    checkpoints = sorted(
+        (p for p in path.glob("checkpoint-*") if (p / "trainer_state.json").is_file()), key=_checkpoint_step
+    )
     if checkpoints:
         return checkpoints[-1] / "trainer_state.json"
     raise FileNotFoundError(f"No trainer_state.json in {str(path)!r} or in its checkpoint-* folders")
@@ -652,7 +664,8 @@ def plot_training_curves(
     if x_axis not in ("step", "epoch"):
         raise ValueError(f"`x_axis` must be 'step' or 'epoch', got {x_axis!r}")
     histories = {
-        name: (load_log_history(run) if isinstance(run, (str, os.PathLike)) else list(run)) for name, run in runs.items()
+        name: load_log_history(run) if isinstance(run, (str, os.PathLike)) else list(run)
+        for name, run in runs.items()
     }
     curves = {name: {m: _series(h, m, x_axis) for m in metrics} for name, h in histories.items()}
     weights = {name: _series(h, weight_metric, x_axis) for name, h in histories.items()}
@@ -724,7 +737,7 @@ FIGURES: dict[str, tuple[str, str]] = {
 
 @dataclass
 class VisualizationArguments:
-    """Options of ``scripts/visualize.py`` (parsed by ``HfArgumentParser``, beside `hf_magma.data.ImageDataArguments`)."""
+    """Options of ``scripts/visualize.py``, parsed by ``HfArgumentParser`` beside `hf_magma.data.ImageDataArguments`."""
 
     model_name_or_path: list[str] = field(
         metadata={"help": "Checkpoints (local folders or Hub ids) to compare side by side, in panel order."}
@@ -770,7 +783,9 @@ class VisualizationArguments:
             if value is not None and len(value) != len(self.model_name_or_path):
                 raise ValueError(f"--{option} needs one entry per checkpoint ({len(self.model_name_or_path)})")
         if self.davies_bouldin_space not in ("embedding", "features"):
-            raise ValueError(f"--davies_bouldin_space must be 'embedding' or 'features', got {self.davies_bouldin_space!r}")
+            raise ValueError(
+                f"--davies_bouldin_space must be 'embedding' or 'features', got {self.davies_bouldin_space!r}"
+            )
         if self.pooling not in ("cls", "mean"):
             raise ValueError(f"--pooling must be 'cls' or 'mean', got {self.pooling!r}")
 
@@ -786,7 +801,7 @@ class VisualizationArguments:
 
 
 def parse_figures(figures: str | Sequence[str] | None) -> list[str] | None:
-    """``"pacmap,keys"`` or ``["pacmap", "keys"]`` -> a checked list; ``None`` or ``"all"`` -> ``None`` (all that apply)."""
+    """``"pacmap,keys"`` or ``["pacmap", "keys"]`` -> a checked list; ``None`` or ``"all"`` -> ``None`` (all)."""
     if figures is None:
         return None
     names = [f.strip() for f in figures.split(",")] if isinstance(figures, str) else [str(f).strip() for f in figures]
@@ -981,7 +996,9 @@ def write_checkpoint_figures(
     if not checkpoint_dir.is_dir():
         raise FileNotFoundError(f"No checkpoint directory {str(checkpoint_dir)!r}")
     name = name or checkpoint_dir.name
-    written = write_figures({name: checkpoint_dir}, checkpoint_dir / subfolder, figures=figures, dataset=dataset, **kwargs)
+    written = write_figures(
+        {name: checkpoint_dir}, checkpoint_dir / subfolder, figures=figures, dataset=dataset, **kwargs
+    )
     relative = {FIGURES[f][1]: path.relative_to(checkpoint_dir).as_posix() for f, path in written.items()}
     if relative and update_model_card and (checkpoint_dir / "README.md").is_file():
         add_figures(checkpoint_dir, relative)
