@@ -26,6 +26,7 @@ from .model_card import add_evaluation_results, add_figures, create_model_card, 
 from .model_config import MAGMAModelArguments, load_model_and_image_processor
 from .modeling import ViTMAEWithMAGMA, ViTMAEWithMAGMAOutput, all_gather_with_grad, resolve_magma_config
 from .trainer import MAGMATrainer, MAGMATrainingArguments, OnlineLinearProbe, last_checkpoint
+from .visualize import plot_attention_maps, plot_key_pca, plot_pacmap, plot_training_curves
 
 __version__ = "0.1.0"
 
@@ -59,6 +60,10 @@ __all__ = [
     "load_image_datasets",
     "load_model_and_image_processor",
     "magma_loss",
+    "plot_attention_maps",
+    "plot_key_pca",
+    "plot_pacmap",
+    "plot_training_curves",
     "pool_hidden_state",
     "push_model_card",
     "resolve_magma_config",
