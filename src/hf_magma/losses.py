@@ -7,7 +7,7 @@ the kernel bandwidth is the unbiased std of the non-zero squared distances, the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
@@ -186,13 +186,21 @@ class MAGMARegularizer:
         return pool_hidden_state(hidden_states[layer + 1], self.pooling, attention_mask)
 
     def __call__(
-        self, hidden_states: Sequence[torch.Tensor], attention_mask: torch.Tensor | None = None
+        self,
+        hidden_states: Sequence[torch.Tensor],
+        attention_mask: torch.Tensor | None = None,
+        gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
+        """The term on this batch; ``gather`` (e.g. a differentiable all-gather) maps each pooled (B, D)
+        representation to the batch the graph is built on, such as the global batch of all processes."""
         if hidden_states is None:
             raise ValueError("MAGMA needs the model's hidden states: call it with output_hidden_states=True")
-        target = self.pool(hidden_states, self.target_layer, attention_mask)
+        gather = gather if gather is not None else (lambda x: x)
+        target = gather(self.pool(hidden_states, self.target_layer, attention_mask))
         terms = [
-            magma_loss(self.pool(hidden_states, ref, attention_mask), target, rbf_scale=self.rbf_scale, eps=self.eps)
+            magma_loss(
+                gather(self.pool(hidden_states, ref, attention_mask)), target, rbf_scale=self.rbf_scale, eps=self.eps
+            )
             for ref in self.reference_layers
         ]
         return terms[0] if len(terms) == 1 else torch.stack(terms).mean()

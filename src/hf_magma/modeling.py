@@ -69,6 +69,32 @@ def resolve_magma_config(config: ViTMAEConfig) -> ViTMAEConfig:
     return config
 
 
+def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``tensor`` (B, ...) from every process along dim 0, keeping the autograd graph.
+
+    Each process's gradient flows back to the process that produced the rows, so a loss computed identically
+    on every process and averaged by DDP gets the gradient of that loss on the global batch. Batches may differ
+    in size across processes. Without an initialised process group of several processes it returns ``tensor``.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tensor
+    from torch.distributed.nn.functional import all_gather
+
+    world_size = dist.get_world_size()
+    size = torch.tensor([tensor.shape[0]], device=tensor.device)
+    sizes = [torch.zeros_like(size) for _ in range(world_size)]
+    dist.all_gather(sizes, size)
+    sizes = [int(s.item()) for s in sizes]
+    longest = max(sizes)
+    if tensor.shape[0] < longest:
+        padding = tensor.new_zeros(longest - tensor.shape[0], *tensor.shape[1:])
+        tensor = torch.cat([tensor, padding])
+    parts = all_gather(tensor)
+    return torch.cat([part[:n] for part, n in zip(parts, sizes)])
+
+
 @dataclass
 class ViTMAEWithMAGMAOutput(ViTMAEForPreTrainingOutput):
     """`ViTMAEForPreTrainingOutput` plus the unweighted terms; ``loss`` is their weighted sum."""
@@ -84,7 +110,12 @@ class ViTMAEWithMAGMA(ViTMAEForPreTraining):
     It has exactly the parent's parameters, so checkpoints move freely between the two classes. The settings
     live on the plain `ViTMAEConfig` (`magma_reference_layers`, `magma_target_layer`, `magma_weight`,
     `uniformity_weight`) and are saved with it; the checkpoint's `model_type` stays `vit_mae`.
+
+    ``magma_gather`` (an attribute, off by default and not saved) computes both terms over the batch gathered
+    from all processes with a differentiable all-gather, so that under DDP "the batch" is the global batch.
     """
+
+    magma_gather: bool = False
 
     def __init__(self, config: ViTMAEConfig):
         resolve_magma_config(config)
@@ -144,12 +175,13 @@ class ViTMAEWithMAGMA(ViTMAEForPreTraining):
         )
         hidden_states = outputs.hidden_states
 
+        gather = all_gather_with_grad if self.magma_gather else None
         with contextlib.nullcontext() if weight > 0 else torch.no_grad():
-            magma = self.magma(hidden_states)
+            magma = self.magma(hidden_states, gather=gather)
         with contextlib.nullcontext() if uniformity_weight > 0 else torch.no_grad():
             # Equals the encoder's last_hidden_state[:, 0]: LayerNorm acts on each token alone.
             cls = self.vit.layernorm(hidden_states[last][:, 0])
-            uniformity = uniformity_loss(cls)
+            uniformity = uniformity_loss(cls if gather is None else gather(cls))
 
         reconstruction = outputs.loss
         loss = reconstruction

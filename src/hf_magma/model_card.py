@@ -1,0 +1,362 @@
+"""Model cards for MAGMA checkpoints, rendered from the `templates/m-mae.md` template with `huggingface_hub`.
+
+The card says what was trained (MAE, M-MAE, U-MAE or MU-MAE, from the weights actually used), on what data, with
+which MAGMA settings, how training went, how the checkpoint evaluates and how to load it. Evaluation results
+and figures can be added later (`add_evaluation_results`, `add_figures`) without losing the rest of the card.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from importlib import resources
+from numbers import Real
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from .modeling import resolve_magma_config
+
+TEMPLATE_NAME = "m-mae.md"
+CARD_TAGS = ["vit-mae", "magma", "self-supervised", "image-feature-extraction"]
+_EVAL_START, _EVAL_END = "<!-- magma-eval-results-start -->", "<!-- magma-eval-results-end -->"
+_FIGURES_START, _FIGURES_END = "<!-- magma-figures-start -->", "<!-- magma-figures-end -->"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+# (attribute of the training arguments, label in the card); nothing else of the arguments is ever written.
+_TRAINING_FIELDS = (
+    ("learning_rate", "learning rate"),
+    ("base_learning_rate", "base learning rate (per 256 images)"),
+    ("per_device_train_batch_size", "batch size per device"),
+    ("gradient_accumulation_steps", "gradient accumulation steps"),
+    ("num_train_epochs", "epochs"),
+    ("max_steps", "max steps"),
+    ("optim", "optimizer"),
+    ("weight_decay", "weight decay"),
+    ("adam_beta1", "Adam beta1"),
+    ("adam_beta2", "Adam beta2"),
+    ("lr_scheduler_type", "learning-rate schedule"),
+    ("warmup_steps", "warmup steps"),
+    ("seed", "seed"),
+)
+_SUMMARY_LABELS = {
+    "global_step": "optimisation steps",
+    "epoch": "epochs",
+    "loss": "final loss",
+    "reconstruction_loss": "final reconstruction loss",
+    "magma_loss": "final MAGMA loss",
+    "uniformity_loss": "final uniformity loss",
+    "magma_weight": "final MAGMA weight",
+    "eval_loss": "final eval loss",
+    "train_runtime": "training time (s)",
+    "train_samples_per_second": "training images / s",
+}
+
+
+def template_text() -> str:
+    """The card template, read from the installed package."""
+    return resources.files("hf_magma").joinpath("templates", TEMPLATE_NAME).read_text(encoding="utf-8")
+
+
+def magma_method_name(magma_weight: float, uniformity_weight: float) -> str:
+    """The paper's name for the objective: MAE, M-MAE (MAGMA), U-MAE (uniformity) or MU-MAE (both)."""
+    if magma_weight > 0 and uniformity_weight > 0:
+        return "MU-MAE"
+    if magma_weight > 0:
+        return "M-MAE"
+    if uniformity_weight > 0:
+        return "U-MAE"
+    return "MAE"
+
+
+_METHOD_DESCRIPTIONS = {
+    "MAE": "Both regularisers had weight 0: this is a plain masked autoencoder (the MAGMA term was computed and "
+    "logged for comparison but not trained on).",
+    "M-MAE": "The objective is the MAE reconstruction loss plus the MAGMA manifold regulariser.",
+    "U-MAE": "The objective is the MAE reconstruction loss plus U-MAE's uniformity term (no MAGMA term).",
+    "MU-MAE": "The objective is the MAE reconstruction loss plus the MAGMA manifold regulariser and U-MAE's "
+    "uniformity term.",
+}
+
+
+def summarize_training(state: Any) -> dict[str, float]:
+    """Steps, epochs and the last logged value of each loss term, from a `transformers.TrainerState`."""
+    summary: dict[str, float] = {"global_step": state.global_step}
+    if state.epoch is not None:
+        summary["epoch"] = round(float(state.epoch), 4)
+    for entry in state.log_history:
+        for key in _SUMMARY_LABELS:
+            if key in entry and key not in ("global_step", "epoch"):
+                summary[key] = entry[key]
+        if "train_loss" in entry and "loss" not in summary:
+            summary["loss"] = entry["train_loss"]
+    return summary
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, Real):
+        return str(value).replace("|", "\\|")
+    if isinstance(value, int) or float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e6):
+        return f"{value:.4g}"
+    return f"{value:.4f}".rstrip("0").rstrip(".")
+
+
+def _dataset_link(dataset_name: str | None) -> str | None:
+    if dataset_name and _HUB_ID.match(dataset_name) and "/" in dataset_name and not os.path.exists(dataset_name):
+        return f"https://huggingface.co/datasets/{dataset_name}"
+    return None
+
+
+def _eval_section(eval_results: Sequence[EvalResult] | None) -> str:
+    if not eval_results:
+        body = (
+            "No evaluation results recorded yet. Linear-probe and k-NN accuracies on frozen features (the paper's "
+            "protocol) are added here by `hf_magma.add_evaluation_results` (the evaluation script does it)."
+        )
+    else:
+        rows = ["| task | dataset | split | metric | value |", "|---|---|---|---|---|"]
+        for result in eval_results:
+            rows.append(
+                f"| {result.task_type} | {result.dataset_name} | {result.dataset_split or ''} | "
+                f"{result.metric_name or result.metric_type} | {_format(result.metric_value)} |"
+            )
+        body = "\n".join(rows)
+    return f"{_EVAL_START}\n{body}\n{_EVAL_END}"
+
+
+def _figures_section(figures: Mapping[str, str] | None) -> str:
+    if not figures:
+        return f"{_FIGURES_START}\n{_FIGURES_END}"
+    parts = ["## Figures", ""]
+    for caption, path in figures.items():
+        parts += [f"![{caption}]({path})", "", f"*{caption}*", ""]
+    return f"{_FIGURES_START}\n" + "\n".join(parts).rstrip() + f"\n{_FIGURES_END}"
+
+
+def _check_figures(output_dir: str | os.PathLike, figures: Mapping[str, str]) -> dict[str, str]:
+    checked = {}
+    root = Path(output_dir).resolve()
+    for caption, path in figures.items():
+        if not isinstance(caption, str) or not caption.strip():
+            raise ValueError(f"figure captions must be non-empty strings, got {caption!r}")
+        if Path(path).is_absolute():
+            raise ValueError(f"figure path {path!r} must be relative to the output directory {str(output_dir)!r}")
+        full = (root / path).resolve()
+        if root not in full.parents:
+            raise ValueError(f"figure path {path!r} points outside the output directory {str(output_dir)!r}")
+        if not full.is_file():
+            raise FileNotFoundError(f"figure {path!r} (for {caption!r}) does not exist in {str(output_dir)!r}")
+        checked[caption.strip()] = Path(path).as_posix()
+    return checked
+
+
+def _known_tokens(training_args: Any = None) -> list[str]:
+    from huggingface_hub import get_token
+
+    tokens = [getattr(training_args, "hub_token", None), os.environ.get("HF_TOKEN"), get_token()]
+    return [t for t in tokens if isinstance(t, str) and len(t) >= 8]
+
+
+def _redact(text: str, tokens: Iterable[str]) -> str:
+    for token in tokens:
+        text = text.replace(token, "<redacted>")
+    return text
+
+
+def create_model_card(
+    *,
+    output_dir: str | os.PathLike,
+    model_config: Any,
+    training_args: Any = None,
+    dataset_name: str | None = None,
+    train_summary: Mapping[str, float] | None = None,
+    eval_results: Sequence[EvalResult] | None = None,
+    figures: Mapping[str, str] | None = None,
+    base_model: str | None = None,
+    model_name: str | None = None,
+    license: str = "apache-2.0",
+    save: bool = True,
+) -> ModelCard:
+    """Render the card of a MAGMA checkpoint from the package's template (and write it to ``output_dir/README.md``).
+
+    ``training_args`` (a `TrainingArguments`, optionally with the MAGMA schedule fields) gives the schedule and
+    hyperparameters; its ``magma_weight``/``uniformity_weight`` take precedence over the config's to name the
+    method. ``train_summary`` is typically `summarize_training(trainer.state)`. ``figures`` maps captions to PNG
+    paths relative to ``output_dir``. No token or other secret from the arguments is ever written.
+    """
+    config = resolve_magma_config(copy.deepcopy(model_config))
+    magma_weight = getattr(training_args, "magma_weight", None)
+    magma_weight = config.magma_weight if magma_weight is None else float(magma_weight)
+    uniformity_weight = getattr(training_args, "uniformity_weight", None)
+    uniformity_weight = config.uniformity_weight if uniformity_weight is None else float(uniformity_weight)
+    method = magma_method_name(magma_weight, uniformity_weight)
+
+    repo_id = getattr(training_args, "hub_model_id", None) or Path(output_dir).resolve().name
+    model_name = model_name or repo_id.split("/")[-1]
+    figures = _check_figures(output_dir, figures) if figures else {}
+
+    card_data = ModelCardData(
+        model_name=model_name,
+        library_name="transformers",
+        license=license,
+        tags=[*CARD_TAGS, method.lower()],
+        datasets=[dataset_name] if _dataset_link(dataset_name) else None,
+        base_model=base_model,
+        pipeline_tag="image-feature-extraction",
+        eval_results=list(eval_results) if eval_results else None,
+    )
+
+    start_epoch, epochs = getattr(training_args, "magma_start_epoch", None), getattr(training_args, "magma_epochs", None)
+    start_step, steps = getattr(training_args, "magma_start_step", None), getattr(training_args, "magma_steps", None)
+    magma_settings = [
+        ("objective", method),
+        ("reference layers (0-based blocks)", ", ".join(str(i) for i in config.magma_reference_layers)),
+        ("regularised (target) layer", config.magma_target_layer),
+        ("MAGMA weight (lambda)", _format(magma_weight)),
+    ]
+    if start_step is not None or steps is not None:
+        magma_settings += [("MAGMA start step", start_step), ("MAGMA duration (steps)", steps)]
+    elif start_epoch is not None or epochs is not None:
+        magma_settings += [("MAGMA start epoch (e_st)", start_epoch), ("MAGMA duration in epochs (e_dur)", epochs)]
+    else:
+        magma_settings.append(("MAGMA schedule", "constant weight"))
+    magma_settings.append(("uniformity weight (mu)", _format(uniformity_weight)))
+
+    model_settings = [
+        ("encoder", f"{config.num_hidden_layers} blocks x {config.hidden_size} wide, {config.num_attention_heads} heads"),
+        (
+            "decoder",
+            f"{config.decoder_num_hidden_layers} blocks x {config.decoder_hidden_size} wide, "
+            f"{config.decoder_num_attention_heads} heads",
+        ),
+        ("image size / patch size", f"{config.image_size} / {config.patch_size}"),
+        ("mask ratio", _format(config.mask_ratio)),
+        ("normalised-pixel loss", config.norm_pix_loss),
+    ]
+    training_settings = []
+    if training_args is not None:
+        for attribute, label in _TRAINING_FIELDS:
+            value = getattr(training_args, attribute, None)
+            if value is None or (attribute == "max_steps" and value <= 0):
+                continue
+            value = getattr(value, "value", value)  # enums (optimizer, scheduler)
+            training_settings.append((label, _format(value)))
+        world_size = getattr(training_args, "world_size", 1) or 1
+        total = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps * world_size
+        training_settings.append(("total batch size", total))
+    summary_rows = [(_SUMMARY_LABELS.get(k, k), _format(v)) for k, v in (train_summary or {}).items()]
+
+    architecture = f"ViT, {config.num_hidden_layers} x {config.hidden_size}, patch {config.patch_size}"
+    card = ModelCard.from_template(
+        card_data,
+        template_str=template_text(),
+        model_name=model_name,
+        repo_id=repo_id,
+        method=method,
+        method_description=_METHOD_DESCRIPTIONS[method],
+        architecture=architecture,
+        base_model=base_model,
+        dataset_name=dataset_name,
+        dataset_link=_dataset_link(dataset_name),
+        magma_settings=magma_settings,
+        model_settings=model_settings,
+        training_settings=training_settings,
+        train_summary=summary_rows,
+        eval_section=_eval_section(eval_results),
+        figures_section=_figures_section(figures),
+    )
+    card = ModelCard(_redact(str(card), _known_tokens(training_args)))
+    if save:
+        os.makedirs(output_dir, exist_ok=True)
+        card.save(os.path.join(output_dir, "README.md"))
+    return card
+
+
+def _card_path(output_dir_or_card_path: str | os.PathLike) -> Path:
+    path = Path(output_dir_or_card_path)
+    if path.is_dir():
+        path = path / "README.md"
+    if not path.is_file():
+        raise FileNotFoundError(f"no model card at {str(path)!r}: create one first with `create_model_card`")
+    return path
+
+
+def _replace_section(content: str, start: str, end: str, section: str, heading: str | None = None) -> str:
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
+    if pattern.search(content):
+        return pattern.sub(lambda _: section, content, count=1)
+    prefix = f"\n## {heading}\n\n" if heading else "\n"
+    return content.rstrip("\n") + "\n" + prefix + section + "\n"
+
+
+def add_evaluation_results(
+    output_dir_or_card_path: str | os.PathLike,
+    results: Mapping[str, float],
+    *,
+    dataset_name: str,
+    dataset_split: str,
+    task: str = "image-classification",
+    dataset_config: str | None = None,
+    save: bool = True,
+) -> ModelCard:
+    """Record ``results`` (metric name -> value) in the card's evaluation table and model-index metadata.
+
+    A result for the same task, dataset, split and metric replaces the old one; everything else in the card
+    (text, metadata, other results) is kept.
+    """
+    if not results:
+        raise ValueError("`results` is empty: pass at least one metric, e.g. {'linear_accuracy': 0.43}")
+    for name, value in results.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"metric names must be non-empty strings, got {name!r}")
+        if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+            raise ValueError(f"metric {name!r} must be a finite number, got {value!r}")
+    path = _card_path(output_dir_or_card_path)
+    card = ModelCard.load(path)
+    if card.data.model_name is None:
+        card.data.model_name = path.resolve().parent.name
+
+    new = [
+        EvalResult(
+            task_type=task,
+            dataset_type=dataset_name,
+            dataset_name=dataset_name,
+            dataset_config=dataset_config,
+            dataset_split=dataset_split,
+            metric_type="accuracy" if "accuracy" in name else name,
+            metric_name=name,
+            metric_value=float(value),
+        )
+        for name, value in results.items()
+    ]
+    kept = [old for old in card.data.eval_results or [] if not any(old.is_equal_except_value(n) for n in new)]
+    card.data.eval_results = kept + new
+    card.text = _replace_section(card.text, _EVAL_START, _EVAL_END, _eval_section(card.data.eval_results), "Evaluation")
+    card = ModelCard(str(card))  # re-parse: validates the metadata as the Hub would
+    if save:
+        card.save(path)
+    return card
+
+
+def add_figures(output_dir: str | os.PathLike, figures: Mapping[str, str], *, save: bool = True) -> ModelCard:
+    """Embed figures (caption -> PNG path relative to ``output_dir``) in the card, after any embedded before."""
+    if not figures:
+        raise ValueError("`figures` is empty: pass {caption: relative_png_path}")
+    path = _card_path(output_dir)
+    checked = _check_figures(path.parent, figures)
+    card = ModelCard.load(path)
+    existing = {}
+    match = re.search(re.escape(_FIGURES_START) + r"(.*?)" + re.escape(_FIGURES_END), card.text, re.DOTALL)
+    if match:
+        existing = dict(re.findall(r"!\[(.*?)\]\((.*?)\)", match.group(1)))
+    existing.update(checked)
+    card.text = _replace_section(card.text, _FIGURES_START, _FIGURES_END, _figures_section(existing))
+    if save:
+        card.save(path)
+    return card

@@ -1,0 +1,376 @@
+"""`MAGMATrainer`: the transformers `Trainer` for MAE pretraining with the MAGMA schedule, per-term logging and an
+online linear probe; `MAGMATrainingArguments` holds its settings."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import datasets
+import torch
+import torch.nn.functional as F
+from accelerate.data_loader import prepare_data_loader
+from torch import nn
+from transformers import Trainer, TrainingArguments
+from transformers.trainer_utils import EvalLoopOutput
+
+from .modeling import ViTMAEWithMAGMA
+
+logger = logging.getLogger(__name__)
+
+LOGGED_TERMS = ("reconstruction_loss", "magma_loss", "magma_weight", "uniformity_loss")
+ONLINE_PROBE_FILE = "online_probe.pt"
+
+
+def _check_number(name: str, value: Any, *, positive: bool = False, integer: bool = False) -> None:
+    kind = "integer" if integer else "number"
+    ok = not isinstance(value, bool) and isinstance(value, int if integer else (int, float))
+    ok = ok and math.isfinite(value) and (value > 0 if positive else value >= 0)
+    if not ok:
+        raise ValueError(f"`{name}` must be a finite {'positive' if positive else 'non-negative'} {kind}, got {value!r}")
+
+
+@dataclass
+class MAGMATrainingArguments(TrainingArguments):
+    """`TrainingArguments` plus the MAGMA schedule, the U-MAE weight, MAE's learning-rate scaling and the probe.
+
+    The MAGMA weight is ``magma_weight`` from epoch ``magma_start_epoch`` (e_st) for ``magma_epochs`` (e_dur)
+    epochs and 0 outside; ``magma_start_step``/``magma_steps`` give the same window in optimizer steps (needed
+    for streamed data, whose epochs are unknown) and take precedence when set.
+    """
+
+    magma_weight: float = field(default=1.0, metadata={"help": "lambda: the MAGMA term's weight while it is on."})
+    magma_start_epoch: float = field(
+        default=10, metadata={"help": "e_st: the epoch at which the MAGMA term turns on (may be fractional)."}
+    )
+    magma_epochs: float = field(
+        default=100, metadata={"help": "e_dur: for how many epochs the MAGMA term stays on (may be fractional)."}
+    )
+    magma_start_step: int | None = field(
+        default=None,
+        metadata={"help": "Step-based e_st (optimizer steps), for streaming; overrides --magma_start_epoch."},
+    )
+    magma_steps: int | None = field(
+        default=None, metadata={"help": "Step-based e_dur (optimizer steps); required with --magma_start_step."}
+    )
+    uniformity_weight: float = field(
+        default=0.0, metadata={"help": "mu: weight of U-MAE's uniformity term (0.01 for MU-MAE, 0 for M-MAE)."}
+    )
+    magma_gather: bool = field(
+        default=False,
+        metadata={
+            "help": "Compute the MAGMA (and uniformity) term over the batch gathered from all processes with a "
+            "differentiable all-gather (the global batch, as on one GPU) instead of each process's own batch."
+        },
+    )
+    base_learning_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "MAE's base learning rate: when set, learning_rate = base_learning_rate * total batch / 256 "
+            "(total batch = per-device batch x processes x gradient accumulation)."
+        },
+    )
+    online_probe: bool = field(
+        default=True,
+        metadata={
+            "help": "Train a linear classifier on detached encoder features during pretraining when the data has "
+            "labels, and log its accuracy as `online_accuracy` (never affects the encoder)."
+        },
+    )
+    online_probe_learning_rate: float = field(
+        default=1e-3, metadata={"help": "Learning rate of the online probe's own AdamW optimizer."}
+    )
+    remove_unused_columns: bool = field(
+        default=False,
+        metadata={"help": "Keep the raw image columns: the collator decodes them (must stay False here)."},
+    )
+
+    def __post_init__(self) -> None:
+        _check_number("magma_weight", self.magma_weight)
+        _check_number("uniformity_weight", self.uniformity_weight)
+        _check_number("magma_start_epoch", self.magma_start_epoch)
+        _check_number("magma_epochs", self.magma_epochs)
+        if self.magma_start_step is not None or self.magma_steps is not None:
+            if self.magma_start_step is None or self.magma_steps is None:
+                raise ValueError("`magma_start_step` and `magma_steps` must be given together")
+            _check_number("magma_start_step", self.magma_start_step, integer=True)
+            _check_number("magma_steps", self.magma_steps, integer=True)
+        if self.base_learning_rate is not None:
+            _check_number("base_learning_rate", self.base_learning_rate, positive=True)
+        _check_number("online_probe_learning_rate", self.online_probe_learning_rate, positive=True)
+        super().__post_init__()
+        if self.base_learning_rate is not None:
+            total_batch = self.per_device_train_batch_size * self.gradient_accumulation_steps * self.world_size
+            self.learning_rate = self.base_learning_rate * total_batch / 256
+            logger.info(
+                "learning_rate = base_learning_rate %g x total batch %d / 256 = %g",
+                self.base_learning_rate,
+                total_batch,
+                self.learning_rate,
+            )
+
+    def magma_window(self, steps_per_epoch: int | None) -> tuple[int, int]:
+        """The optimizer steps ``[start, end)`` during which the MAGMA term is on."""
+        if self.magma_start_step is not None:
+            return self.magma_start_step, self.magma_start_step + self.magma_steps
+        if steps_per_epoch is None:
+            raise ValueError(
+                "The training data has no length (streaming), so the MAGMA schedule cannot be given in epochs: "
+                "set `magma_start_step` and `magma_steps`"
+            )
+        start = round(self.magma_start_epoch * steps_per_epoch)
+        return start, start + round(self.magma_epochs * steps_per_epoch)
+
+
+def last_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    """The newest complete ``checkpoint-N`` folder in ``output_dir`` (its ``trainer_state.json`` written), or None.
+
+    A run killed while saving leaves a partial folder behind; resuming skips it and takes the one before.
+    """
+    if not os.path.isdir(output_dir):
+        return None
+    steps = []
+    for name in os.listdir(output_dir):
+        prefix, _, number = name.partition("-")
+        folder = os.path.join(output_dir, name)
+        if prefix == "checkpoint" and number.isdigit() and os.path.isfile(os.path.join(folder, "trainer_state.json")):
+            steps.append((int(number), folder))
+    return max(steps)[1] if steps else None
+
+
+class OnlineLinearProbe(nn.Module):
+    """A linear classifier trained on detached features beside pretraining, with its own AdamW optimizer.
+
+    It lives outside the model (never saved in its weights); its state goes to ``online_probe.pt`` in the
+    checkpoint folders. Under several processes its gradients are averaged so all copies stay identical.
+    """
+
+    def __init__(self, hidden_size: int, num_labels: int, learning_rate: float) -> None:
+        super().__init__()
+        self.classifier = nn.Linear(hidden_size, num_labels)
+        nn.init.zeros_(self.classifier.weight)  # no random draw, so the trainer's RNG stream is unchanged
+        nn.init.zeros_(self.classifier.bias)
+        self.optimizer = torch.optim.AdamW(self.classifier.parameters(), lr=learning_rate, weight_decay=0.0)
+
+    def step(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """One optimizer step on (features, labels); returns the number of correct predictions before it."""
+        with torch.enable_grad():
+            logits = self.classifier(features.detach().float())
+            loss = F.cross_entropy(logits, labels, reduction="sum") / max(labels.numel(), 1)
+            self.optimizer.zero_grad(set_to_none=False)
+            loss.backward()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            for param in self.classifier.parameters():
+                torch.distributed.all_reduce(param.grad)
+                param.grad /= torch.distributed.get_world_size()
+        self.optimizer.step()
+        return (logits.argmax(dim=-1) == labels).sum()
+
+    @torch.no_grad()
+    def correct(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return (self.classifier(features.float()).argmax(dim=-1) == labels).sum()
+
+
+class MAGMATrainer(Trainer):
+    """`Trainer` for `ViTMAEWithMAGMA` (M-MAE, MU-MAE, plain MAE with ``magma_weight=0``).
+
+    The MAGMA weight at each step is a function of the global step alone (so a resumed run follows exactly
+    the schedule of an uninterrupted one) and is passed to the model as ``magma_weight=``. Training logs add
+    ``reconstruction_loss``, ``magma_loss`` (also while its weight is 0), ``magma_weight`` and
+    ``uniformity_loss``, averaged over the logging window and across processes, and ``online_accuracy`` when
+    ``num_labels`` is given and batches carry ``labels``. Evaluation gives ``eval_loss`` and the same terms.
+    """
+
+    def __init__(self, model: ViTMAEWithMAGMA | None = None, args: MAGMATrainingArguments | None = None, *,
+                 num_labels: int | None = None, eval_data_collator: Any = None, **kwargs) -> None:
+        if args is None:
+            args = MAGMATrainingArguments(output_dir="trainer_output")
+        if not isinstance(args, MAGMATrainingArguments):
+            raise TypeError(f"`args` must be MAGMATrainingArguments, got {type(args).__name__}")
+        if model is None or not isinstance(model, ViTMAEWithMAGMA):
+            raise TypeError(f"`model` must be a ViTMAEWithMAGMA, got {type(model).__name__}")
+        if args.remove_unused_columns:
+            raise ValueError("`remove_unused_columns` must be False: the image columns are decoded by the collator")
+        if num_labels is not None and (isinstance(num_labels, bool) or not isinstance(num_labels, int)
+                                       or num_labels < 2):
+            raise ValueError(f"`num_labels` must be an integer >= 2, got {num_labels!r}")
+        # The weights are the run's settings: written to the config so that they are saved with the checkpoint.
+        model.config.magma_weight = float(args.magma_weight)
+        model.config.uniformity_weight = float(args.uniformity_weight)
+        model.magma_gather = args.magma_gather
+        super().__init__(model=model, args=args, **kwargs)
+        # Evaluation batches are built without augmentation (resize + centre crop) when a collator is given.
+        self.eval_data_collator = eval_data_collator
+        # The model's loss is a batch mean; let the Trainer scale it for gradient accumulation.
+        self.model_accepts_loss_kwargs = False
+        self.steps_per_epoch: int | None = None
+        self._warned_schedule = False
+        self._sums: dict[str, dict[str, torch.Tensor]] = {"train": {}, "eval": {}}
+        self.online_probe: OnlineLinearProbe | None = None
+        if num_labels is not None and args.online_probe:
+            self.online_probe = OnlineLinearProbe(
+                model.config.hidden_size, num_labels, args.online_probe_learning_rate
+            ).to(args.device)
+
+    # ---- the schedule ----------------------------------------------------------------------------------------
+    def magma_weight_at(self, step: int) -> float:
+        """lambda(step): ``magma_weight`` inside the MAGMA window, else 0."""
+        if self.args.magma_weight == 0:
+            return 0.0
+        start, end = self.args.magma_window(self.steps_per_epoch)
+        return float(self.args.magma_weight) if start <= step < end else 0.0
+
+    def get_train_dataloader(self):
+        dataset = self.train_dataset
+        if isinstance(dataset, datasets.IterableDataset) and getattr(dataset, "_distributed", None) is not None:
+            # Already split per process (`split_dataset_by_node`): skip accelerate's own sharding of iterables.
+            dataloader = torch.utils.data.DataLoader(
+                dataset,
+                batch_size=self._train_batch_size,
+                collate_fn=self.data_collator,
+                num_workers=self.args.dataloader_num_workers,
+                pin_memory=self.args.dataloader_pin_memory,
+                prefetch_factor=self.args.dataloader_prefetch_factor,
+            )
+            dataloader = prepare_data_loader(
+                dataloader, self.args.device, num_processes=1, process_index=0, put_on_device=True,
+                dispatch_batches=False,
+            )
+        else:
+            dataloader = super().get_train_dataloader()
+        try:
+            length = len(dataloader)
+        except TypeError:
+            length = None
+        accumulation = self.args.gradient_accumulation_steps
+        self.steps_per_epoch = None if length is None else max(math.ceil(length / accumulation), 1)
+        self._check_schedule()
+        return dataloader
+
+    def _check_schedule(self) -> None:
+        if self.args.magma_weight == 0 or self._warned_schedule:
+            return
+        start, end = self.args.magma_window(self.steps_per_epoch)  # raises for streaming without steps
+        if self.args.max_steps > 0:
+            total = self.args.max_steps
+        else:
+            total = math.ceil(self.args.num_train_epochs * self.steps_per_epoch)
+        self._warned_schedule = True
+        if start >= total:
+            logger.warning(
+                "\n%s\nTHE MAGMA TERM NEVER TURNS ON: it starts at step %d (epoch %s) but the run ends after %d steps. "
+                "This trains a plain MAE. Lower --magma_start_epoch/--magma_start_step or train longer.\n%s",
+                "!" * 100, start, self.args.magma_start_epoch, total, "!" * 100,
+            )
+        else:
+            logger.info("MAGMA term on (weight %g) for steps [%d, %d) of %d", self.args.magma_weight, start, end, total)
+
+    # ---- loss, logging ---------------------------------------------------------------------------------------
+    def _accumulate(self, phase: str, values: dict[str, torch.Tensor | float], count: float = 1.0) -> None:
+        sums = self._sums[phase]
+        for name, value in values.items():
+            value = torch.as_tensor(value, dtype=torch.float64, device=self.args.device).detach()
+            if name not in sums:
+                sums[name] = torch.zeros(2, dtype=torch.float64, device=self.args.device)
+            sums[name] += torch.stack([value * count, torch.tensor(count, dtype=torch.float64, device=value.device)])
+
+    def _reduce(self, phase: str, names: tuple[str, ...]) -> dict[str, float]:
+        """Means of the accumulated values over all processes; every process must call it (a collective)."""
+        sums = self._sums[phase]
+        zero = torch.zeros(2, dtype=torch.float64, device=self.args.device)
+        stacked = torch.stack([sums.get(name, zero) for name in names])
+        if self.args.world_size > 1:
+            stacked = self.accelerator.reduce(stacked, reduction="sum")
+        self._sums[phase] = {}
+        return {name: (s[0] / s[1]).item() for name, s in zip(names, stacked) if s[1] > 0}
+
+    def compute_loss(self, model: nn.Module, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Any = None):
+        pixel_values = inputs["pixel_values"]
+        labels = inputs.get("labels")
+        phase = "train" if model.training else "eval"
+        if phase == "train" and not self._warned_schedule and self.steps_per_epoch is not None:
+            self._check_schedule()
+        unwrapped = self.accelerator.unwrap_model(model)
+        weight = self.magma_weight_at(self.state.global_step)
+        probe = self.online_probe is not None and labels is not None
+        last = unwrapped.config.num_hidden_layers
+        if pixel_values.shape[0] == 0:
+            # Every image of this batch was unreadable: a zero loss that still touches all parameters (DDP).
+            loss = sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)
+            if probe and phase == "train":
+                self.online_probe.step(torch.zeros(0, unwrapped.config.hidden_size, device=loss.device), labels)
+            return (loss, None) if return_outputs else loss
+
+        outputs = model(pixel_values=pixel_values, magma_weight=weight,
+                        output_hidden_states=[last] if probe else None)
+        values = {
+            "reconstruction_loss": outputs.reconstruction_loss,
+            "magma_loss": outputs.magma_loss,
+            "uniformity_loss": outputs.uniformity_loss,
+            "magma_weight": weight,
+        }
+        if phase == "train":
+            self._accumulate(phase, values)
+        else:  # weighted by the batch size, as the Trainer's eval_loss is
+            self._accumulate(phase, values, count=float(pixel_values.shape[0]))
+        if probe:
+            with torch.no_grad():
+                features = unwrapped.vit.layernorm(outputs.hidden_states[last][:, 0].detach())
+            if phase == "train":
+                correct = self.online_probe.step(features, labels)
+            else:
+                correct = self.online_probe.correct(features, labels)
+            self._accumulate(phase, {"online_accuracy": correct / labels.numel()}, count=float(labels.numel()))
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and not any(key.startswith("eval_") for key in logs):
+            logs.update(self._reduce("train", (*LOGGED_TERMS, "online_accuracy")))
+        super().log(logs, start_time)
+
+    # ---- evaluation ------------------------------------------------------------------------------------------
+    def get_eval_dataloader(self, eval_dataset: Any = None):
+        if self.eval_data_collator is None:
+            return super().get_eval_dataloader(eval_dataset)
+        train_collator, self.data_collator = self.data_collator, self.eval_data_collator
+        try:
+            return super().get_eval_dataloader(eval_dataset)
+        finally:
+            self.data_collator = train_collator
+
+    def prediction_step(self, model: nn.Module, inputs: dict[str, Any], prediction_loss_only: bool,
+                        ignore_keys: list[str] | None = None):
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad():
+            loss = self.compute_loss(model, inputs)
+        return loss.detach(), None, None
+
+    def evaluation_loop(self, dataloader, description: str, prediction_loss_only: bool | None = None,
+                        ignore_keys: list[str] | None = None, metric_key_prefix: str = "eval") -> EvalLoopOutput:
+        self._sums["eval"] = {}
+        output = super().evaluation_loop(dataloader, description, True, ignore_keys, metric_key_prefix)
+        terms = self._reduce("eval", (*LOGGED_TERMS, "online_accuracy"))
+        metrics = dict(output.metrics)
+        metrics.update({f"{metric_key_prefix}_{name}": value for name, value in terms.items()})
+        return EvalLoopOutput(predictions=None, label_ids=None, metrics=metrics, num_samples=output.num_samples)
+
+    # ---- the probe's state in checkpoints --------------------------------------------------------------------
+    def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
+        super()._save_checkpoint(model, trial)
+        if self.online_probe is not None and self.args.should_save:
+            folder = os.path.join(self._get_output_dir(trial), f"checkpoint-{self.state.global_step}")
+            state = {"classifier": self.online_probe.classifier.state_dict(),
+                     "optimizer": self.online_probe.optimizer.state_dict()}
+            torch.save(state, os.path.join(folder, ONLINE_PROBE_FILE))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        path = os.path.join(resume_from_checkpoint, ONLINE_PROBE_FILE)
+        if self.online_probe is not None and os.path.isfile(path):
+            state = torch.load(path, map_location=self.args.device, weights_only=True)
+            self.online_probe.classifier.load_state_dict(state["classifier"])
+            self.online_probe.optimizer.load_state_dict(state["optimizer"])

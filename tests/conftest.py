@@ -1,0 +1,37 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from hub_server import HubServer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def _hub_server_session():
+    server = HubServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def hub_server(_hub_server_session: HubServer, monkeypatch, tmp_path_factory):
+    """A localhost Hub (see `tests/hub_server.py`) with the real clients pointed at it.
+
+    Sets HF_ENDPOINT, HF_HUB_DISABLE_XET=1, a dummy HF_TOKEN and a private HF_HOME for this test and for the
+    subprocesses it starts (they inherit os.environ), and unsets HF_HUB_OFFLINE. Yields the `HubServer`:
+    ``.url``, ``.fail_with(status, routes=None)`` / ``.recover()``, ``.stop()`` / ``.start()``, ``.files(repo_id)``.
+    """
+    server = _hub_server_session
+    server.reset()
+    server.start()
+    home = str(tmp_path_factory.mktemp("hf_home"))
+    server.environment = server.point_clients_here(monkeypatch, home)
+    yield server
+    server.recover()
+    server.start()

@@ -1,0 +1,158 @@
+"""Tests for hf_magma.data: sources, column detection, transforms, corrupt-image handling."""
+
+import io
+
+import datasets
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+
+from hf_magma.data import (
+    FASHION_MNIST_DIR,
+    ImageCollator,
+    ImageDataArguments,
+    ImageTransform,
+    find_image_column,
+    find_label_column,
+    load_fashion_mnist,
+    load_image_datasets,
+    to_pil,
+)
+
+
+def make_image_folder(root, n_per_class=6, size=20, modes=("RGB", "L", "RGBA", "P"), corrupt=0):
+    """Write a tiny two-class image folder with mixed colour modes (and optionally corrupt files)."""
+    rng = np.random.default_rng(0)
+    for label in ("cat", "dog"):
+        folder = root / label
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(n_per_class):
+            array = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+            image = PIL.Image.fromarray(array).convert(modes[i % len(modes)])
+            image.save(folder / f"{label}_{i}.png")
+        for i in range(corrupt):
+            (folder / f"broken_{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    return root
+
+
+@pytest.mark.skipif(not (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").exists(), reason="offline copy absent")
+def test_fashion_mnist_default(caplog):
+    splits = load_image_datasets(ImageDataArguments())
+    assert len(splits["train"]) == 60_000 and len(splits["test"]) == 10_000
+    assert len(splits["validation"]) == 10_000  # the test split doubles as validation for the MAE loss
+    example = splits["train"][0]
+    assert example["image"].shape == (28, 28) and example["image"].dtype == np.uint8
+    assert example["label"] == 9  # the first training image is an ankle boot
+    assert "Fashion-MNIST" in caplog.text and "zalando-datasets/fashion_mnist" in caplog.text
+
+
+def test_fashion_mnist_missing_files_message(tmp_path):
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        load_fashion_mnist(tmp_path)
+
+
+def test_image_folder_validation_split_and_columns(tmp_path):
+    make_image_folder(tmp_path / "train", n_per_class=10)
+    args = ImageDataArguments(train_dir=str(tmp_path / "train"), validation_split_percentage=20)
+    splits = load_image_datasets(args, seed=0)
+    assert len(splits["train"]) == 16 and len(splits["validation"]) == 4
+    assert find_image_column(splits["train"]) == "image"
+    assert find_label_column(splits["train"]) == "label"
+    # Undecoded: the collator decodes, once.
+    assert isinstance(splits["train"].features["image"], datasets.Image)
+    assert splits["train"].features["image"].decode is False
+
+
+def test_column_detection_errors():
+    with pytest.raises(ValueError, match="No image column found among the columns"):
+        find_image_column(["text", "id"])
+    assert find_label_column(["img", "fine_label", "coarse_label"]) == "fine_label"
+    assert find_label_column(["img"]) is None
+    with pytest.raises(ValueError, match="--label_column_name"):
+        find_label_column(["img"], required=True)
+    features = datasets.Features({"photo_bytes": datasets.Image(), "y": datasets.ClassLabel(names=["a", "b"])})
+    assert find_image_column(features) == "photo_bytes" and find_label_column(features) == "y"
+
+
+def test_invalid_arguments():
+    with pytest.raises(ValueError, match="not both"):
+        ImageDataArguments(dataset_name="a/b", train_dir="x")
+    with pytest.raises(ValueError, match="validation_split_percentage"):
+        ImageDataArguments(validation_split_percentage=0)
+    with pytest.raises(ValueError, match="max_train_samples"):
+        ImageDataArguments(max_train_samples=0)
+    with pytest.raises(ValueError, match="image_size"):
+        ImageTransform(0)
+    with pytest.raises(ValueError, match="num_channels"):
+        ImageTransform(8, num_channels=2)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "CMYK", "LA", "I;16"])
+def test_modes_become_rgb(mode):
+    image = PIL.Image.new("RGB", (9, 7), (10, 200, 30)).convert(mode)
+    assert to_pil(image).mode == "RGB"
+    assert to_pil(image, num_channels=1).mode == "L"
+
+
+def test_transparent_pixels_become_white():
+    image = PIL.Image.new("RGBA", (4, 4), (0, 0, 0, 0))
+    assert to_pil(image).getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_transform_shapes_and_statistics():
+    array = np.full((28, 28), 255, dtype=np.uint8)  # grey array, as Fashion-MNIST is stored
+    eval_transform = ImageTransform(16, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), train=False)
+    out = eval_transform(array)
+    assert out.shape == (3, 16, 16) and torch.allclose(out, torch.ones_like(out))
+    grey = ImageTransform(16, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), train=False, num_channels=1)
+    assert grey(array).shape == (1, 16, 16)
+    train_transform = ImageTransform((12, 16), train=True)
+    rect = PIL.Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8))
+    assert train_transform(rect).shape == (3, 12, 16)
+    png = io.BytesIO()
+    rect.save(png, format="PNG")
+    assert train_transform({"bytes": png.getvalue(), "path": None}).shape == (3, 12, 16)
+
+
+def test_train_augmentation_is_random_and_flips():
+    gradient = np.tile(np.arange(32, dtype=np.uint8) * 8, (32, 1))
+    transform = ImageTransform(16, train=True)
+    outputs = torch.stack([transform(gradient) for _ in range(20)])
+    assert outputs.std(dim=0).mean() > 0  # different crops
+    # Some outputs increase left to right, some (flipped) decrease.
+    slopes = (outputs[:, 0, :, -1] - outputs[:, 0, :, 0]).mean(dim=1)
+    assert (slopes > 0).any() and (slopes < 0).any()
+
+
+def test_collator_skips_counts_and_names_corrupt_images(tmp_path, caplog):
+    make_image_folder(tmp_path / "train", n_per_class=3, corrupt=1)
+    splits = load_image_datasets(ImageDataArguments(train_dir=str(tmp_path / "train"), validation_split_percentage=10))
+    dataset = datasets.concatenate_datasets([splits["train"], splits["validation"]])
+    collator = ImageCollator(ImageTransform(8, train=True), "image", "label")
+    batch = collator([dataset[i] for i in range(len(dataset))])
+    assert batch["pixel_values"].shape == (6, 3, 8, 8) and batch["labels"].shape == (6,)
+    assert collator.skipped == 2
+    assert "broken_0.png" in caplog.text and "2 skipped so far" in caplog.text
+    empty = collator([{"image": {"bytes": b"junk", "path": "junk.jpg"}, "label": 0}])
+    assert empty["pixel_values"].shape == (0, 3, 8, 8) and collator.skipped == 3
+
+
+def test_collator_counts_across_dataloader_workers(tmp_path):
+    make_image_folder(tmp_path / "train", n_per_class=4, corrupt=2)
+    dataset = datasets.load_dataset("imagefolder", data_dir=str(tmp_path / "train"), split="train")
+    dataset = dataset.cast_column("image", datasets.Image(decode=False))
+    collator = ImageCollator(ImageTransform(8, train=False), "image", "label")
+    loader = torch.utils.data.DataLoader(dataset, batch_size=3, num_workers=2, collate_fn=collator)
+    images = sum(batch["pixel_values"].shape[0] for batch in loader)
+    assert images == 8 and collator.skipped == 4
+
+
+def test_streaming_image_folder(tmp_path):
+    make_image_folder(tmp_path / "train", n_per_class=5)
+    args = ImageDataArguments(train_dir=str(tmp_path / "train"), streaming=True, shuffle_buffer_size=4)
+    splits = load_image_datasets(args)
+    assert isinstance(splits["train"], datasets.IterableDataset)
+    collator = ImageCollator(ImageTransform(8, train=True), "image", "label")
+    batch = collator(list(splits["train"]) + list(splits["validation"]))
+    assert batch["pixel_values"].shape == (10, 3, 8, 8)

@@ -1,0 +1,167 @@
+"""Tests for hf_magma.trainer: arguments, the schedule, logged terms, evaluation and the online probe."""
+
+import logging
+import math
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import ViTMAEConfig
+
+from hf_magma.data import ImageCollator, ImageTransform
+from hf_magma.modeling import ViTMAEWithMAGMA, all_gather_with_grad
+from hf_magma.trainer import MAGMATrainer, MAGMATrainingArguments, last_checkpoint
+
+TINY = dict(
+    hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64, image_size=16, patch_size=4,
+    decoder_hidden_size=32, decoder_num_hidden_layers=1, decoder_num_attention_heads=2, decoder_intermediate_size=64,
+)
+
+
+def tiny_model(seed=0):
+    torch.manual_seed(seed)
+    return ViTMAEWithMAGMA(ViTMAEConfig(**TINY))
+
+
+def labelled_dataset(n=48, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, 16, 16), dtype=np.uint8)
+    features = datasets.Features({"image": datasets.Array2D((16, 16), "uint8"), "label": datasets.ClassLabel(num_classes=3)})
+    ds = datasets.Dataset.from_dict({"image": images, "label": rng.integers(0, 3, n)}, features=features)
+    return ds.with_format("numpy", columns=["image"], output_all_columns=True, dtype=np.uint8)
+
+
+def make_args(tmp_path, **overrides):
+    values = dict(output_dir=str(tmp_path), per_device_train_batch_size=8, report_to="none", use_cpu=True,
+                  disable_tqdm=True, save_strategy="no", logging_steps=2, seed=0)
+    values.update(overrides)
+    return MAGMATrainingArguments(**values)
+
+
+def collator(train=True):
+    return ImageCollator(ImageTransform(16, mean=[0.5], std=[0.5], train=train), "image", "label")
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("magma_weight", -1.0, "magma_weight"),
+        ("magma_weight", float("nan"), "magma_weight"),
+        ("uniformity_weight", float("inf"), "uniformity_weight"),
+        ("magma_start_epoch", -2, "magma_start_epoch"),
+        ("magma_steps", 5, "given together"),
+        ("base_learning_rate", 0.0, "base_learning_rate"),
+        ("online_probe_learning_rate", -1.0, "online_probe_learning_rate"),
+    ],
+)
+def test_invalid_arguments(tmp_path, field, value, message):
+    with pytest.raises(ValueError, match=message):
+        make_args(tmp_path, **{field: value})
+
+
+def test_base_learning_rate_scaling(tmp_path):
+    args = make_args(tmp_path, base_learning_rate=1.5e-4, per_device_train_batch_size=64, gradient_accumulation_steps=2)
+    assert math.isclose(args.learning_rate, 1.5e-4 * 128 / 256)
+
+
+def test_trainer_rejects_bad_inputs(tmp_path):
+    with pytest.raises(TypeError, match="ViTMAEWithMAGMA"):
+        MAGMATrainer(model=torch.nn.Linear(2, 2), args=make_args(tmp_path))
+    with pytest.raises(ValueError, match="remove_unused_columns"):
+        MAGMATrainer(model=tiny_model(), args=make_args(tmp_path, remove_unused_columns=True))
+    with pytest.raises(ValueError, match="num_labels"):
+        MAGMATrainer(model=tiny_model(), args=make_args(tmp_path), num_labels=1)
+
+
+def test_schedule_from_global_step(tmp_path):
+    args = make_args(tmp_path, magma_weight=0.5, magma_start_epoch=2, magma_epochs=1.5)
+    trainer = MAGMATrainer(model=tiny_model(), args=args, train_dataset=labelled_dataset(), data_collator=collator())
+    trainer.get_train_dataloader()
+    assert trainer.steps_per_epoch == 6  # 48 images / batch 8
+    weights = [trainer.magma_weight_at(step) for step in range(25)]
+    assert weights == [0.0] * 12 + [0.5] * 9 + [0.0] * 4  # epochs [2, 3.5) = steps [12, 21)
+
+    stepped = MAGMATrainer(model=tiny_model(), args=make_args(tmp_path, magma_start_step=3, magma_steps=2),
+                           train_dataset=labelled_dataset(), data_collator=collator())
+    assert [stepped.magma_weight_at(s) for s in range(6)] == [0, 0, 0, 1, 1, 0]
+
+
+def test_streaming_schedule_needs_steps(tmp_path):
+    args = make_args(tmp_path, max_steps=3)
+    with pytest.raises(ValueError, match="magma_start_step"):
+        args.magma_window(None)
+
+
+def test_warns_loudly_when_term_never_turns_on(tmp_path, caplog):
+    args = make_args(tmp_path, max_steps=4, magma_start_epoch=10)
+    trainer = MAGMATrainer(model=tiny_model(), args=args, train_dataset=labelled_dataset(), data_collator=collator())
+    with caplog.at_level(logging.WARNING, logger="hf_magma.trainer"):
+        trainer.get_train_dataloader()
+    assert "NEVER TURNS ON" in caplog.text
+
+
+def test_training_logs_terms_and_evaluation(tmp_path):
+    args = make_args(tmp_path, max_steps=6, magma_start_step=2, magma_steps=2, logging_steps=2,
+                     uniformity_weight=0.01, learning_rate=1e-3)
+    model = tiny_model()
+    trainer = MAGMATrainer(model=model, args=args, train_dataset=labelled_dataset(), eval_dataset=labelled_dataset(16, 1),
+                           data_collator=collator(), eval_data_collator=collator(False), num_labels=3)
+    trainer.train()
+    logs = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert [entry["step"] for entry in logs] == [2, 4, 6]
+    assert [entry["magma_weight"] for entry in logs] == [0.0, 1.0, 0.0]
+    for entry in logs:
+        for key in ("reconstruction_loss", "magma_loss", "uniformity_loss", "online_accuracy"):
+            assert math.isfinite(entry[key]), key
+        assert entry["magma_loss"] > 0  # computed and logged while its weight is 0 too
+        expected = entry["reconstruction_loss"] + entry["magma_weight"] * entry["magma_loss"] + 0.01 * entry["uniformity_loss"]
+        assert math.isclose(entry["loss"], expected, rel_tol=1e-4)
+    assert model.config.uniformity_weight == 0.01
+
+    metrics = trainer.evaluate()
+    for key in ("eval_loss", "eval_reconstruction_loss", "eval_magma_loss", "eval_uniformity_loss", "eval_online_accuracy"):
+        assert key in metrics and math.isfinite(metrics[key]), key
+    assert metrics["eval_magma_weight"] == 0.0  # step 6 is after the window
+    assert math.isclose(metrics["eval_loss"], metrics["eval_reconstruction_loss"] + 0.01 * metrics["eval_uniformity_loss"], rel_tol=1e-4)
+
+
+def _encoder_gradients(tmp_path, num_labels):
+    model = tiny_model()
+    trainer = MAGMATrainer(model=model, args=make_args(tmp_path, magma_start_step=0, magma_steps=10),
+                           train_dataset=labelled_dataset(), data_collator=collator(), num_labels=num_labels)
+    batch = collator(train=False)([labelled_dataset()[i] for i in range(8)])
+    model.train()
+    torch.manual_seed(123)
+    loss = trainer.compute_loss(model, batch)
+    loss.backward()
+    return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}, trainer
+
+
+def test_online_probe_leaves_encoder_gradients_unchanged(tmp_path):
+    without, _ = _encoder_gradients(tmp_path, None)
+    with_probe, trainer = _encoder_gradients(tmp_path, 3)
+    assert trainer.online_probe is not None
+    assert trainer.online_probe.classifier.weight.abs().sum() > 0  # the probe did take a step
+    assert without.keys() == with_probe.keys() and len(without) > 0
+    for name in without:
+        assert torch.equal(without[name], with_probe[name]), name
+
+
+def test_online_probe_not_in_saved_weights(tmp_path):
+    args = make_args(tmp_path, max_steps=2, save_strategy="steps", save_steps=2)
+    trainer = MAGMATrainer(model=tiny_model(), args=args, train_dataset=labelled_dataset(), data_collator=collator(),
+                           num_labels=3)
+    trainer.train()
+    checkpoint = last_checkpoint(tmp_path)
+    assert checkpoint is not None and checkpoint.endswith("checkpoint-2")
+    keys = load_file(f"{checkpoint}/model.safetensors").keys()
+    assert not any("classifier" in key or "probe" in key for key in keys)
+    assert len(keys) == len(tiny_model().state_dict())  # saved under transformers' checkpoint key names
+    assert (tmp_path / "checkpoint-2" / "online_probe.pt").is_file()  # the probe's own state, beside the weights
+
+
+def test_all_gather_single_process_is_identity():
+    x = torch.randn(4, 3, requires_grad=True)
+    assert all_gather_with_grad(x) is x
