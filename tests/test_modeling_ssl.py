@@ -183,3 +183,11 @@ def test_mean_pooled_representation():
     first, second = views()
     out = model(first, second)
     torch.testing.assert_close(out.representations[:8], model.vit(first).last_hidden_state[:, 1:].mean(dim=1))
+
+
+def test_selected_hidden_states_are_returned_for_both_views():
+    model = model_for("simclr")
+    first, second = views()
+    out = model(first, second, output_hidden_states=[-1])
+    assert [h is not None for h in out.hidden_states] == [False, False, False, True]
+    assert out.hidden_states[3].shape == (16, 17, 32)

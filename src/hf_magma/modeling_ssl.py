@@ -17,7 +17,7 @@ from transformers.modeling_outputs import ModelOutput
 from transformers.models.vit.modeling_vit import ViTModel, ViTPreTrainedModel
 
 from .losses import MAGMARegularizer
-from .modeling import resolve_magma_config
+from .modeling import all_gather_with_grad, resolve_magma_config
 from .ssl import SSL_OBJECTIVES, nt_xent_loss, vicreg_loss
 
 REPRESENTATION_POOLINGS: tuple[str, ...] = ("cls", "mean")
@@ -126,7 +126,12 @@ class ViTForSSL(ViTPreTrainedModel):
     LayerNorm). The settings live on a plain `ViTConfig` (``ssl_objective``, ``projector_*``,
     ``simclr_temperature``, ``vicreg_*_weight``, ``representation_pooling`` and the ``magma_*`` ones, see
     `resolve_ssl_config`) and are saved with it; the checkpoint's ``model_type`` stays ``vit``.
+
+    ``magma_gather`` (an attribute, off by default and not saved) computes MAGMA over the first views gathered
+    from all processes with a differentiable all-gather, as `ViTMAEWithMAGMA` does.
     """
+
+    magma_gather: bool = False
 
     def __init__(self, config: ViTConfig):
         resolve_ssl_config(config)
@@ -157,7 +162,7 @@ class ViTForSSL(ViTPreTrainedModel):
         pixel_values: torch.Tensor | None = None,
         pixel_values_2: torch.Tensor | None = None,
         interpolate_pos_encoding: bool | None = None,
-        output_hidden_states: bool | None = None,
+        output_hidden_states: bool | int | list[int] | None = None,
         magma_weight: float | torch.Tensor | None = None,
         **kwargs,
     ) -> ViTForSSLOutput:
@@ -183,18 +188,28 @@ class ViTForSSL(ViTPreTrainedModel):
 
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
+        asked: set[int] = set()
+        if output_hidden_states is True:
+            request: bool | list[int] = True
+        elif output_hidden_states in (False, None):
+            request = self.magma.hidden_state_indices
+        else:  # a selection of indices (transformers>=5.23): return those, capture ours as well
+            picks = [output_hidden_states] if isinstance(output_hidden_states, int) else output_hidden_states
+            asked = {i % (self.config.num_hidden_layers + 1) for i in picks}
+            request = sorted({*self.magma.hidden_state_indices, *asked})
         batch_size = pixel_values.shape[0]
         outputs = self.vit(
             torch.cat([pixel_values, pixel_values_2]),
             interpolate_pos_encoding=interpolate_pos_encoding,
-            output_hidden_states=True if output_hidden_states else self.magma.hidden_state_indices,
+            output_hidden_states=request,
             **kwargs,
         )
         hidden_states = outputs.hidden_states
 
+        gather = all_gather_with_grad if self.magma_gather else None
         with contextlib.nullcontext() if weight > 0 else torch.no_grad():
             first_view = [None if h is None else h[:batch_size] for h in hidden_states]
-            magma = self.magma(first_view)
+            magma = self.magma(first_view, gather=gather)
 
         representations = self.represent(outputs.last_hidden_state)
         # One projector call per view: the BatchNorm statistics are each view's own, as in SimCLR and VICReg.
@@ -213,6 +228,13 @@ class ViTForSSL(ViTPreTrainedModel):
             )
         loss = objective + weight * magma.to(objective.dtype) if weight > 0 else objective
 
+        if output_hidden_states is True:
+            returned = hidden_states
+        elif output_hidden_states in (False, None):
+            returned = None
+        else:
+            returned = tuple(h if i in asked else None for i, h in enumerate(hidden_states))
+
         return ViTForSSLOutput(
             loss=loss,
             objective_loss=objective,
@@ -222,6 +244,6 @@ class ViTForSSL(ViTPreTrainedModel):
             covariance_loss=covariance,
             representations=representations,
             projections=torch.cat([z1, z2]),
-            hidden_states=hidden_states if output_hidden_states else None,
+            hidden_states=returned,
             attentions=outputs.attentions,
         )
