@@ -150,9 +150,11 @@ def test_collator_counts_across_dataloader_workers(tmp_path):
 
 def test_streaming_image_folder(tmp_path):
     make_image_folder(tmp_path / "train", n_per_class=5)
-    args = ImageDataArguments(train_dir=str(tmp_path / "train"), streaming=True, shuffle_buffer_size=4)
+    args = ImageDataArguments(train_dir=str(tmp_path / "train"), streaming=True, shuffle_buffer_size=4,
+                              max_eval_samples=3)
     splits = load_image_datasets(args)
     assert isinstance(splits["train"], datasets.IterableDataset)
     collator = ImageCollator(ImageTransform(8, train=True), "image", "label")
-    batch = collator(list(splits["train"]) + list(splits["validation"]))
-    assert batch["pixel_values"].shape == (10, 3, 8, 8)
+    train, validation = list(splits["train"]), list(splits["validation"])
+    assert len(train) == 7 and len(validation) == 3
+    assert collator(train + validation)["pixel_values"].shape == (10, 3, 8, 8)

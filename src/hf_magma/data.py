@@ -47,6 +47,7 @@ _FASHION_MNIST_FILES = {
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
 
+STREAMING_VALIDATION_EXAMPLES = 1000
 IMAGE_COLUMN_NAMES = ("image", "img", "images", "pixel_values", "picture", "photo")
 LABEL_COLUMN_NAMES = ("label", "labels", "fine_label", "class", "target", "category")
 _ARRAY_FEATURES = (datasets.Array2D, datasets.Array3D)
@@ -82,7 +83,8 @@ class ImageDataArguments:
         default=None,
         metadata={
             "help": "The split to validate on. Default: `validation` when the source has it, else `test`, else "
-            "--validation_split_percentage of the training split."
+            "--validation_split_percentage of the training split (streamed: its first --max_eval_samples, or "
+            "1,000, examples)."
         },
     )
     validation_split_percentage: float = field(
@@ -241,7 +243,8 @@ def load_image_datasets(
     Sources: a Hub dataset (``streaming`` gives IterableDatasets, the training one shuffled with a buffer and
     split per process with ``datasets.distributed.split_dataset_by_node``), an image folder, or, with neither,
     the offline Fashion-MNIST. The validation set is the source's ``validation`` split, else its ``test`` split
-    (only the unsupervised loss is measured on it), else ``validation_split_percentage`` of the training set;
+    (only the unsupervised loss is measured on it), else ``validation_split_percentage`` of the training set
+    (streamed: its first ``max_eval_samples`` examples, 1,000 by default);
     ``"test"`` is the source's test split whenever it has one (so Fashion-MNIST gives train 60k, test 10k).
     Image columns are left undecoded (``Image(decode=False)``): :class:`ImageCollator` decodes them.
     """
@@ -288,8 +291,8 @@ def load_image_datasets(
     if validation_name is not None and validation_name != data_args.train_split:
         splits["validation"] = raw[validation_name]
     elif isinstance(splits["train"], IterableDataset):
-        # No random access: the first examples of the stream are held out.
-        held_out = max(1, int(data_args.validation_split_percentage * 100))
+        # No length to take a percentage of: the first max_eval_samples (default 1,000) examples are held out.
+        held_out = data_args.max_eval_samples or STREAMING_VALIDATION_EXAMPLES
         splits["validation"] = splits["train"].take(held_out)
         splits["train"] = splits["train"].skip(held_out)
     else:

@@ -3,6 +3,7 @@ online linear probe; `MAGMATrainingArguments` holds its settings."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -373,7 +374,16 @@ class MAGMATrainer(Trainer):
             torch.save(state, os.path.join(folder, ONLINE_PROBE_FILE))
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
-        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        if self.is_deepspeed_enabled or self.is_fsdp_enabled:
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+        else:
+            # The Trainer loads `model.safetensors` with a non-strict `load_state_dict`, but ViT-MAE checkpoints are
+            # saved under transformers' legacy key names (`vit.encoder.layer.N...`), so that would silently keep
+            # the fresh weights. `from_pretrained` applies the key conversion; the copy is then loaded strictly.
+            target = self.accelerator.unwrap_model(model if model is not None else self.model)
+            loaded = type(target).from_pretrained(resume_from_checkpoint, config=copy.deepcopy(target.config))
+            target.load_state_dict(loaded.state_dict(), strict=True)
+            del loaded
         path = os.path.join(resume_from_checkpoint, ONLINE_PROBE_FILE)
         if self.online_probe is not None and os.path.isfile(path):
             state = torch.load(path, map_location=self.args.device, weights_only=True)

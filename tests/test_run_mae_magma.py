@@ -1,0 +1,155 @@
+"""End-to-end tests of scripts/run_mae_magma.py on generated image folders (tiny models, a few steps)."""
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from test_data import make_image_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "run_mae_magma.py"
+TINY = ("hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64,image_size=16,patch_size=4,"
+        "decoder_hidden_size=32,decoder_num_hidden_layers=1,decoder_num_attention_heads=2,decoder_intermediate_size=64")
+
+spec = importlib.util.spec_from_file_location("run_mae_magma", SCRIPT)
+run_mae_magma = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(run_mae_magma)
+
+
+def base_args(train_dir, output_dir, **overrides):
+    values = {
+        "train_dir": train_dir, "output_dir": output_dir, "config_overrides": TINY, "per_device_train_batch_size": 4,
+        "report_to": "none", "disable_tqdm": "true", "logging_steps": 1, "seed": 0, "learning_rate": 1e-3,
+        "save_strategy": "steps", "save_steps": 4, "validation_split_percentage": 20,
+    }
+    values.update(overrides)
+    args = []
+    for key, value in values.items():
+        args += [f"--{key}", str(value)]
+    return args
+
+
+def run_inprocess(args):
+    return run_mae_magma.main(*run_mae_magma.make_parser().parse_args_and_config(args))
+
+
+def history(output_dir):
+    return json.loads((Path(output_dir) / "trainer_state.json").read_text())["log_history"]
+
+
+def test_end_to_end_image_folder_schedule_and_outputs(tmp_path):
+    make_image_folder(tmp_path / "images", n_per_class=10)  # 16 train images: 4 steps per epoch
+    out = tmp_path / "out"
+    config = tmp_path / "recipe.yaml"
+    config.write_text("magma_start_epoch: 1\nmagma_epochs: 1\nmagma_weight: 0.5\nnum_train_epochs: 1\n")
+    metrics = run_inprocess(["--config", str(config), *base_args(tmp_path / "images", out, num_train_epochs=3,
+                                                                 eval_strategy="epoch")])
+    logs = [entry for entry in history(out) if "loss" in entry]
+    assert [entry["step"] for entry in logs] == list(range(1, 13))  # the command line's 3 epochs beat the YAML's 1
+    # On for epoch 1 = steps [4, 8); the entry logged after optimizer step s describes step s - 1.
+    assert [entry["magma_weight"] for entry in logs] == [0.0] * 4 + [0.5] * 4 + [0.0] * 4
+    for entry in logs:
+        assert {"reconstruction_loss", "magma_loss", "magma_weight", "uniformity_loss", "online_accuracy"} <= set(entry)
+    assert "eval_magma_loss" in metrics and "eval_loss" in metrics
+    for folder in (out, out / "checkpoint-12"):
+        assert (folder / "model.safetensors").is_file() and (folder / "preprocessor_config.json").is_file()
+        config_json = json.loads((folder / "config.json").read_text())
+        assert config_json["model_type"] == "vit_mae" and config_json["magma_weight"] == 0.5
+    assert "M-MAE" in (out / "README.md").read_text()
+
+
+def test_streaming_path(tmp_path):
+    make_image_folder(tmp_path / "images", n_per_class=8)
+    out = tmp_path / "out"
+    run_inprocess(base_args(tmp_path / "images", out, streaming="true", max_steps=3, magma_start_step=1,
+                            magma_steps=1, save_steps=3, max_eval_samples=4))
+    logs = [entry for entry in history(out) if "loss" in entry]
+    assert [entry["magma_weight"] for entry in logs] == [0.0, 1.0, 0.0]
+    assert (out / "checkpoint-3" / "model.safetensors").is_file()
+
+
+def test_streaming_needs_max_steps(tmp_path):
+    make_image_folder(tmp_path / "images", n_per_class=2)
+    with pytest.raises(ValueError, match="--streaming needs --max_steps"):
+        run_inprocess(base_args(tmp_path / "images", tmp_path / "out", streaming="true"))
+
+
+def test_corrupt_images_are_skipped(tmp_path, caplog):
+    make_image_folder(tmp_path / "images", n_per_class=10, corrupt=3)
+    out = tmp_path / "out"
+    metrics = run_inprocess(base_args(tmp_path / "images", out, num_train_epochs=1, magma_start_epoch=0))
+    assert metrics["train_skipped_images"] >= 1
+    assert "broken_" in caplog.text and "Skipping unreadable image" in caplog.text
+    assert (out / "model.safetensors").is_file()
+
+
+def write_flat_colour_folder(root, n=24):
+    """Images of one colour each: augmentation cannot change them, so a run is a function of the seed alone."""
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        folder = root / ("a" if i % 2 else "b")
+        folder.mkdir(parents=True, exist_ok=True)
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        PIL.Image.new("RGB", (16, 16), colour).save(folder / f"{i}.png")
+
+
+def test_exact_resume_after_sigkill(tmp_path):
+    write_flat_colour_folder(tmp_path / "images")
+    common = dict(max_steps=12, magma_start_step=3, magma_steps=6, save_steps=4)
+    reference = tmp_path / "reference"
+    run_inprocess(base_args(tmp_path / "images", reference, **common))
+
+    killed = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    process = subprocess.Popen([sys.executable, str(SCRIPT), *base_args(tmp_path / "images", killed, **common)],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (killed / "checkpoint-8" / "trainer_state.json").exists():
+        assert process.poll() is None, "the run ended before it could be killed"
+        assert time.time() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (killed / "model.safetensors").exists()  # really interrupted
+
+    run_inprocess(base_args(tmp_path / "images", killed, **common))  # resumes from checkpoint-8 by itself
+    ref_logs = {e["step"]: e for e in history(reference) if "loss" in e}
+    new_logs = {e["step"]: e for e in history(killed) if "loss" in e}
+    assert sorted(new_logs) == sorted(ref_logs) == list(range(1, 13))
+    for step in range(9, 13):
+        for key in ("loss", "magma_weight", "magma_loss", "reconstruction_loss"):
+            assert new_logs[step][key] == pytest.approx(ref_logs[step][key], rel=1e-6, abs=1e-9), (step, key)
+    ref_weights, new_weights = load_file(reference / "model.safetensors"), load_file(killed / "model.safetensors")
+    for name, tensor in ref_weights.items():
+        torch.testing.assert_close(new_weights[name], tensor, rtol=1e-6, atol=1e-7)
+
+
+def test_two_processes_on_cpu(tmp_path):
+    make_image_folder(tmp_path / "images", n_per_class=10)
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    torchrun = Path(sys.executable).with_name("torchrun")
+    command = [str(torchrun), "--nproc_per_node", "2", "--master_port", "29517", str(SCRIPT),
+               *base_args(tmp_path / "images", out, max_steps=4, magma_start_step=1, magma_steps=2,
+                          save_steps=4, magma_gather="true", per_device_train_batch_size=3)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint")) == ["checkpoint-4"]
+    state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
+    logs = [entry for entry in state["log_history"] if "loss" in entry]
+    assert [entry["magma_weight"] for entry in logs] == [0.0, 1.0, 1.0, 0.0]
+    for entry in logs:
+        # The Trainer's loss is the mean over processes; the terms must be that same mean to add up to it.
+        expected = entry["reconstruction_loss"] + entry["magma_weight"] * entry["magma_loss"]
+        assert entry["loss"] == pytest.approx(expected, rel=1e-5)
