@@ -183,3 +183,35 @@ def test_magma_gather_matches_the_global_batch():
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert result.stdout.count(": ok") == 2
+
+
+@pytest.mark.parametrize("objective", ["simclr", "vicreg"])
+def test_trains_vit_for_ssl_on_two_views_and_logs_its_terms(tmp_path, objective):
+    from transformers import ViTConfig
+
+    from hf_magma import TwoViewAugmentation, TwoViewCollator, ViTForSSL
+
+    torch.manual_seed(0)
+    config = ViTConfig(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64, image_size=16,
+                       patch_size=4, ssl_objective=objective, projector_hidden_size=32, projector_output_size=16)
+    model = ViTForSSL(config)
+    augmentation = TwoViewAugmentation(16, mean=[0.5] * 3, std=[0.5] * 3, seed=0)
+    args = make_args(tmp_path, max_steps=4, magma_start_step=2, magma_steps=10, learning_rate=1e-3)
+    trainer = MAGMATrainer(model=model, args=args, train_dataset=labelled_dataset(), eval_dataset=labelled_dataset(16, 1),
+                           data_collator=TwoViewCollator(collator(False), augmentation),
+                           eval_data_collator=TwoViewCollator(collator(False), augmentation), num_labels=3)
+    trainer.train()
+    logs = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert [entry["magma_weight"] for entry in logs] == [0.0, 1.0]
+    parts = ("invariance_loss", "variance_loss", "covariance_loss") if objective == "vicreg" else ()
+    for entry in logs:
+        for key in ("objective_loss", "magma_loss", "online_accuracy", *parts):
+            assert math.isfinite(entry[key]), key
+        assert "reconstruction_loss" not in entry and "uniformity_loss" not in entry
+        assert math.isclose(entry["loss"], entry["objective_loss"] + entry["magma_weight"] * entry["magma_loss"],
+                            rel_tol=1e-4)
+    metrics = trainer.evaluate()
+    assert math.isfinite(metrics["eval_objective_loss"]) and math.isfinite(metrics["eval_online_accuracy"])
+    with pytest.raises(ValueError, match="uniformity_weight"):
+        MAGMATrainer(model=model, args=make_args(tmp_path, uniformity_weight=0.01), train_dataset=labelled_dataset(),
+                     data_collator=TwoViewCollator(collator(False), augmentation))

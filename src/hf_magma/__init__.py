@@ -1,5 +1,6 @@
 """hf-magma: MAGMA manifold regularisation for Masked Autoencoders, native to Hugging Face transformers."""
 
+from .augmentation import TwoViewAugmentation, TwoViewCollator
 from .data import (
     ImageCollator,
     ImageDataArguments,
@@ -25,6 +26,8 @@ from .losses import MAGMARegularizer, magma_loss, pool_hidden_state, uniformity_
 from .model_card import add_evaluation_results, add_figures, create_model_card, summarize_training
 from .model_config import MAGMAModelArguments, load_model_and_image_processor
 from .modeling import ViTMAEWithMAGMA, ViTMAEWithMAGMAOutput, all_gather_with_grad, resolve_magma_config
+from .modeling_ssl import ViTForSSL, ViTForSSLOutput, resolve_ssl_config
+from .ssl import VICRegLossOutput, nt_xent_loss, vicreg_loss
 from .trainer import MAGMATrainer, MAGMATrainingArguments, OnlineLinearProbe, last_checkpoint
 from .visualize import plot_attention_maps, plot_key_pca, plot_pacmap, plot_training_curves
 
@@ -41,6 +44,11 @@ __all__ = [
     "MAGMATrainer",
     "MAGMATrainingArguments",
     "OnlineLinearProbe",
+    "TwoViewAugmentation",
+    "TwoViewCollator",
+    "VICRegLossOutput",
+    "ViTForSSL",
+    "ViTForSSLOutput",
     "ViTMAEWithMAGMA",
     "ViTMAEWithMAGMAOutput",
     "add_evaluation_results",
@@ -60,6 +68,7 @@ __all__ = [
     "load_image_datasets",
     "load_model_and_image_processor",
     "magma_loss",
+    "nt_xent_loss",
     "plot_attention_maps",
     "plot_key_pca",
     "plot_pacmap",
@@ -67,8 +76,10 @@ __all__ = [
     "pool_hidden_state",
     "push_model_card",
     "resolve_magma_config",
+    "resolve_ssl_config",
     "run_evaluation",
     "sample_label_fraction",
     "summarize_training",
     "uniformity_loss",
+    "vicreg_loss",
 ]

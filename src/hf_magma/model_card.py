@@ -20,6 +20,7 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .modeling import resolve_magma_config
+from .modeling_ssl import resolve_ssl_config
 
 TEMPLATE_NAME = "m-mae.md"
 CARD_TAGS = ["vit-mae", "magma", "self-supervised", "image-feature-extraction"]
@@ -50,6 +51,7 @@ _SUMMARY_LABELS = {
     "reconstruction_loss": "final reconstruction loss",
     "magma_loss": "final MAGMA loss",
     "uniformity_loss": "final uniformity loss",
+    "objective_loss": "final SimCLR / VICReg loss",
     "magma_weight": "final MAGMA weight",
     "eval_loss": "final eval loss",
     "train_runtime": "training time (s)",
@@ -190,12 +192,22 @@ def create_model_card(
     method. ``train_summary`` is typically `summarize_training(trainer.state)`. ``figures`` maps captions to PNG
     paths relative to ``output_dir``. No token or other secret from the arguments is ever written.
     """
-    config = resolve_magma_config(copy.deepcopy(model_config))
+    ssl_objective = getattr(model_config, "ssl_objective", None)
+    config = (resolve_ssl_config if ssl_objective else resolve_magma_config)(copy.deepcopy(model_config))
     magma_weight = getattr(training_args, "magma_weight", None)
     magma_weight = config.magma_weight if magma_weight is None else float(magma_weight)
     uniformity_weight = getattr(training_args, "uniformity_weight", None)
     uniformity_weight = config.uniformity_weight if uniformity_weight is None else float(uniformity_weight)
     method = magma_method_name(magma_weight, uniformity_weight)
+    method_description = _METHOD_DESCRIPTIONS.get(method)
+    if ssl_objective:
+        base = {"simclr": "SimCLR", "vicreg": "VICReg"}[config.ssl_objective]
+        method = f"M-{base}" if magma_weight > 0 else base
+        method_description = (
+            f"The objective is {base} on two SimCLR-style augmented views of each image (a ViT backbone and an MLP "
+            "projector), " + ("plus the MAGMA manifold regulariser on the first view's block outputs." if
+                              magma_weight > 0 else "without MAGMA (the term was computed and logged, not trained on).")
+        )
 
     repo_id = getattr(training_args, "hub_model_id", None) or Path(output_dir).resolve().name
     model_name = model_name or repo_id.split("/")[-1]
@@ -205,7 +217,7 @@ def create_model_card(
         model_name=model_name,
         library_name="transformers",
         license=license,
-        tags=[*CARD_TAGS, method.lower()],
+        tags=[*(["vit", *CARD_TAGS[1:]] if ssl_objective else CARD_TAGS), method.lower()],
         datasets=[dataset_name] if _dataset_link(dataset_name) else None,
         base_model=base_model,
         pipeline_tag="image-feature-extraction",
@@ -226,7 +238,8 @@ def create_model_card(
         magma_settings += [("MAGMA start epoch (e_st)", start_epoch), ("MAGMA duration in epochs (e_dur)", epochs)]
     else:
         magma_settings.append(("MAGMA schedule", "constant weight"))
-    magma_settings.append(("uniformity weight (mu)", _format(uniformity_weight)))
+    if not ssl_objective:
+        magma_settings.append(("uniformity weight (mu)", _format(uniformity_weight)))
 
     model_settings = [
         ("encoder", f"{config.num_hidden_layers} blocks x {config.hidden_size} wide, {config.num_attention_heads} heads"),
@@ -238,6 +251,16 @@ def create_model_card(
         ("image size / patch size", f"{config.image_size} / {config.patch_size}"),
         ("mask ratio", _format(config.mask_ratio)),
         ("normalised-pixel loss", config.norm_pix_loss),
+    ] if not ssl_objective else [
+        ("encoder", f"{config.num_hidden_layers} blocks x {config.hidden_size} wide, {config.num_attention_heads} heads"),
+        ("projector", f"{config.projector_num_layers} layers, {config.projector_hidden_size} wide, "
+                      f"{config.projector_output_size} out"),
+        ("representation", config.representation_pooling),
+        ("image size / patch size", f"{config.image_size} / {config.patch_size}"),
+        *([("NT-Xent temperature", _format(config.simclr_temperature))] if config.ssl_objective == "simclr" else [
+            ("VICReg weights (invariance / variance / covariance)",
+             f"{_format(config.vicreg_sim_weight)} / {_format(config.vicreg_var_weight)} / "
+             f"{_format(config.vicreg_cov_weight)}")]),
     ]
     training_settings = []
     if training_args is not None:
@@ -259,7 +282,8 @@ def create_model_card(
         model_name=model_name,
         repo_id=repo_id,
         method=method,
-        method_description=_METHOD_DESCRIPTIONS[method],
+        method_description=method_description,
+        ssl=bool(ssl_objective),
         architecture=architecture,
         base_model=base_model,
         dataset_name=dataset_name,

@@ -1,13 +1,16 @@
-"""`MAGMAModelArguments`: which ViT-MAE to pretrain (new, or continued from a checkpoint) and how to build it."""
+"""Model arguments of the pretraining scripts and how to build the model: `MAGMAModelArguments` (a ViT-MAE) and
+`SSLModelArguments` (a ViT for SimCLR / VICReg)."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
 
-from transformers import AutoConfig, ViTImageProcessor, ViTMAEConfig
+from transformers import AutoConfig, ViTConfig, ViTImageProcessor, ViTMAEConfig
 
 from .modeling import ViTMAEWithMAGMA
+from .modeling_ssl import ViTForSSL
+from .ssl import SSL_OBJECTIVES
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +96,12 @@ def load_model_and_image_processor(model_args: MAGMAModelArguments) -> tuple[ViT
     else:
         model = ViTMAEWithMAGMA(config)
 
+    return model, load_image_processor(model_args, config.image_size)
+
+
+def load_image_processor(model_args: MAGMAModelArguments | SSLModelArguments, image_size: int) -> ViTImageProcessor:
+    """The image processor named by the arguments (or the checkpoint's, or ViT's defaults) at ``image_size``."""
+    common = {"cache_dir": model_args.cache_dir, "revision": model_args.model_revision}
     processor_source = model_args.image_processor_name or model_args.model_name_or_path
     processor = None
     if processor_source is not None:
@@ -105,5 +114,98 @@ def load_model_and_image_processor(model_args: MAGMAModelArguments) -> tuple[ViT
     if processor is None:
         processor = ViTImageProcessor()
     # The transforms follow the model's resolution, whatever the processor was saved with.
-    processor.size = {"height": config.image_size, "width": config.image_size}
-    return model, processor
+    processor.size = {"height": image_size, "width": image_size}
+    return processor
+
+
+@dataclass
+class SSLModelArguments:
+    """Which ViT to pretrain with SimCLR or VICReg (new, or continued from a checkpoint), its projector and MAGMA."""
+
+    objective: str = field(default="simclr", metadata={"help": "The self-supervised objective: simclr or vicreg."})
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "A ViT checkpoint (Hub id or path) to continue from; without it a new model is initialised "
+                  "from --config_name / --config_overrides."},
+    )
+    config_name: str | None = field(
+        default=None, metadata={"help": "A ViT config (Hub id or path) for a new model, if not the checkpoint's."}
+    )
+    config_overrides: str | None = field(
+        default=None,
+        metadata={"help": "Config settings overriding the defaults when training from scratch, e.g. "
+                  "'hidden_size=192,num_hidden_layers=12,num_attention_heads=3,image_size=32,patch_size=4'."},
+    )
+    image_processor_name: str | None = field(
+        default=None, metadata={"help": "An image processor (Hub id or path) whose mean/std normalise the images."}
+    )
+    cache_dir: str | None = field(default=None, metadata={"help": "Where to cache downloaded models."})
+    model_revision: str = field(default="main", metadata={"help": "The model revision (branch, tag or commit)."})
+    projector_hidden_size: int | None = field(default=None, metadata={"help": "Projector width (default 2048)."})
+    projector_output_size: int | None = field(
+        default=None, metadata={"help": "Projector output size (default 256 for SimCLR, 2048 for VICReg)."}
+    )
+    projector_num_layers: int | None = field(
+        default=None, metadata={"help": "Projector linear layers (default 2 for SimCLR, 3 for VICReg)."}
+    )
+    representation_pooling: str | None = field(
+        default=None, metadata={"help": "What the projector reads: cls (default) or mean (of the patch tokens)."}
+    )
+    simclr_temperature: float | None = field(default=None, metadata={"help": "NT-Xent temperature (default 0.2)."})
+    vicreg_sim_weight: float | None = field(default=None, metadata={"help": "VICReg invariance weight (default 25)."})
+    vicreg_var_weight: float | None = field(default=None, metadata={"help": "VICReg variance weight (default 25)."})
+    vicreg_cov_weight: float | None = field(default=None, metadata={"help": "VICReg covariance weight (default 1)."})
+    magma_reference_layers: str | None = field(
+        default=None,
+        metadata={"help": "Comma-separated 0-based encoder blocks used as MAGMA references (default: the "
+                  "penultimate block)."},
+    )
+    magma_target_layer: int | None = field(
+        default=None, metadata={"help": "The 0-based encoder block MAGMA regularises (default: the last)."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.objective not in SSL_OBJECTIVES:
+            raise ValueError(f"`objective` must be one of {SSL_OBJECTIVES}, got {self.objective!r}")
+        if self.config_overrides is not None and self.model_name_or_path is not None:
+            raise ValueError("`config_overrides` can only be used when training from scratch (no model_name_or_path)")
+        _layer_list(self.magma_reference_layers)
+
+
+_SSL_CONFIG_FIELDS = (
+    "projector_hidden_size", "projector_output_size", "projector_num_layers", "representation_pooling",
+    "simclr_temperature", "vicreg_sim_weight", "vicreg_var_weight", "vicreg_cov_weight",
+)
+
+
+def load_ssl_model_and_image_processor(model_args: SSLModelArguments) -> tuple[ViTForSSL, ViTImageProcessor]:
+    """Build the `ViTForSSL` (from a ViT checkpoint or new) and an image processor at the config's image size."""
+    common = {"cache_dir": model_args.cache_dir, "revision": model_args.model_revision}
+    source = model_args.config_name or model_args.model_name_or_path
+    if source is not None:
+        config = AutoConfig.from_pretrained(source, **common)
+        if not isinstance(config, ViTConfig):
+            raise ValueError(
+                f"{source} is a {type(config).__name__} (model_type {config.model_type!r}); SimCLR/VICReg "
+                "pretraining needs a ViT config (model_type 'vit')"
+            )
+    else:
+        config = ViTConfig()
+        logger.info("Training a new ViT from scratch with %s", model_args.objective)
+    if model_args.config_overrides:
+        config.update_from_string(model_args.config_overrides)
+    config.ssl_objective = model_args.objective
+    for name in _SSL_CONFIG_FIELDS:
+        if getattr(model_args, name) is not None:
+            setattr(config, name, getattr(model_args, name))
+    references = _layer_list(model_args.magma_reference_layers)
+    if references is not None:
+        config.magma_reference_layers = references
+    if model_args.magma_target_layer is not None:
+        config.magma_target_layer = model_args.magma_target_layer
+
+    if model_args.model_name_or_path is not None:
+        model = ViTForSSL.from_pretrained(model_args.model_name_or_path, config=config, **common)
+    else:
+        model = ViTForSSL(config)
+    return model, load_image_processor(model_args, config.image_size)

@@ -19,10 +19,15 @@ from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import EvalLoopOutput
 
 from .modeling import ViTMAEWithMAGMA
+from .modeling_ssl import ViTForSSL
 
 logger = logging.getLogger(__name__)
 
-LOGGED_TERMS = ("reconstruction_loss", "magma_loss", "magma_weight", "uniformity_loss")
+# Every term a model's output carries among these is logged (MAE's, then SimCLR's / VICReg's).
+LOGGED_TERMS = (
+    "reconstruction_loss", "magma_loss", "magma_weight", "uniformity_loss",
+    "objective_loss", "invariance_loss", "variance_loss", "covariance_loss",
+)
 ONLINE_PROBE_FILE = "online_probe.pt"
 
 
@@ -176,23 +181,26 @@ class OnlineLinearProbe(nn.Module):
 
 
 class MAGMATrainer(Trainer):
-    """`Trainer` for `ViTMAEWithMAGMA` (M-MAE, MU-MAE, plain MAE with ``magma_weight=0``).
+    """`Trainer` for `ViTMAEWithMAGMA` (M-MAE, MU-MAE, plain MAE with ``magma_weight=0``) and `ViTForSSL`
+    (M-SimCLR, M-VICReg: batches with ``pixel_values`` and ``pixel_values_2``, e.g. from a `TwoViewCollator`).
 
     The MAGMA weight at each step is a function of the global step alone (so a resumed run follows exactly
     the schedule of an uninterrupted one) and is passed to the model as ``magma_weight=``. Training logs add
     ``reconstruction_loss``, ``magma_loss`` (also while its weight is 0), ``magma_weight`` and
-    ``uniformity_loss``, averaged over the logging window and across processes, and ``online_accuracy`` when
+    ``uniformity_loss`` (for `ViTForSSL`: ``objective_loss`` and VICReg's parts), averaged over the logging window and across processes, and ``online_accuracy`` when
     ``num_labels`` is given and batches carry ``labels``. Evaluation gives ``eval_loss`` and the same terms.
     """
 
-    def __init__(self, model: ViTMAEWithMAGMA | None = None, args: MAGMATrainingArguments | None = None, *,
+    def __init__(self, model: ViTMAEWithMAGMA | ViTForSSL | None = None, args: MAGMATrainingArguments | None = None, *,
                  num_labels: int | None = None, eval_data_collator: Any = None, **kwargs) -> None:
         if args is None:
             args = MAGMATrainingArguments(output_dir="trainer_output")
         if not isinstance(args, MAGMATrainingArguments):
             raise TypeError(f"`args` must be MAGMATrainingArguments, got {type(args).__name__}")
-        if model is None or not isinstance(model, ViTMAEWithMAGMA):
-            raise TypeError(f"`model` must be a ViTMAEWithMAGMA, got {type(model).__name__}")
+        if model is None or not isinstance(model, (ViTMAEWithMAGMA, ViTForSSL)):
+            raise TypeError(f"`model` must be a ViTMAEWithMAGMA or a ViTForSSL, got {type(model).__name__}")
+        if isinstance(model, ViTForSSL) and args.uniformity_weight > 0:
+            raise ValueError("`uniformity_weight` is U-MAE's term; SimCLR/VICReg training (ViTForSSL) does not use it")
         if args.remove_unused_columns:
             raise ValueError("`remove_unused_columns` must be False: the image columns are decoded by the collator")
         if num_labels is not None and (isinstance(num_labels, bool) or not isinstance(num_labels, int)
@@ -306,21 +314,18 @@ class MAGMATrainer(Trainer):
                 self.online_probe.step(torch.zeros(0, unwrapped.config.hidden_size, device=loss.device), labels)
             return (loss, None) if return_outputs else loss
 
-        outputs = model(pixel_values=pixel_values, magma_weight=weight,
-                        output_hidden_states=[last] if probe else None)
-        values = {
-            "reconstruction_loss": outputs.reconstruction_loss,
-            "magma_loss": outputs.magma_loss,
-            "uniformity_loss": outputs.uniformity_loss,
-            "magma_weight": weight,
-        }
+        views = {name: value for name, value in inputs.items() if name.startswith("pixel_values")}
+        outputs = model(**views, magma_weight=weight, output_hidden_states=[last] if probe else None)
+        values = {name: getattr(outputs, name) for name in LOGGED_TERMS if getattr(outputs, name, None) is not None}
+        values["magma_weight"] = weight
         if phase == "train":
             self._accumulate(phase, values)
         else:  # weighted by the batch size, as the Trainer's eval_loss is
             self._accumulate(phase, values, count=float(pixel_values.shape[0]))
         if probe:
             with torch.no_grad():
-                features = unwrapped.vit.layernorm(outputs.hidden_states[last][:, 0].detach())
+                # Two-view models stack the views: the first ``len(labels)`` rows are the first view.
+                features = unwrapped.vit.layernorm(outputs.hidden_states[last][: labels.shape[0], 0].detach())
             if phase == "train":
                 correct = self.online_probe.step(features, labels)
             else:

@@ -1,0 +1,249 @@
+"""`ViTForSSL`: a transformers `ViTModel` with a projector, trained by SimCLR or VICReg, plus MAGMA.
+
+The backbone lives under the standard ``vit`` prefix, so a saved checkpoint is a plain ``model_type=vit`` one:
+``AutoModel.from_pretrained(path)`` gives a `ViTModel` with the trained encoder (the projector is left out).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from numbers import Real
+
+import torch
+from torch import nn
+from transformers import ViTConfig
+from transformers.modeling_outputs import ModelOutput
+from transformers.models.vit.modeling_vit import ViTModel, ViTPreTrainedModel
+
+from .losses import MAGMARegularizer
+from .modeling import all_gather_with_grad, resolve_magma_config
+from .ssl import SSL_OBJECTIVES, nt_xent_loss, vicreg_loss
+
+REPRESENTATION_POOLINGS: tuple[str, ...] = ("cls", "mean")
+
+# Per objective: (projector output size, projector layers), as in the SimCLR and VICReg papers' set-ups.
+_OBJECTIVE_PROJECTOR_DEFAULTS = {"simclr": (256, 2), "vicreg": (2048, 3)}
+
+SSL_CONFIG_DEFAULTS = {
+    "ssl_objective": "simclr",
+    "representation_pooling": "cls",
+    "projector_hidden_size": 2048,
+    "projector_output_size": None,  # 256 for SimCLR, 2048 for VICReg
+    "projector_num_layers": None,  # 2 for SimCLR, 3 for VICReg
+    "simclr_temperature": 0.2,
+    "vicreg_sim_weight": 25.0,
+    "vicreg_var_weight": 25.0,
+    "vicreg_cov_weight": 1.0,
+}
+
+
+def _non_negative(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, Real) or not value >= 0 or value == float("inf"):
+        raise ValueError(f"`{name}` must be a finite non-negative number, got {value!r}")
+    return float(value)
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
+    return value
+
+
+def resolve_ssl_config(config: ViTConfig) -> ViTConfig:
+    """Fill in the SSL and MAGMA settings absent from ``config`` with their defaults and validate them, in place.
+
+    MAGMA's settings (``magma_reference_layers``, ``magma_target_layer``, ``magma_weight``) are resolved as for
+    `ViTMAEWithMAGMA`. Raises ``ValueError`` naming the setting when one is invalid.
+    """
+    resolve_magma_config(config)
+    if config.uniformity_weight > 0:
+        raise ValueError(
+            "`uniformity_weight` is U-MAE's term and is not part of the SimCLR/VICReg objectives; leave it at 0"
+        )
+    for name, default in SSL_CONFIG_DEFAULTS.items():
+        if getattr(config, name, None) is None:
+            setattr(config, name, default)
+    if config.ssl_objective not in SSL_OBJECTIVES:
+        raise ValueError(f"`ssl_objective` must be one of {SSL_OBJECTIVES}, got {config.ssl_objective!r}")
+    if config.representation_pooling not in REPRESENTATION_POOLINGS:
+        raise ValueError(
+            f"`representation_pooling` must be one of {REPRESENTATION_POOLINGS}, got {config.representation_pooling!r}"
+        )
+    output_size, num_layers = _OBJECTIVE_PROJECTOR_DEFAULTS[config.ssl_objective]
+    if config.projector_output_size is None:
+        config.projector_output_size = output_size
+    if config.projector_num_layers is None:
+        config.projector_num_layers = num_layers
+    for name in ("projector_hidden_size", "projector_output_size", "projector_num_layers"):
+        _positive_int(name, getattr(config, name))
+    temperature = config.simclr_temperature
+    if isinstance(temperature, bool) or not isinstance(temperature, Real) or not 0 < temperature < float("inf"):
+        raise ValueError(f"`simclr_temperature` must be a positive finite number, got {temperature!r}")
+    config.simclr_temperature = float(temperature)
+    for name in ("vicreg_sim_weight", "vicreg_var_weight", "vicreg_cov_weight"):
+        setattr(config, name, _non_negative(name, getattr(config, name)))
+    return config
+
+
+class ProjectionHead(nn.Sequential):
+    """The SimCLR / VICReg projector: ``(Linear -> BatchNorm1d -> ReLU) x (num_layers - 1) -> Linear``."""
+
+    def __init__(self, input_size: int, hidden_size: int, output_size: int, num_layers: int) -> None:
+        layers: list[nn.Module] = []
+        size = input_size
+        for _ in range(num_layers - 1):
+            layers += [nn.Linear(size, hidden_size), nn.BatchNorm1d(hidden_size), nn.ReLU(inplace=True)]
+            size = hidden_size
+        layers.append(nn.Linear(size, output_size))
+        super().__init__(*layers)
+
+
+@dataclass
+class ViTForSSLOutput(ModelOutput):
+    """``loss = objective_loss + w * magma_loss``; the parts are unweighted.
+
+    ``representations`` (2B, hidden) and ``projections`` (2B, projector_output_size) stack the first view's
+    rows over the second's; so do ``hidden_states`` when asked for.
+    """
+
+    loss: torch.FloatTensor | None = None
+    objective_loss: torch.FloatTensor | None = None
+    magma_loss: torch.FloatTensor | None = None
+    invariance_loss: torch.FloatTensor | None = None
+    variance_loss: torch.FloatTensor | None = None
+    covariance_loss: torch.FloatTensor | None = None
+    representations: torch.FloatTensor | None = None
+    projections: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+class ViTForSSL(ViTPreTrainedModel):
+    """A `ViTModel` backbone and an MLP projector trained on two views by SimCLR or VICReg, with MAGMA.
+
+    MAGMA is computed on the first view's block outputs (patch-token means, CLS excluded, before the final
+    LayerNorm). The settings live on a plain `ViTConfig` (``ssl_objective``, ``projector_*``,
+    ``simclr_temperature``, ``vicreg_*_weight``, ``representation_pooling`` and the ``magma_*`` ones, see
+    `resolve_ssl_config`) and are saved with it; the checkpoint's ``model_type`` stays ``vit``.
+
+    ``magma_gather`` (an attribute, off by default and not saved) computes MAGMA over the first views gathered
+    from all processes with a differentiable all-gather, as `ViTMAEWithMAGMA` does.
+    """
+
+    magma_gather: bool = False
+
+    def __init__(self, config: ViTConfig):
+        resolve_ssl_config(config)
+        super().__init__(config)
+        self.vit = ViTModel(config, add_pooling_layer=False)
+        self.projector = ProjectionHead(
+            config.hidden_size,
+            config.projector_hidden_size,
+            config.projector_output_size,
+            config.projector_num_layers,
+        )
+        self.magma = MAGMARegularizer(
+            config.magma_reference_layers,
+            config.magma_target_layer,
+            pooling="mean",
+            num_layers=config.num_hidden_layers,
+        )
+        self.post_init()
+
+    def represent(self, last_hidden_state: torch.Tensor) -> torch.Tensor:
+        """The (B, hidden) representation fed to the projector: the CLS token or the patch-token mean."""
+        if self.config.representation_pooling == "cls":
+            return last_hidden_state[:, 0]
+        return last_hidden_state[:, 1:].mean(dim=1)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        pixel_values_2: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool | None = None,
+        output_hidden_states: bool | int | list[int] | None = None,
+        magma_weight: float | torch.Tensor | None = None,
+        **kwargs,
+    ) -> ViTForSSLOutput:
+        """Both views through the backbone in one pass, each through the projector, then the objective.
+
+        ``loss = objective_loss + w * magma_loss`` with ``w`` the ``magma_weight`` argument (a schedule's value)
+        or else the config's; with ``w = 0`` MAGMA is still computed and reported, without an autograd graph.
+        """
+        if pixel_values is None or pixel_values_2 is None:
+            raise ValueError("`ViTForSSL` needs two views of the batch: `pixel_values` and `pixel_values_2`")
+        if pixel_values.shape != pixel_values_2.shape:
+            raise ValueError(
+                f"the two views must have the same shape, got {tuple(pixel_values.shape)} and "
+                f"{tuple(pixel_values_2.shape)}"
+            )
+        if pixel_values.dim() != 4:
+            raise ValueError(f"`pixel_values` must have shape (batch, channels, height, width), got {tuple(pixel_values.shape)}")
+        weight = self.config.magma_weight if magma_weight is None else magma_weight
+        if isinstance(weight, torch.Tensor):
+            weight = weight.item()
+        if not weight >= 0:
+            raise ValueError(f"`magma_weight` must be non-negative, got {weight}")
+
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        asked: set[int] = set()
+        if output_hidden_states is True:
+            request: bool | list[int] = True
+        elif output_hidden_states in (False, None):
+            request = self.magma.hidden_state_indices
+        else:  # a selection of indices (transformers>=5.23): return those, capture ours as well
+            picks = [output_hidden_states] if isinstance(output_hidden_states, int) else output_hidden_states
+            asked = {i % (self.config.num_hidden_layers + 1) for i in picks}
+            request = sorted({*self.magma.hidden_state_indices, *asked})
+        batch_size = pixel_values.shape[0]
+        outputs = self.vit(
+            torch.cat([pixel_values, pixel_values_2]),
+            interpolate_pos_encoding=interpolate_pos_encoding,
+            output_hidden_states=request,
+            **kwargs,
+        )
+        hidden_states = outputs.hidden_states
+
+        gather = all_gather_with_grad if self.magma_gather else None
+        with contextlib.nullcontext() if weight > 0 else torch.no_grad():
+            first_view = [None if h is None else h[:batch_size] for h in hidden_states]
+            magma = self.magma(first_view, gather=gather)
+
+        representations = self.represent(outputs.last_hidden_state)
+        # One projector call per view: the BatchNorm statistics are each view's own, as in SimCLR and VICReg.
+        z1 = self.projector(representations[:batch_size])
+        z2 = self.projector(representations[batch_size:])
+        invariance = variance = covariance = None
+        if self.config.ssl_objective == "simclr":
+            objective = nt_xent_loss(z1, z2, temperature=self.config.simclr_temperature)
+        else:
+            objective, invariance, variance, covariance = vicreg_loss(
+                z1,
+                z2,
+                sim_weight=self.config.vicreg_sim_weight,
+                var_weight=self.config.vicreg_var_weight,
+                cov_weight=self.config.vicreg_cov_weight,
+            )
+        loss = objective + weight * magma.to(objective.dtype) if weight > 0 else objective
+
+        if output_hidden_states is True:
+            returned = hidden_states
+        elif output_hidden_states in (False, None):
+            returned = None
+        else:
+            returned = tuple(h if i in asked else None for i, h in enumerate(hidden_states))
+
+        return ViTForSSLOutput(
+            loss=loss,
+            objective_loss=objective,
+            magma_loss=magma,
+            invariance_loss=invariance,
+            variance_loss=variance,
+            covariance_loss=covariance,
+            representations=representations,
+            projections=torch.cat([z1, z2]),
+            hidden_states=returned,
+            attentions=outputs.attentions,
+        )

@@ -1,0 +1,139 @@
+"""The pretraining run shared by the scripts: data, collators, `MAGMATrainer`, checkpoints, metrics, card, Hub."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import datasets
+import transformers
+
+from .augmentation import TwoViewAugmentation, TwoViewCollator
+from .data import (
+    FASHION_MNIST_HUB_ID,
+    ImageCollator,
+    ImageDataArguments,
+    ImageTransform,
+    find_image_column,
+    find_label_column,
+    load_image_datasets,
+    num_classes,
+)
+from .model_card import create_model_card, summarize_training
+from .trainer import MAGMATrainer, MAGMATrainingArguments, last_checkpoint
+
+logger = logging.getLogger(__name__)
+
+
+def prepare_run(script_args: ImageDataArguments, training_args: MAGMATrainingArguments, logger_name: str) -> str | None:
+    """Set up logging, check the arguments, seed everything; returns the checkpoint to resume from, if any.
+
+    A run resumes from ``--resume_from_checkpoint`` or else from the last complete checkpoint in the output folder.
+    """
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    log_level = training_args.get_process_log_level()
+    for name in (logger_name, "hf_magma"):
+        logging.getLogger(name).setLevel(log_level)
+    datasets.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+    if script_args.streaming and training_args.max_steps <= 0:
+        raise ValueError("--streaming needs --max_steps: a streamed dataset has no known length")
+
+    resume = training_args.resume_from_checkpoint
+    if resume is None:
+        resume = last_checkpoint(training_args.output_dir) if training_args.output_dir else None
+        if resume is not None:
+            logger.info("Resuming from the last checkpoint in the output folder: %s", resume)
+    transformers.set_seed(training_args.seed)
+    return resume
+
+
+def pretrain(
+    script_args: ImageDataArguments,
+    training_args: MAGMATrainingArguments,
+    model: Any,
+    image_processor: Any,
+    *,
+    resume: str | None = None,
+    base_model: str | None = None,
+    two_view_augmentation: dict[str, Any] | None = None,
+    tags: Sequence[str] = ("magma",),
+) -> dict[str, float]:
+    """Pretrain ``model`` on the data of ``script_args``, save it (weights, config, image processor, model card),
+    evaluate, push when asked; returns the final metrics.
+
+    With ``two_view_augmentation`` (keyword arguments of `TwoViewAugmentation`, ``{}`` for the defaults) every batch
+    holds two SimCLR-style views of its images (``pixel_values``, ``pixel_values_2``), for `ViTForSSL`.
+    """
+    splits = load_image_datasets(script_args, seed=training_args.data_seed or training_args.seed)
+    image_column = script_args.image_column_name or find_image_column(splits["train"])
+    label_column = script_args.label_column_name or find_label_column(splits["train"])
+    num_labels = num_classes(splits["train"], label_column) if label_column is not None else None
+    if label_column is not None and num_labels is None and training_args.online_probe:
+        logger.info("The label column %r is not a ClassLabel: the online probe is off", label_column)
+        label_column = None
+    channels = model.config.num_channels
+
+    def collator(train: bool) -> ImageCollator | TwoViewCollator:
+        if two_view_augmentation is None:
+            transform = ImageTransform.from_image_processor(image_processor, train=train, num_channels=channels)
+            return ImageCollator(transform, image_column, label_column)
+        # The views are drawn on the resized, centre-cropped images; evaluation uses its own seeded stream.
+        transform = ImageTransform.from_image_processor(image_processor, train=False, num_channels=channels)
+        settings = dict(two_view_augmentation)
+        if not train:
+            settings["seed"] = training_args.seed
+        augmentation = TwoViewAugmentation(
+            transform.size, transform.mean.flatten().tolist(), transform.std.flatten().tolist(), **settings
+        )
+        return TwoViewCollator(ImageCollator(transform, image_column, label_column), augmentation)
+
+    trainer = MAGMATrainer(
+        model=model,
+        args=training_args,
+        train_dataset=splits["train"],
+        eval_dataset=splits.get("validation") if training_args.eval_strategy != "no" or training_args.do_eval else None,
+        data_collator=collator(train=True),
+        eval_data_collator=collator(train=False),
+        processing_class=image_processor,
+        num_labels=num_labels if label_column is not None else None,
+    )
+
+    train_result = trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model()
+    metrics = dict(train_result.metrics)
+    train_collator = trainer.data_collator
+    skipped = (train_collator.collator if isinstance(train_collator, TwoViewCollator) else train_collator).skipped
+    metrics["train_skipped_images"] = skipped
+    if skipped:
+        logger.warning("%d unreadable training images were skipped (named above)", skipped)
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("train", metrics)
+    trainer.save_state()
+
+    if "validation" in splits and (training_args.do_eval or training_args.eval_strategy != "no"):
+        eval_metrics = trainer.evaluate(splits["validation"])
+        trainer.log_metrics("eval", eval_metrics)
+        trainer.save_metrics("eval", eval_metrics)
+        metrics.update(eval_metrics)
+
+    if trainer.is_world_process_zero():
+        card = create_model_card(
+            output_dir=trainer.args.output_dir,
+            model_config=trainer.model.config,
+            training_args=trainer.args,
+            dataset_name=script_args.dataset_name or script_args.train_dir or FASHION_MNIST_HUB_ID,
+            train_summary=summarize_training(trainer.state),
+            base_model=base_model,
+            save=True,
+        )
+        logger.info("Model card written to %s/README.md (%d characters)", trainer.args.output_dir, len(str(card)))
+    if training_args.push_to_hub:
+        trainer.push_to_hub(dataset=script_args.dataset_name or FASHION_MNIST_HUB_ID, tags=list(tags))
+    return metrics
