@@ -94,6 +94,14 @@ def test_streaming_schedule_needs_steps(tmp_path):
         args.magma_window(None)
 
 
+def test_evaluate_before_training_uses_the_schedule(tmp_path):
+    args = make_args(tmp_path, magma_start_epoch=0, magma_epochs=1, magma_weight=0.3)
+    trainer = MAGMATrainer(model=tiny_model(), args=args, train_dataset=labelled_dataset(),
+                           eval_dataset=labelled_dataset(8, 1), data_collator=collator(), num_labels=3)
+    metrics = trainer.evaluate()
+    assert metrics["eval_magma_weight"] == 0.3 and trainer.steps_per_epoch == 6
+
+
 def test_warns_loudly_when_term_never_turns_on(tmp_path, caplog):
     args = make_args(tmp_path, max_steps=4, magma_start_epoch=10)
     trainer = MAGMATrainer(model=tiny_model(), args=args, train_dataset=labelled_dataset(), data_collator=collator())
