@@ -197,3 +197,22 @@ def test_help_lists_the_options():
     for option in ("--config", "--dataset_name", "--train_dir", "--magma_start_epoch", "--magma_gather",
                    "--base_learning_rate", "--mask_ratio", "--config_overrides", "--online_probe"):
         assert option in result.stdout, option
+
+
+def test_script_pushes_to_the_hub_with_its_card_and_never_the_token(tmp_path, hub_server):
+    make_image_folder(tmp_path / "images", n_per_class=6)
+    out = tmp_path / "out"
+    secret = "hf_scriptSecretToken1234567890"
+    run_inprocess(base_args(tmp_path / "images", out, max_steps=4, magma_start_step=1, magma_steps=2,
+                            push_to_hub="true", hub_model_id="org/m-mae-script", hub_token=secret))
+    files = hub_server.files("org/m-mae-script")
+    assert {"model.safetensors", "config.json", "preprocessor_config.json", "README.md"} <= set(files)
+    card = files["README.md"].decode()
+    assert "M-MAE" in card and "AutoModel.from_pretrained" in card and "2412.02871" in card
+    assert json.loads(files["config.json"])["model_type"] == "vit_mae"
+    for name, content in files.items():
+        assert secret.encode() not in content, name
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+    assert not hub_server.unknown_requests

@@ -6,7 +6,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from transformers import AutoConfig, ViTConfig, ViTImageProcessor, ViTMAEConfig
+from transformers import AutoConfig, ViTConfig, ViTMAEConfig
+from transformers.image_processing_utils import BaseImageProcessor
+from transformers.utils import is_torchvision_available
 
 from .modeling import ViTMAEWithMAGMA
 from .modeling_ssl import ViTForSSL
@@ -67,7 +69,7 @@ class MAGMAModelArguments:
         _layer_list(self.magma_reference_layers)
 
 
-def load_model_and_image_processor(model_args: MAGMAModelArguments) -> tuple[ViTMAEWithMAGMA, ViTImageProcessor]:
+def load_model_and_image_processor(model_args: MAGMAModelArguments) -> tuple[ViTMAEWithMAGMA, BaseImageProcessor]:
     """Build the `ViTMAEWithMAGMA` (from a checkpoint or new) and an image processor at the config's image size."""
     common = {"cache_dir": model_args.cache_dir, "revision": model_args.model_revision}
     source = model_args.config_name or model_args.model_name_or_path
@@ -99,20 +101,27 @@ def load_model_and_image_processor(model_args: MAGMAModelArguments) -> tuple[ViT
     return model, load_image_processor(model_args, config.image_size)
 
 
-def load_image_processor(model_args: MAGMAModelArguments | SSLModelArguments, image_size: int) -> ViTImageProcessor:
+def vit_image_processor_class() -> type[BaseImageProcessor]:
+    """ViT's image processor: the torchvision backend when installed, else the PIL one (same settings and files)."""
+    import transformers
+
+    return transformers.ViTImageProcessor if is_torchvision_available() else transformers.ViTImageProcessorPil
+
+
+def load_image_processor(model_args: MAGMAModelArguments | SSLModelArguments, image_size: int) -> BaseImageProcessor:
     """The image processor named by the arguments (or the checkpoint's, or ViT's defaults) at ``image_size``."""
     common = {"cache_dir": model_args.cache_dir, "revision": model_args.model_revision}
     processor_source = model_args.image_processor_name or model_args.model_name_or_path
     processor = None
     if processor_source is not None:
         try:
-            processor = ViTImageProcessor.from_pretrained(processor_source, **common)
+            processor = vit_image_processor_class().from_pretrained(processor_source, **common)
         except OSError:
             if model_args.image_processor_name is not None:
                 raise
             logger.info("%s has no image processor; using ViT's defaults", processor_source)
     if processor is None:
-        processor = ViTImageProcessor()
+        processor = vit_image_processor_class()()
     # The transforms follow the model's resolution, whatever the processor was saved with.
     processor.size = {"height": image_size, "width": image_size}
     return processor
@@ -178,7 +187,7 @@ _SSL_CONFIG_FIELDS = (
 )
 
 
-def load_ssl_model_and_image_processor(model_args: SSLModelArguments) -> tuple[ViTForSSL, ViTImageProcessor]:
+def load_ssl_model_and_image_processor(model_args: SSLModelArguments) -> tuple[ViTForSSL, BaseImageProcessor]:
     """Build the `ViTForSSL` (from a ViT checkpoint or new) and an image processor at the config's image size."""
     common = {"cache_dir": model_args.cache_dir, "revision": model_args.model_revision}
     source = model_args.config_name or model_args.model_name_or_path

@@ -21,7 +21,6 @@ from .data import (
     load_image_datasets,
     num_classes,
 )
-from .model_card import create_model_card, summarize_training
 from .trainer import MAGMATrainer, MAGMATrainingArguments, last_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -104,6 +103,8 @@ def pretrain(
         processing_class=image_processor,
         num_labels=num_labels if label_column is not None else None,
     )
+    dataset_name = script_args.dataset_name or script_args.train_dir or FASHION_MNIST_HUB_ID
+    trainer.model_card_kwargs = {"dataset_name": dataset_name, "base_model": base_model}
 
     train_result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model()
@@ -123,17 +124,9 @@ def pretrain(
         trainer.save_metrics("eval", eval_metrics)
         metrics.update(eval_metrics)
 
-    if trainer.is_world_process_zero():
-        card = create_model_card(
-            output_dir=trainer.args.output_dir,
-            model_config=trainer.model.config,
-            training_args=trainer.args,
-            dataset_name=script_args.dataset_name or script_args.train_dir or FASHION_MNIST_HUB_ID,
-            train_summary=summarize_training(trainer.state),
-            base_model=base_model,
-            save=True,
-        )
-        logger.info("Model card written to %s/README.md (%d characters)", trainer.args.output_dir, len(str(card)))
+    card = trainer.create_model_card()  # the pushes during training wrote it too; this one has the final summary
+    if card is not None:
+        logger.info("Model card written to %s/README.md", trainer.args.output_dir)
     if training_args.push_to_hub:
-        trainer.push_to_hub(dataset=script_args.dataset_name or FASHION_MNIST_HUB_ID, tags=list(tags))
+        trainer.push_to_hub(dataset=dataset_name, tags=list(tags))
     return metrics

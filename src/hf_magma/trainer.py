@@ -18,6 +18,7 @@ from torch import nn
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import EvalLoopOutput
 
+from .hub import HubPushMixin
 from .modeling import ViTMAEWithMAGMA
 from .modeling_ssl import ViTForSSL
 
@@ -180,7 +181,7 @@ class OnlineLinearProbe(nn.Module):
         return (self.classifier(features.float()).argmax(dim=-1) == labels).sum()
 
 
-class MAGMATrainer(Trainer):
+class MAGMATrainer(HubPushMixin, Trainer):
     """`Trainer` for `ViTMAEWithMAGMA` (M-MAE, MU-MAE, plain MAE with ``magma_weight=0``) and `ViTForSSL`
     (M-SimCLR, M-VICReg: batches with ``pixel_values`` and ``pixel_values_2``, e.g. from a `TwoViewCollator`).
 
@@ -189,6 +190,7 @@ class MAGMATrainer(Trainer):
     ``reconstruction_loss``, ``magma_loss`` (also while its weight is 0), ``magma_weight`` and
     ``uniformity_loss`` (for `ViTForSSL`: ``objective_loss`` and VICReg's parts), averaged over the logging window and across processes, and ``online_accuracy`` when
     ``num_labels`` is given and batches carry ``labels``. Evaluation gives ``eval_loss`` and the same terms.
+    Hub pushes (`HubPushMixin`) carry the project's model card, and a failed push never stops training.
     """
 
     def __init__(self, model: ViTMAEWithMAGMA | ViTForSSL | None = None, args: MAGMATrainingArguments | None = None, *,
@@ -365,6 +367,15 @@ class MAGMATrainer(Trainer):
         metrics = dict(output.metrics)
         metrics.update({f"{metric_key_prefix}_{name}": value for name, value in terms.items()})
         return EvalLoopOutput(predictions=None, label_ids=None, metrics=metrics, num_samples=output.num_samples)
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        super()._save(output_dir, state_dict)
+        if self.args.hub_token is not None and self.args.should_save:
+            # `training_args.bin` is a pickle of the arguments and would carry a token given on the command line
+            # to every pushed checkpoint: write it again without the token.
+            redacted = copy.copy(self.args)
+            redacted.hub_token = None
+            torch.save(redacted, os.path.join(output_dir or self.args.output_dir, "training_args.bin"))
 
     # ---- the probe's state in checkpoints --------------------------------------------------------------------
     def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
