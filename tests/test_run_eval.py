@@ -98,6 +98,23 @@ def test_run_eval_end_to_end_updates_the_checkpoints_card(checkpoint, image_dirs
     assert "knn_accuracy" in card.text
 
 
+def test_run_eval_writes_figures_into_the_checkpoint_and_its_card(checkpoint, image_dirs, tmp_path):
+    results = run([*base_args(checkpoint, image_dirs, tmp_path / "eval"), "--figures", "pacmap,attention"])
+    assert (checkpoint / "figures" / "pacmap.png").is_file()
+    assert (checkpoint / "figures" / "attention_maps.png").is_file()
+    card = ModelCard.load(checkpoint / "README.md")
+    assert "figures/pacmap.png" in card.text and "figures/attention_maps.png" in card.text
+    assert {r.metric_name for r in card.data.eval_results} == set(results)  # the results survive the figures
+
+
+def test_run_eval_figures_need_a_local_checkpoint(image_dirs, tmp_path):
+    args = base_args("org/not-local", image_dirs, tmp_path / "eval")
+    with pytest.raises(ValueError, match="local checkpoint"):
+        run([*args, "--figures", "pacmap"])
+    with pytest.raises(ValueError, match="Unknown figure"):
+        run([*args, "--figures", "histogram"])
+
+
 def test_run_eval_pushes_the_card(checkpoint, image_dirs, tmp_path, hub_server):
     args = base_args(checkpoint, image_dirs, tmp_path / "eval") + ["--linear_epochs", "2", "--linear_milestones", "1"]
     with pytest.raises(ValueError, match="--hub_model_id"):

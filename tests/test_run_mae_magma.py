@@ -69,6 +69,19 @@ def test_end_to_end_image_folder_schedule_and_outputs(tmp_path):
     assert "M-MAE" in (out / "README.md").read_text()
 
 
+def test_figures_are_written_next_to_the_checkpoint_and_embedded_in_its_card(tmp_path):
+    make_image_folder(tmp_path / "images", n_per_class=6)
+    out = tmp_path / "out"
+    run_inprocess(base_args(tmp_path / "images", out, max_steps=3, magma_start_step=1, magma_steps=1,
+                            figures="curves,keys,attention"))
+    card = (out / "README.md").read_text()
+    for png in ("training_curves.png", "key_pca.png", "attention_maps.png"):
+        assert (out / "figures" / png).stat().st_size > 1000
+        assert f"figures/{png}" in card
+    with pytest.raises(ValueError, match="Unknown figure"):
+        run_inprocess(base_args(tmp_path / "images", tmp_path / "bad", max_steps=1, figures="histogram"))
+
+
 def test_streaming_path(tmp_path):
     make_image_folder(tmp_path / "images", n_per_class=8)
     out = tmp_path / "out"

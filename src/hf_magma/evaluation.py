@@ -617,6 +617,12 @@ class EvaluationArguments:
         default_factory=lambda: [1.0],
         metadata={"help": "Fractions of the train labels for the linear probe, e.g. 0.01 0.05 0.1 1 (Table 3)."},
     )
+    figures: str | None = field(
+        default=None,
+        metadata={"help": "For a local checkpoint: figures drawn on the test split into <checkpoint>/figures and "
+                  "embedded in its model card, comma-separated among pacmap, keys, attention, curves, or 'all' "
+                  "(the PaCMAP title shows the linear accuracy; needs hf-magma[viz])."},
+    )
     finetune: bool = field(
         default=False,
         metadata={"help": "Also fine-tune a ViTForImageClassification from the encoder (TrainingArguments apply)."},
@@ -865,6 +871,12 @@ def run_evaluation(
         push_to = training_args.hub_model_id or (None if is_local else model_id)
         if push_to is None:
             raise ValueError("--push_to_hub with a local checkpoint needs --hub_model_id (the repo to update)")
+    if eval_args.figures:
+        from .visualize import parse_figures  # visualize builds on this module
+
+        parse_figures(eval_args.figures)
+        if not is_local:
+            raise ValueError("--figures needs a local checkpoint folder (its model card receives the figures)")
     set_seed(training_args.seed)
 
     encoder = load_encoder(model_id, revision=eval_args.revision)
@@ -944,4 +956,23 @@ def run_evaluation(
         token=training_args.hub_token,
     )
     logger.info("Results written to %s and recorded in %s", output_dir / "eval_results.json", card)
+    if eval_args.figures:
+        from .visualize import write_checkpoint_figures
+
+        from .model_config import vit_image_processor_class
+
+        accuracy = results.get("linear_accuracy")
+        # The figures see the images exactly as the features above did.
+        processor = vit_image_processor_class()(
+            size={"height": eval_transform.size[0], "width": eval_transform.size[1]},
+            image_mean=eval_transform.mean.flatten().tolist(),
+            image_std=eval_transform.std.flatten().tolist(),
+        )
+        written = write_checkpoint_figures(
+            model_id, test, figures=eval_args.figures, image_column=image_column, label_column=label_column,
+            image_processor=processor,
+            linear_accuracy=None if accuracy is None else {Path(model_id).name: accuracy}, pooling=eval_args.pooling,
+            seed=training_args.seed,
+        )
+        logger.info("Figures written and embedded in the model card: %s", ", ".join(written.values()))
     return results

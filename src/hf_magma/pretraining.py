@@ -21,6 +21,7 @@ from .data import (
     load_image_datasets,
     num_classes,
 )
+from .visualize import write_checkpoint_figures
 from .trainer import MAGMATrainer, MAGMATrainingArguments, last_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -127,6 +128,12 @@ def pretrain(
     card = trainer.create_model_card()  # the pushes during training wrote it too; this one has the final summary
     if card is not None:
         logger.info("Model card written to %s/README.md", trainer.args.output_dir)
+        if training_args.figures:
+            written = write_checkpoint_figures(
+                training_args.output_dir, splits.get("validation"), figures=training_args.figures,
+                image_processor=image_processor, seed=training_args.seed,
+            )
+            logger.info("Figures written and embedded in the model card: %s", ", ".join(written.values()))
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset=dataset_name, tags=list(tags))
     return metrics

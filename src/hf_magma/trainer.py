@@ -21,6 +21,7 @@ from transformers.trainer_utils import EvalLoopOutput
 from .hub import HubPushMixin
 from .modeling import ViTMAEWithMAGMA
 from .modeling_ssl import ViTForSSL
+from .visualize import parse_figures
 
 logger = logging.getLogger(__name__)
 
@@ -90,12 +91,18 @@ class MAGMATrainingArguments(TrainingArguments):
     online_probe_learning_rate: float = field(
         default=1e-3, metadata={"help": "Learning rate of the online probe's own AdamW optimizer."}
     )
+    figures: str | None = field(
+        default=None,
+        metadata={"help": "Figures drawn at the end of training into output_dir/figures and embedded in the model "
+                  "card: comma-separated among pacmap, keys, attention, curves, or 'all' (needs hf-magma[viz])."},
+    )
     remove_unused_columns: bool = field(
         default=False,
         metadata={"help": "Keep the raw image columns: the collator decodes them (must stay False here)."},
     )
 
     def __post_init__(self) -> None:
+        parse_figures(self.figures)
         _check_number("magma_weight", self.magma_weight)
         _check_number("uniformity_weight", self.uniformity_weight)
         _check_number("magma_start_epoch", self.magma_start_epoch)
