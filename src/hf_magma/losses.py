@@ -17,7 +17,7 @@ Pooling = Literal["mean", "cls", "masked_mean"]
 POOLINGS: tuple[str, ...] = ("mean", "cls", "masked_mean")
 
 
-def _check_matrix(name: str, tensor: torch.Tensor) -> None:
+def check_matrix(name: str, tensor: torch.Tensor) -> None:
     if not isinstance(tensor, torch.Tensor):
         raise TypeError(f"`{name}` must be a torch.Tensor, got {type(tensor).__name__}")
     if tensor.dim() != 2:
@@ -46,8 +46,8 @@ def magma_loss(
     samples, or a bandwidth that is zero or not finite) give 0 with finite gradients. The kernel runs in
     float32 (float64 inputs stay float64), also under autocast.
     """
-    _check_matrix("reference", reference)
-    _check_matrix("target", target)
+    check_matrix("reference", reference)
+    check_matrix("target", target)
     if reference.shape[0] != target.shape[0]:
         raise ValueError(
             f"`reference` and `target` must have the same batch size, got {reference.shape[0]} and {target.shape[0]}"
@@ -92,7 +92,7 @@ def uniformity_loss(features: torch.Tensor) -> torch.Tensor:
 
     ``features`` is (B, D), e.g. the encoder's CLS output after its final LayerNorm.
     """
-    _check_matrix("features", features)
+    check_matrix("features", features)
     with torch.autocast(device_type=features.device.type, enabled=False):
         normed = F.normalize(features.to(_kernel_dtype(features)), dim=-1)
         return (normed @ normed.T).pow(2).mean()

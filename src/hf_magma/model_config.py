@@ -27,13 +27,14 @@ def _layer_list(value: str | None) -> list[int] | None:
 
 
 @dataclass
-class MAGMAModelArguments:
-    """The model options of transformers' ``run_mae.py`` plus where the MAGMA term reads (parsed by HfArgumentParser)."""
+class ModelSourceArguments:
+    """Where the model comes from (a checkpoint, or a new one from a config) and the layers MAGMA reads."""
 
     model_name_or_path: str | None = field(
         default=None,
-        metadata={"help": "A ViT-MAE checkpoint (Hub id or path, e.g. facebook/vit-mae-base) to continue from. "
-                  "Without it a new model is initialised from --config_name / --config_overrides."},
+        metadata={"help": "A checkpoint (Hub id or path) to continue from: a ViT-MAE (e.g. facebook/vit-mae-base) for "
+                  "MAE pretraining, a ViT for SimCLR/VICReg. Without it a new model is initialised from "
+                  "--config_name / --config_overrides."},
     )
     config_name: str | None = field(
         default=None, metadata={"help": "A config (Hub id or path) for a new model, if not the checkpoint's."}
@@ -48,10 +49,6 @@ class MAGMAModelArguments:
     )
     cache_dir: str | None = field(default=None, metadata={"help": "Where to cache downloaded models."})
     model_revision: str = field(default="main", metadata={"help": "The model revision (branch, tag or commit)."})
-    mask_ratio: float = field(default=0.75, metadata={"help": "The ratio of masked patches."})
-    norm_pix_loss: bool = field(
-        default=True, metadata={"help": "Reconstruct per-patch normalised pixels (MAE's default for pretraining)."}
-    )
     magma_reference_layers: str | None = field(
         default=None,
         metadata={"help": "Comma-separated 0-based encoder blocks used as MAGMA references (default: the "
@@ -62,11 +59,24 @@ class MAGMAModelArguments:
     )
 
     def __post_init__(self) -> None:
-        if not 0 < self.mask_ratio < 1:
-            raise ValueError(f"`mask_ratio` must be in (0, 1), got {self.mask_ratio}")
         if self.config_overrides is not None and self.model_name_or_path is not None:
             raise ValueError("`config_overrides` can only be used when training from scratch (no model_name_or_path)")
         _layer_list(self.magma_reference_layers)
+
+
+@dataclass
+class MAGMAModelArguments(ModelSourceArguments):
+    """The model options of transformers' ``run_mae.py`` plus where the MAGMA term reads (parsed by HfArgumentParser)."""
+
+    mask_ratio: float = field(default=0.75, metadata={"help": "The ratio of masked patches."})
+    norm_pix_loss: bool = field(
+        default=True, metadata={"help": "Reconstruct per-patch normalised pixels (MAE's default for pretraining)."}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 < self.mask_ratio < 1:
+            raise ValueError(f"`mask_ratio` must be in (0, 1), got {self.mask_ratio}")
 
 
 def load_model_and_image_processor(model_args: MAGMAModelArguments) -> tuple[ViTMAEWithMAGMA, BaseImageProcessor]:
@@ -128,28 +138,10 @@ def load_image_processor(model_args: MAGMAModelArguments | SSLModelArguments, im
 
 
 @dataclass
-class SSLModelArguments:
+class SSLModelArguments(ModelSourceArguments):
     """Which ViT to pretrain with SimCLR or VICReg (new, or continued from a checkpoint), its projector and MAGMA."""
 
     objective: str = field(default="simclr", metadata={"help": "The self-supervised objective: simclr or vicreg."})
-    model_name_or_path: str | None = field(
-        default=None,
-        metadata={"help": "A ViT checkpoint (Hub id or path) to continue from; without it a new model is initialised "
-                  "from --config_name / --config_overrides."},
-    )
-    config_name: str | None = field(
-        default=None, metadata={"help": "A ViT config (Hub id or path) for a new model, if not the checkpoint's."}
-    )
-    config_overrides: str | None = field(
-        default=None,
-        metadata={"help": "Config settings overriding the defaults when training from scratch, e.g. "
-                  "'hidden_size=192,num_hidden_layers=12,num_attention_heads=3,image_size=32,patch_size=4'."},
-    )
-    image_processor_name: str | None = field(
-        default=None, metadata={"help": "An image processor (Hub id or path) whose mean/std normalise the images."}
-    )
-    cache_dir: str | None = field(default=None, metadata={"help": "Where to cache downloaded models."})
-    model_revision: str = field(default="main", metadata={"help": "The model revision (branch, tag or commit)."})
     projector_hidden_size: int | None = field(default=None, metadata={"help": "Projector width (default 2048)."})
     projector_output_size: int | None = field(
         default=None, metadata={"help": "Projector output size (default 256 for SimCLR, 2048 for VICReg)."}
@@ -164,21 +156,11 @@ class SSLModelArguments:
     vicreg_sim_weight: float | None = field(default=None, metadata={"help": "VICReg invariance weight (default 25)."})
     vicreg_var_weight: float | None = field(default=None, metadata={"help": "VICReg variance weight (default 25)."})
     vicreg_cov_weight: float | None = field(default=None, metadata={"help": "VICReg covariance weight (default 1)."})
-    magma_reference_layers: str | None = field(
-        default=None,
-        metadata={"help": "Comma-separated 0-based encoder blocks used as MAGMA references (default: the "
-                  "penultimate block)."},
-    )
-    magma_target_layer: int | None = field(
-        default=None, metadata={"help": "The 0-based encoder block MAGMA regularises (default: the last)."}
-    )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.objective not in SSL_OBJECTIVES:
             raise ValueError(f"`objective` must be one of {SSL_OBJECTIVES}, got {self.objective!r}")
-        if self.config_overrides is not None and self.model_name_or_path is not None:
-            raise ValueError("`config_overrides` can only be used when training from scratch (no model_name_or_path)")
-        _layer_list(self.magma_reference_layers)
 
 
 _SSL_CONFIG_FIELDS = (

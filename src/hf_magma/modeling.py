@@ -95,6 +95,34 @@ def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     return torch.cat([part[:n] for part, n in zip(parts, sizes)])
 
 
+class HiddenStateSelection:
+    """Which hidden states a MAGMA model captures and which it returns to its caller.
+
+    The model always captures the ``needed`` indices (captured tensors are saved for backward anyway, so this
+    costs no memory); the caller gets back only what ``output_hidden_states`` asked for: all of them (``True``),
+    none (``False``/``None``), or a selection of indices (transformers>=5.23), the others being ``None``.
+    """
+
+    def __init__(self, output_hidden_states: bool | int | list[int] | None, needed: list[int], num_states: int):
+        self.output_hidden_states = output_hidden_states
+        self.asked: set[int] = set()
+        if output_hidden_states is True:
+            self.request: bool | list[int] = True
+        elif output_hidden_states in (False, None):
+            self.request = sorted(set(needed))
+        else:
+            picks = [output_hidden_states] if isinstance(output_hidden_states, int) else output_hidden_states
+            self.asked = {i % num_states for i in picks}
+            self.request = sorted({*needed, *self.asked})
+
+    def returned(self, hidden_states: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor | None, ...] | None:
+        if self.output_hidden_states is True:
+            return hidden_states
+        if self.output_hidden_states in (False, None):
+            return None
+        return tuple(h if i in self.asked else None for i, h in enumerate(hidden_states))
+
+
 @dataclass
 class ViTMAEWithMAGMAOutput(ViTMAEForPreTrainingOutput):
     """`ViTMAEForPreTrainingOutput` plus the unweighted terms; ``loss`` is their weighted sum."""
@@ -153,23 +181,14 @@ class ViTMAEWithMAGMA(ViTMAEForPreTraining):
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
         last = self.config.num_hidden_layers
-        needed = [*self.magma.hidden_state_indices, last]
-        asked: set[int] = set()
-        if output_hidden_states is True:
-            request: bool | list[int] = True
-        elif output_hidden_states in (False, None):
-            request = needed
-        else:  # a selection of indices (transformers>=5.23): return those, capture ours as well
-            picks = [output_hidden_states] if isinstance(output_hidden_states, int) else output_hidden_states
-            asked = {i % (last + 1) for i in picks}
-            request = sorted({*needed, *asked})
-
+        # The MAGMA layers, and the last block for the CLS feature of the uniformity term.
+        selection = HiddenStateSelection(output_hidden_states, [*self.magma.hidden_state_indices, last], last + 1)
         outputs = super().forward(
             pixel_values,
             noise=noise,
             interpolate_pos_encoding=interpolate_pos_encoding,
             attention_mask=attention_mask,
-            output_hidden_states=request,
+            output_hidden_states=selection.request,
             return_dict=True,
             **kwargs,
         )
@@ -190,19 +209,12 @@ class ViTMAEWithMAGMA(ViTMAEForPreTraining):
         if uniformity_weight > 0:
             loss = loss + uniformity_weight * uniformity.to(loss.dtype)
 
-        if output_hidden_states is True:
-            returned = hidden_states
-        elif output_hidden_states in (False, None):
-            returned = None
-        else:
-            returned = tuple(h if i in asked else None for i, h in enumerate(hidden_states))
-
         return ViTMAEWithMAGMAOutput(
             loss=loss,
             logits=outputs.logits,
             mask=outputs.mask,
             ids_restore=outputs.ids_restore,
-            hidden_states=returned,
+            hidden_states=selection.returned(hidden_states),
             attentions=outputs.attentions,
             reconstruction_loss=reconstruction,
             magma_loss=magma,

@@ -17,7 +17,7 @@ from transformers.modeling_outputs import ModelOutput
 from transformers.models.vit.modeling_vit import ViTModel, ViTPreTrainedModel
 
 from .losses import MAGMARegularizer
-from .modeling import all_gather_with_grad, resolve_magma_config
+from .modeling import HiddenStateSelection, all_gather_with_grad, resolve_magma_config
 from .ssl import SSL_OBJECTIVES, nt_xent_loss, vicreg_loss
 
 REPRESENTATION_POOLINGS: tuple[str, ...] = ("cls", "mean")
@@ -188,20 +188,14 @@ class ViTForSSL(ViTPreTrainedModel):
 
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
-        asked: set[int] = set()
-        if output_hidden_states is True:
-            request: bool | list[int] = True
-        elif output_hidden_states in (False, None):
-            request = self.magma.hidden_state_indices
-        else:  # a selection of indices (transformers>=5.23): return those, capture ours as well
-            picks = [output_hidden_states] if isinstance(output_hidden_states, int) else output_hidden_states
-            asked = {i % (self.config.num_hidden_layers + 1) for i in picks}
-            request = sorted({*self.magma.hidden_state_indices, *asked})
+        selection = HiddenStateSelection(
+            output_hidden_states, self.magma.hidden_state_indices, self.config.num_hidden_layers + 1
+        )
         batch_size = pixel_values.shape[0]
         outputs = self.vit(
             torch.cat([pixel_values, pixel_values_2]),
             interpolate_pos_encoding=interpolate_pos_encoding,
-            output_hidden_states=request,
+            output_hidden_states=selection.request,
             **kwargs,
         )
         hidden_states = outputs.hidden_states
@@ -228,13 +222,6 @@ class ViTForSSL(ViTPreTrainedModel):
             )
         loss = objective + weight * magma.to(objective.dtype) if weight > 0 else objective
 
-        if output_hidden_states is True:
-            returned = hidden_states
-        elif output_hidden_states in (False, None):
-            returned = None
-        else:
-            returned = tuple(h if i in asked else None for i, h in enumerate(hidden_states))
-
         return ViTForSSLOutput(
             loss=loss,
             objective_loss=objective,
@@ -244,6 +231,6 @@ class ViTForSSL(ViTPreTrainedModel):
             covariance_loss=covariance,
             representations=representations,
             projections=torch.cat([z1, z2]),
-            hidden_states=returned,
+            hidden_states=selection.returned(hidden_states),
             attentions=outputs.attentions,
         )

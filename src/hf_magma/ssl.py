@@ -12,17 +12,14 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from .losses import check_matrix
+
 SSL_OBJECTIVES: tuple[str, ...] = ("simclr", "vicreg")
 
 
 def _check_pair(z1: torch.Tensor, z2: torch.Tensor, min_batch: int) -> None:
-    for name, z in (("z1", z1), ("z2", z2)):
-        if not isinstance(z, torch.Tensor):
-            raise TypeError(f"`{name}` must be a torch.Tensor, got {type(z).__name__}")
-        if z.dim() != 2:
-            raise ValueError(f"`{name}` must have shape (batch, features), got {tuple(z.shape)}")
-        if not z.is_floating_point():
-            raise TypeError(f"`{name}` must be a floating-point tensor, got {z.dtype}")
+    check_matrix("z1", z1)
+    check_matrix("z2", z2)
     if z1.shape != z2.shape:
         raise ValueError(f"`z1` and `z2` must have the same shape, got {tuple(z1.shape)} and {tuple(z2.shape)}")
     if z1.shape[0] < min_batch:
