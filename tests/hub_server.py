@@ -667,6 +667,11 @@ class HubServer:
         repo = self.state.get_repo(repo_type, repo_id)
         return dict(self.state.get_commit(repo, revision).files)
 
+    def all_commit_files(self, repo_id: str, repo_type: str = "model") -> list[tuple[str, str, bytes]]:
+        """(commit title, path, content) of every file in every commit of a repository (for assertions)."""
+        repo = self.state.get_repo(repo_type, repo_id)
+        return [(c.title, path, data) for c in repo.commits.values() for path, data in c.files.items()]
+
     def commit_titles(self, repo_id: str, repo_type: str = "model") -> list[str]:
         """Commit titles on main, oldest first."""
         repo = self.state.get_repo(repo_type, repo_id)

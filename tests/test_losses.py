@@ -123,6 +123,15 @@ def test_degenerate_batches_give_zero_and_finite_gradients(x):
     assert torch.isfinite(x.grad).all() and torch.isfinite(y.grad).all()
 
 
+def test_single_sample_with_non_finite_values_still_gives_zero():
+    x = torch.tensor([[float("nan"), 1.0]], requires_grad=True)
+    y = torch.tensor([[float("inf"), 1.0]], requires_grad=True)
+    loss = magma_loss(x, y)
+    assert loss.item() == 0.0
+    loss.backward()
+    assert torch.isfinite(x.grad).all() and torch.isfinite(y.grad).all()
+
+
 def test_duplicate_samples_are_left_out_of_the_bandwidth():
     # Exact zeros between duplicates must be excluded as the spec's `d != 0` says, which the expanded
     # |x|^2 + |y|^2 - 2xy form would not guarantee.
@@ -158,6 +167,9 @@ def test_vectorised_batch_of_256_is_finite_with_large_scale():
         ({"reference": torch.randn(4, 3, 2)}, "reference"),
         ({"target": torch.randn(5, 3)}, "same batch size"),
         ({"rbf_scale": 0.0}, "rbf_scale"),
+        ({"rbf_scale": float("nan")}, "rbf_scale"),
+        ({"eps": float("nan")}, "eps"),
+        ({"eps": 0.0}, "eps"),
         ({"reference": torch.arange(12).view(4, 3)}, "floating-point"),
     ],
 )

@@ -104,8 +104,9 @@ def test_weight_argument_overrides_config_and_zero_builds_no_graph():
     for name, p in parent.named_parameters():
         if p.grad is not None:
             torch.testing.assert_close(grads[name], p.grad, rtol=0, atol=0)
-    with pytest.raises(ValueError, match="magma_weight"):
-        model(pixels, noise=noise, magma_weight=-1.0)
+    for bad in (-1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="magma_weight"):
+            model(pixels, noise=noise, magma_weight=bad)
 
 
 def test_gradients_reach_the_reference_layer_through_the_kernel():
@@ -140,6 +141,8 @@ def test_hidden_states_are_returned_only_when_asked():
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     picked = model(pixels, noise=noise, output_hidden_states=[0, -1]).hidden_states
     assert [h is not None for h in picked] == [True, False, False, False, True]
+    embeddings = model(pixels, noise=noise, output_hidden_states=0).hidden_states  # an index, not False
+    assert [h is not None for h in embeddings] == [True, False, False, False, False]
 
 
 def test_several_reference_layers_average_their_terms():

@@ -216,15 +216,17 @@ def test_script_pushes_to_the_hub_with_its_card_and_never_the_token(tmp_path, hu
     make_image_folder(tmp_path / "images", n_per_class=6)
     out = tmp_path / "out"
     secret = "hf_scriptSecretToken1234567890"
-    run_inprocess(base_args(tmp_path / "images", out, max_steps=4, magma_start_step=1, magma_steps=2,
+    run_inprocess(base_args(tmp_path / "images", out, max_steps=4, save_steps=2, magma_start_step=1, magma_steps=2,
                             push_to_hub="true", hub_model_id="org/m-mae-script", hub_token=secret))
     files = hub_server.files("org/m-mae-script")
     assert {"model.safetensors", "config.json", "preprocessor_config.json", "README.md"} <= set(files)
     card = files["README.md"].decode()
     assert "M-MAE" in card and "AutoModel.from_pretrained" in card and "2412.02871" in card
     assert json.loads(files["config.json"])["model_type"] == "vit_mae"
-    for name, content in files.items():
-        assert secret.encode() not in content, name
+    titles = hub_server.commit_titles("org/m-mae-script")
+    assert "Training in progress, step 2" in titles  # pushes during training, not only the final one
+    for title, name, content in hub_server.all_commit_files("org/m-mae-script"):
+        assert secret.encode() not in content, (title, name)
     for path in out.rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path

@@ -223,3 +223,29 @@ def test_trains_vit_for_ssl_on_two_views_and_logs_its_terms(tmp_path, objective)
     with pytest.raises(ValueError, match="uniformity_weight"):
         MAGMATrainer(model=model, args=make_args(tmp_path, uniformity_weight=0.01), train_dataset=labelled_dataset(),
                      data_collator=TwoViewCollator(collator(False), augmentation))
+
+
+def test_loading_the_best_model_restores_that_checkpoints_weights(tmp_path):
+    # ViT-MAE checkpoints use legacy key names; the Trainer's own non-strict load would keep the current weights.
+    args = make_args(tmp_path, max_steps=6, save_strategy="steps", save_steps=2, learning_rate=5e-2)
+    trainer = MAGMATrainer(model=tiny_model(), args=args, train_dataset=labelled_dataset(), data_collator=collator())
+    trainer.train()
+    trainer.state.best_model_checkpoint = str(tmp_path / "checkpoint-2")
+    expected = ViTMAEWithMAGMA.from_pretrained(tmp_path / "checkpoint-2").state_dict()
+    assert any(not torch.equal(v, expected[k]) for k, v in trainer.model.state_dict().items())
+    trainer._load_best_model()
+    for name, value in trainer.model.state_dict().items():
+        torch.testing.assert_close(value, expected[name], rtol=0, atol=0, msg=name)
+
+
+def test_a_batch_with_no_readable_image_is_a_zero_step_that_still_runs_the_model(tmp_path):
+    trainer = MAGMATrainer(model=tiny_model(), args=make_args(tmp_path, max_steps=1), train_dataset=labelled_dataset(),
+                           data_collator=collator())
+    calls = []
+    handle = trainer.model.register_forward_hook(lambda *_: calls.append(1))
+    loss = trainer.compute_loss(trainer.model, {"pixel_values": torch.zeros(0, 3, 16, 16)})
+    handle.remove()
+    assert calls and loss.item() == 0.0
+    loss.backward()
+    assert all(p.grad is None or not p.grad.any() for p in trainer.model.parameters())
+    assert trainer._sums["train"] == {}

@@ -7,6 +7,7 @@ the kernel bandwidth is the unbiased std of the non-zero squared distances, the 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Literal
 
@@ -24,6 +25,11 @@ def check_matrix(name: str, tensor: torch.Tensor) -> None:
         raise ValueError(f"`{name}` must have shape (batch, features), got {tuple(tensor.shape)}")
     if not tensor.is_floating_point():
         raise TypeError(f"`{name}` must be a floating-point tensor, got {tensor.dtype}")
+
+
+def _check_positive(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+        raise ValueError(f"`{name}` must be a finite positive number, got {value!r}")
 
 
 def _kernel_dtype(tensor: torch.Tensor) -> torch.dtype:
@@ -52,16 +58,14 @@ def magma_loss(
         raise ValueError(
             f"`reference` and `target` must have the same batch size, got {reference.shape[0]} and {target.shape[0]}"
         )
-    if rbf_scale <= 0:
-        raise ValueError(f"`rbf_scale` must be positive, got {rbf_scale}")
-    if eps < 0:
-        raise ValueError(f"`eps` must be non-negative, got {eps}")
+    _check_positive("rbf_scale", rbf_scale)
+    _check_positive("eps", eps)  # 0 would divide by a zero degree for a sample far from all others
 
     batch_size = reference.shape[0]
     dtype = _kernel_dtype(reference if reference.dtype == torch.float64 else target)
     if batch_size < 2:
         # A single sample has no neighbours; keep the graph so that backward() still works.
-        return (reference.sum() + target.sum()).to(dtype) * 0.0
+        return (reference.nan_to_num(0.0, 0.0, 0.0).sum() + target.nan_to_num(0.0, 0.0, 0.0).sum()).to(dtype) * 0.0
 
     with torch.autocast(device_type=reference.device.type, enabled=False):
         x = reference.to(dtype)
@@ -163,8 +167,8 @@ class MAGMARegularizer:
             raise ValueError(f"`reference_layers` {refs} must not contain the target layer {target_layer}")
         if pooling not in POOLINGS:
             raise ValueError(f"`pooling` must be one of {POOLINGS}, got {pooling!r}")
-        if rbf_scale <= 0:
-            raise ValueError(f"`rbf_scale` must be positive, got {rbf_scale}")
+        _check_positive("rbf_scale", rbf_scale)
+        _check_positive("eps", eps)
         self.reference_layers = refs
         self.target_layer = target_layer
         self.pooling = pooling

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 from numbers import Real
 
@@ -95,6 +96,15 @@ def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     return torch.cat([part[:n] for part, n in zip(parts, sizes)])
 
 
+def call_weight(magma_weight: float | torch.Tensor | None, default: float) -> float:
+    """The MAGMA weight of one forward call: the argument (a schedule's value) or else the config's, checked."""
+    weight = default if magma_weight is None else magma_weight
+    weight = float(weight.item() if isinstance(weight, torch.Tensor) else weight)
+    if not (math.isfinite(weight) and weight >= 0):
+        raise ValueError(f"`magma_weight` must be a finite non-negative number, got {weight}")
+    return weight
+
+
 class HiddenStateSelection:
     """Which hidden states a MAGMA model captures and which it returns to its caller.
 
@@ -108,7 +118,7 @@ class HiddenStateSelection:
         self.asked: set[int] = set()
         if output_hidden_states is True:
             self.request: bool | list[int] = True
-        elif output_hidden_states in (False, None):
+        elif output_hidden_states is None or output_hidden_states is False:  # not `in (False, None)`: 0 == False
             self.request = sorted(set(needed))
         else:
             picks = [output_hidden_states] if isinstance(output_hidden_states, int) else output_hidden_states
@@ -118,7 +128,7 @@ class HiddenStateSelection:
     def returned(self, hidden_states: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor | None, ...] | None:
         if self.output_hidden_states is True:
             return hidden_states
-        if self.output_hidden_states in (False, None):
+        if self.output_hidden_states is None or self.output_hidden_states is False:
             return None
         return tuple(h if i in self.asked else None for i, h in enumerate(hidden_states))
 
@@ -171,11 +181,7 @@ class ViTMAEWithMAGMA(ViTMAEForPreTraining):
         ``magma_weight`` argument (a schedule's value) or else the config's. A term whose weight is 0 is still
         computed and reported, without an autograd graph.
         """
-        weight = self.config.magma_weight if magma_weight is None else magma_weight
-        if isinstance(weight, torch.Tensor):
-            weight = weight.item()
-        if not weight >= 0:
-            raise ValueError(f"`magma_weight` must be non-negative, got {weight}")
+        weight = call_weight(magma_weight, self.config.magma_weight)
         uniformity_weight = self.config.uniformity_weight
 
         if output_hidden_states is None:

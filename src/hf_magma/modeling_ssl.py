@@ -17,7 +17,7 @@ from transformers.modeling_outputs import ModelOutput
 from transformers.models.vit.modeling_vit import ViTModel, ViTPreTrainedModel
 
 from .losses import MAGMARegularizer
-from .modeling import HiddenStateSelection, all_gather_with_grad, resolve_magma_config
+from .modeling import HiddenStateSelection, all_gather_with_grad, call_weight, resolve_magma_config
 from .ssl import SSL_OBJECTIVES, nt_xent_loss, vicreg_loss
 
 REPRESENTATION_POOLINGS: tuple[str, ...] = ("cls", "mean")
@@ -180,11 +180,7 @@ class ViTForSSL(ViTPreTrainedModel):
             )
         if pixel_values.dim() != 4:
             raise ValueError(f"`pixel_values` must have shape (batch, channels, height, width), got {tuple(pixel_values.shape)}")
-        weight = self.config.magma_weight if magma_weight is None else magma_weight
-        if isinstance(weight, torch.Tensor):
-            weight = weight.item()
-        if not weight >= 0:
-            raise ValueError(f"`magma_weight` must be non-negative, got {weight}")
+        weight = call_weight(magma_weight, self.config.magma_weight)
 
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states

@@ -126,6 +126,19 @@ class MAGMATrainingArguments(TrainingArguments):
                 self.learning_rate,
             )
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The Trainer pickles these arguments into `training_args.bin` in every checkpoint and every Hub push: a
+        # token given as an argument must not travel with them (the live object keeps it).
+        state = self.__dict__.copy()
+        state["hub_token"] = None
+        return state
+
+    def __deepcopy__(self, memo: dict) -> MAGMATrainingArguments:
+        clone = object.__new__(type(self))
+        memo[id(self)] = clone
+        clone.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return clone
+
     def magma_window(self, steps_per_epoch: int | None) -> tuple[int, int]:
         """The optimizer steps ``[start, end)`` during which the MAGMA term is on."""
         if self.magma_start_step is not None:
@@ -319,8 +332,11 @@ class MAGMATrainer(HubPushMixin, Trainer):
         probe = self.online_probe is not None and labels is not None
         last = unwrapped.config.num_hidden_layers
         if pixel_values.shape[0] == 0:
-            # Every image of this batch was unreadable: a zero loss that still touches all parameters (DDP).
-            loss = sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)
+            # Every image of this batch was unreadable. The model still runs (on two blank images, weighted 0) so
+            # that the other processes' collectives (DDP, the MAGMA all-gather) find this one; nothing is logged.
+            blank = {name: value.new_zeros(2, *value.shape[1:]) for name, value in inputs.items()
+                     if name.startswith("pixel_values")}
+            loss = model(**blank, magma_weight=weight).loss * 0.0
             if probe and phase == "train":
                 self.online_probe.step(torch.zeros(0, unwrapped.config.hidden_size, device=loss.device), labels)
             return (loss, None) if return_outputs else loss
@@ -375,15 +391,6 @@ class MAGMATrainer(HubPushMixin, Trainer):
         metrics.update({f"{metric_key_prefix}_{name}": value for name, value in terms.items()})
         return EvalLoopOutput(predictions=None, label_ids=None, metrics=metrics, num_samples=output.num_samples)
 
-    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        super()._save(output_dir, state_dict)
-        if self.args.hub_token is not None and self.args.should_save:
-            # `training_args.bin` is a pickle of the arguments and would carry a token given on the command line
-            # to every pushed checkpoint: write it again without the token.
-            redacted = copy.copy(self.args)
-            redacted.hub_token = None
-            torch.save(redacted, os.path.join(output_dir or self.args.output_dir, "training_args.bin"))
-
     # ---- the probe's state in checkpoints --------------------------------------------------------------------
     def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
         super()._save_checkpoint(model, trial)
@@ -393,17 +400,29 @@ class MAGMATrainer(HubPushMixin, Trainer):
                      "optimizer": self.online_probe.optimizer.state_dict()}
             torch.save(state, os.path.join(folder, ONLINE_PROBE_FILE))
 
+    def _load_weights(self, checkpoint: str, model: nn.Module | None = None) -> None:
+        """Load a checkpoint's weights into ``model`` strictly, through `from_pretrained`.
+
+        The Trainer loads `model.safetensors` with a non-strict `load_state_dict`, but ViT-MAE checkpoints are saved
+        under transformers' legacy key names (`vit.encoder.layer.N...`), so that would silently keep the current
+        weights. `from_pretrained` applies the key conversion; the copy is then loaded strictly.
+        """
+        target = self.accelerator.unwrap_model(model if model is not None else self.model)
+        loaded = type(target).from_pretrained(checkpoint, config=copy.deepcopy(target.config))
+        target.load_state_dict(loaded.state_dict(), strict=True)
+
+    def _load_best_model(self) -> None:
+        if self.is_deepspeed_enabled or self.is_fsdp_enabled:
+            return super()._load_best_model()
+        logger.info("Loading the best model from %s (score: %s)", self.state.best_model_checkpoint,
+                    self.state.best_metric)
+        self._load_weights(self.state.best_model_checkpoint)
+
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
         if self.is_deepspeed_enabled or self.is_fsdp_enabled:
             super()._load_from_checkpoint(resume_from_checkpoint, model)
         else:
-            # The Trainer loads `model.safetensors` with a non-strict `load_state_dict`, but ViT-MAE checkpoints are
-            # saved under transformers' legacy key names (`vit.encoder.layer.N...`), so that would silently keep
-            # the fresh weights. `from_pretrained` applies the key conversion; the copy is then loaded strictly.
-            target = self.accelerator.unwrap_model(model if model is not None else self.model)
-            loaded = type(target).from_pretrained(resume_from_checkpoint, config=copy.deepcopy(target.config))
-            target.load_state_dict(loaded.state_dict(), strict=True)
-            del loaded
+            self._load_weights(resume_from_checkpoint, model)
         path = os.path.join(resume_from_checkpoint, ONLINE_PROBE_FILE)
         if self.online_probe is not None and os.path.isfile(path):
             state = torch.load(path, map_location=self.args.device, weights_only=True)
