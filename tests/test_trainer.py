@@ -249,3 +249,13 @@ def test_a_batch_with_no_readable_image_is_a_zero_step_that_still_runs_the_model
     loss.backward()
     assert all(p.grad is None or not p.grad.any() for p in trainer.model.parameters())
     assert trainer._sums["train"] == {}
+
+
+def test_evaluation_without_training_data_names_the_epoch_schedule(tmp_path):
+    trainer = MAGMATrainer(model=tiny_model(), args=make_args(tmp_path), eval_dataset=labelled_dataset(8),
+                           data_collator=collator(False))
+    with pytest.raises(ValueError, match="no training data"):
+        trainer.evaluate()
+    stepwise = MAGMATrainer(model=tiny_model(), args=make_args(tmp_path, magma_start_step=0, magma_steps=5),
+                            eval_dataset=labelled_dataset(8), data_collator=collator(False))
+    assert "eval_magma_loss" in stepwise.evaluate()

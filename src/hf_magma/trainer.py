@@ -251,7 +251,12 @@ class MAGMATrainer(HubPushMixin, Trainer):
         """lambda(step): ``magma_weight`` inside the MAGMA window, else 0."""
         if self.args.magma_weight == 0:
             return 0.0
-        if self.steps_per_epoch is None and self.args.magma_start_step is None and self.train_dataset is not None:
+        if self.steps_per_epoch is None and self.args.magma_start_step is None:
+            if self.train_dataset is None:
+                raise ValueError(
+                    "The MAGMA schedule is given in epochs but this trainer has no training data to measure an epoch "
+                    "by: pass `train_dataset`, or give the window in steps (`magma_start_step`, `magma_steps`)"
+                )
             self.get_train_dataloader()  # evaluation before training: the epoch length is the DataLoader's
         start, end = self.args.magma_window(self.steps_per_epoch)
         return float(self.args.magma_weight) if start <= step < end else 0.0
