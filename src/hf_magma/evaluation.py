@@ -47,13 +47,13 @@ from .data import (
     load_image_datasets,
 )
 from .hub import push_model_card
+from .losses import IMAGE_POOLINGS as POOLINGS
+from .losses import ImagePooling as Pooling
 from .losses import pool_hidden_state
 from .model_card import add_evaluation_results
 
-Pooling = Literal["cls", "mean"]
 KNNWeighting = Literal["distance", "uniform"]
 
-POOLINGS: tuple[str, ...] = ("cls", "mean")
 KNN_WEIGHTINGS: tuple[str, ...] = ("distance", "uniform")
 # The k-NN vote weight 1 / (distance + KNN_DISTANCE_EPS) used by the authors' tooling.
 KNN_DISTANCE_EPS = 1e-5
@@ -139,25 +139,36 @@ def _unmasked(encoder: Encoder):
         config.mask_ratio = saved
 
 
+def run_unmasked(encoder: Encoder, pixel_values: torch.Tensor, **kwargs: Any) -> Any:
+    """The encoder's output on every patch of ``pixel_values``, in the original order and with nothing masked.
+
+    A ViT-MAE encoder runs with its mask ratio at 0 (restored afterwards: the model may be in training) and an
+    increasing ``noise``, since it shuffles tokens by ``argsort(noise)`` even with nothing masked; the returned
+    ``ids_restore`` is checked to be the identity. A plain ViT encoder runs as is. ``kwargs`` go to the encoder
+    (e.g. ``output_attentions=True``). The tokens are the CLS token, then the patches row by row.
+    """
+    if not isinstance(pixel_values, torch.Tensor) or pixel_values.dim() != 4:
+        shape = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
+        raise ValueError(f"`pixel_values` must have shape (batch, channels, height, width), got {shape}")
+    if not isinstance(encoder, ViTMAEModel):
+        return encoder(pixel_values=pixel_values, **kwargs)
+    num_patches = encoder.embeddings.patch_embeddings.num_patches
+    order = torch.arange(num_patches, device=pixel_values.device).expand(pixel_values.shape[0], num_patches)
+    with _unmasked(encoder):
+        outputs = encoder(pixel_values=pixel_values, noise=order.float(), **kwargs)
+    if outputs.ids_restore is None or not torch.equal(outputs.ids_restore, order):
+        raise RuntimeError("The encoder reordered the patch tokens although order-preserving noise was passed")
+    return outputs
+
+
 def encode(encoder: Encoder, pixel_values: torch.Tensor, pooling: Pooling = "cls") -> torch.Tensor:
-    """Pooled (B, D) features of one batch: all patches, in their original order, no masking.
+    """Pooled (B, D) features of one batch: all patches, in their original order, no masking (`run_unmasked`).
 
     ``cls``: the CLS token after the final LayerNorm; ``mean``: the mean of the patch tokens after it.
-    ViT-MAE shuffles tokens by ``noise`` even with nothing masked, so an identity-order noise is passed.
     """
     if pooling not in POOLINGS:
         raise ValueError(f"`pooling` must be one of {POOLINGS}, got {pooling!r}")
-    if pixel_values.dim() != 4:
-        raise ValueError(f"`pixel_values` must have shape (batch, channels, height, width), got {tuple(pixel_values.shape)}")
-    kwargs: dict[str, Any] = {}
-    if isinstance(encoder, ViTMAEModel):
-        num_patches = encoder.embeddings.patch_embeddings.num_patches
-        kwargs["noise"] = torch.arange(num_patches, device=pixel_values.device, dtype=torch.float32).expand(
-            pixel_values.shape[0], num_patches
-        )
-    with _unmasked(encoder):
-        hidden = encoder(pixel_values=pixel_values, **kwargs).last_hidden_state
-    return pool_hidden_state(hidden, pooling)
+    return pool_hidden_state(run_unmasked(encoder, pixel_values).last_hidden_state, pooling)
 
 
 def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:

@@ -15,6 +15,9 @@ import torch.nn.functional as F
 
 Pooling = Literal["mean", "cls", "masked_mean"]
 POOLINGS: tuple[str, ...] = ("mean", "cls", "masked_mean")
+# The poolings of an image encoder's tokens, which carry no attention mask: frozen features, SSL representations.
+ImagePooling = Literal["cls", "mean"]
+IMAGE_POOLINGS: tuple[str, ...] = ("cls", "mean")
 
 
 def check_matrix(name: str, tensor: torch.Tensor) -> None:

@@ -16,11 +16,11 @@ from transformers import ViTConfig
 from transformers.modeling_outputs import ModelOutput
 from transformers.models.vit.modeling_vit import ViTModel, ViTPreTrainedModel
 
-from .losses import MAGMARegularizer
+from .losses import IMAGE_POOLINGS, MAGMARegularizer, pool_hidden_state
 from .modeling import HiddenStateSelection, all_gather_with_grad, resolve_magma_config
 from .ssl import SSL_OBJECTIVES, nt_xent_loss, vicreg_loss
 
-REPRESENTATION_POOLINGS: tuple[str, ...] = ("cls", "mean")
+REPRESENTATION_POOLINGS: tuple[str, ...] = IMAGE_POOLINGS
 
 # Per objective: (projector output size, projector layers), as in the SimCLR and VICReg papers' set-ups.
 _OBJECTIVE_PROJECTOR_DEFAULTS = {"simclr": (256, 2), "vicreg": (2048, 3)}
@@ -153,9 +153,7 @@ class ViTForSSL(ViTPreTrainedModel):
 
     def represent(self, last_hidden_state: torch.Tensor) -> torch.Tensor:
         """The (B, hidden) representation fed to the projector: the CLS token or the patch-token mean."""
-        if self.config.representation_pooling == "cls":
-            return last_hidden_state[:, 0]
-        return last_hidden_state[:, 1:].mean(dim=1)
+        return pool_hidden_state(last_hidden_state, self.config.representation_pooling)
 
     def forward(
         self,

@@ -23,10 +23,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import ViTMAEModel
 
-from .evaluation import _unmasked as unmasked
-from .evaluation import extract_features, load_encoder
+from . import evaluation
+from .evaluation import POOLINGS, Pooling, extract_features, load_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -284,27 +283,19 @@ def _attention_implementation(model: nn.Module, implementation: str) -> Iterator
 
 @torch.no_grad()
 def run_unmasked(model: nn.Module, pixel_values: torch.Tensor, **kwargs) -> Any:
-    """Run the encoder on every patch in its original order (ViT-MAE: mask ratio 0, order-preserving noise).
+    """`hf_magma.evaluation.run_unmasked` on ``model``'s encoder in eval mode, for images checked to fit it.
 
-    ViT-MAE shuffles tokens by ``argsort(noise)``; increasing noise keeps the order, which is checked through the
-    returned ``ids_restore``. Returns the encoder's output (tokens: CLS first, then the patches row by row).
+    The images are moved to the encoder's device and dtype; the encoder's training mode is restored afterwards.
+    Returns the encoder's output (tokens: CLS first, then the patches row by row).
     """
     encoder = load_encoder(model)
-    rows, cols = patch_grid(model, pixel_values)
+    patch_grid(model, pixel_values)
     parameter = next(encoder.parameters())
     pixel_values = pixel_values.to(device=parameter.device, dtype=parameter.dtype)
     was_training = encoder.training
     encoder.eval()
     try:
-        if not isinstance(encoder, ViTMAEModel):
-            return encoder(pixel_values, **kwargs)
-        num_patches = rows * cols
-        order = torch.arange(num_patches, device=parameter.device).expand(len(pixel_values), -1)
-        with unmasked(encoder):
-            outputs = encoder(pixel_values, noise=order.float(), **kwargs)
-        if outputs.ids_restore is None or not torch.equal(outputs.ids_restore, order):
-            raise RuntimeError("The encoder reordered the patch tokens although order-preserving noise was passed")
-        return outputs
+        return evaluation.run_unmasked(encoder, pixel_values, **kwargs)
     finally:
         encoder.train(was_training)
 
@@ -786,7 +777,7 @@ class VisualizationArguments:
             raise ValueError(
                 f"--davies_bouldin_space must be 'embedding' or 'features', got {self.davies_bouldin_space!r}"
             )
-        if self.pooling not in ("cls", "mean"):
+        if self.pooling not in POOLINGS:
             raise ValueError(f"--pooling must be 'cls' or 'mean', got {self.pooling!r}")
 
     def checkpoint_names(self) -> list[str]:
@@ -854,7 +845,7 @@ def write_figures(
     max_samples_per_class: int | None = 200,
     image_indices: Sequence[int] | None = None,
     num_images: int = 2,
-    pooling: Literal["cls", "mean"] = "cls",
+    pooling: Pooling = "cls",
     batch_size: int = 256,
     davies_bouldin_space: Literal["embedding", "features"] = "embedding",
     seed: int = 0,
