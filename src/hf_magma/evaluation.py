@@ -27,7 +27,6 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import (
     AutoConfig,
-    AutoImageProcessor,
     PreTrainedModel,
     Trainer,
     TrainingArguments,
@@ -51,6 +50,7 @@ from .losses import IMAGE_POOLINGS as POOLINGS
 from .losses import ImagePooling as Pooling
 from .losses import pool_hidden_state
 from .model_card import add_evaluation_results
+from .model_config import load_image_processor
 
 KNNWeighting = Literal["distance", "uniform"]
 
@@ -759,22 +759,6 @@ def classification_accuracy(eval_prediction: Any) -> dict[str, float]:
     return {"accuracy": top1_accuracy(torch.as_tensor(logits).argmax(-1), torch.as_tensor(labels))}
 
 
-def _eval_transforms(
-    model_name_or_path: str, revision: str | None, config: Any
-) -> tuple[ImageTransform, ImageTransform]:
-    """(train, eval) transforms from the checkpoint's image processor, else its config with ImageNet statistics."""
-    try:
-        processor = AutoImageProcessor.from_pretrained(model_name_or_path, revision=revision)
-    except (OSError, ValueError):
-        processor = None
-    channels = config.num_channels
-    if processor is not None:
-        return tuple(  # type: ignore[return-value]
-            ImageTransform.from_image_processor(processor, train=train, num_channels=channels) for train in (True, False)
-        )
-    return tuple(ImageTransform(config.image_size, train=train, num_channels=channels) for train in (True, False))  # type: ignore[return-value]
-
-
 def finetune(
     model_name_or_path_or_model: str | os.PathLike | nn.Module,
     train_dataset: datasets.Dataset,
@@ -907,7 +891,11 @@ def run_evaluation(
         if split.features is not None and label_column not in split.features:
             raise ValueError(f"the {name} split has no label column {label_column!r}")
         check_label_feature(split.features, label_column)
-    train_transform, eval_transform = _eval_transforms(model_id, eval_args.revision, encoder.config)
+    processor = load_image_processor(model_id, encoder.config.image_size, revision=eval_args.revision)
+    train_transform, eval_transform = (
+        ImageTransform.from_image_processor(processor, train=train, num_channels=encoder.config.num_channels)
+        for train in (True, False)
+    )
 
     def features_of(split):
         return extract_features(
@@ -970,15 +958,8 @@ def run_evaluation(
     if eval_args.figures:
         from .visualize import write_checkpoint_figures
 
-        from .model_config import vit_image_processor_class
-
         accuracy = results.get("linear_accuracy")
         # The figures see the images exactly as the features above did.
-        processor = vit_image_processor_class()(
-            size={"height": eval_transform.size[0], "width": eval_transform.size[1]},
-            image_mean=eval_transform.mean.flatten().tolist(),
-            image_std=eval_transform.std.flatten().tolist(),
-        )
         written = write_checkpoint_figures(
             model_id, test, figures=eval_args.figures, image_column=image_column, label_column=label_column,
             image_processor=processor,

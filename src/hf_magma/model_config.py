@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 
 from transformers import AutoConfig, ViTConfig, ViTMAEConfig
@@ -108,7 +109,7 @@ def load_model_and_image_processor(model_args: MAGMAModelArguments) -> tuple[ViT
     else:
         model = ViTMAEWithMAGMA(config)
 
-    return model, load_image_processor(model_args, config.image_size)
+    return model, _image_processor_of(model_args, config.image_size)
 
 
 def vit_image_processor_class() -> type[BaseImageProcessor]:
@@ -118,23 +119,48 @@ def vit_image_processor_class() -> type[BaseImageProcessor]:
     return transformers.ViTImageProcessor if is_torchvision_available() else transformers.ViTImageProcessorPil
 
 
-def load_image_processor(model_args: MAGMAModelArguments | SSLModelArguments, image_size: int) -> BaseImageProcessor:
-    """The image processor named by the arguments (or the checkpoint's, or ViT's defaults) at ``image_size``."""
-    common = {"cache_dir": model_args.cache_dir, "revision": model_args.model_revision}
-    processor_source = model_args.image_processor_name or model_args.model_name_or_path
+def load_image_processor(
+    source: str | os.PathLike | None,
+    image_size: int | None = None,
+    *,
+    required: bool = False,
+    revision: str | None = None,
+    cache_dir: str | None = None,
+    token: str | bool | None = None,
+) -> BaseImageProcessor:
+    """The image processor saved with checkpoint ``source`` (a path or Hub id), else ViT's defaults.
+
+    With ``image_size`` (the model config's) the processor's size is set to it: the transforms follow the model's
+    resolution, whatever the processor was saved with. ``required=True`` (a processor named explicitly) turns a
+    source without one into a ``ValueError`` instead of falling back to ViT's defaults.
+    """
     processor = None
-    if processor_source is not None:
+    if source is not None:
         try:
-            processor = vit_image_processor_class().from_pretrained(processor_source, **common)
-        except OSError:
-            if model_args.image_processor_name is not None:
-                raise
-            logger.info("%s has no image processor; using ViT's defaults", processor_source)
+            processor = vit_image_processor_class().from_pretrained(
+                source, revision=revision, cache_dir=cache_dir, token=token
+            )
+        except OSError as err:
+            if required:
+                raise ValueError(
+                    f"{os.fspath(source)!r} has no image processor (preprocessor_config.json)"
+                ) from err
+            logger.info("%s has no image processor; using ViT's defaults", os.fspath(source))
     if processor is None:
         processor = vit_image_processor_class()()
-    # The transforms follow the model's resolution, whatever the processor was saved with.
-    processor.size = {"height": image_size, "width": image_size}
+    if image_size is not None:
+        processor.size = {"height": image_size, "width": image_size}
     return processor
+
+
+def _image_processor_of(model_args: ModelSourceArguments, image_size: int) -> BaseImageProcessor:
+    return load_image_processor(
+        model_args.image_processor_name or model_args.model_name_or_path,
+        image_size,
+        required=model_args.image_processor_name is not None,
+        revision=model_args.model_revision,
+        cache_dir=model_args.cache_dir,
+    )
 
 
 @dataclass
@@ -199,4 +225,4 @@ def load_ssl_model_and_image_processor(model_args: SSLModelArguments) -> tuple[V
         model = ViTForSSL.from_pretrained(model_args.model_name_or_path, config=config, **common)
     else:
         model = ViTForSSL(config)
-    return model, load_image_processor(model_args, config.image_size)
+    return model, _image_processor_of(model_args, config.image_size)

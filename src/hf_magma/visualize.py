@@ -26,6 +26,7 @@ from torch import nn
 
 from . import evaluation
 from .evaluation import POOLINGS, Pooling, extract_features, load_encoder
+from .model_config import load_image_processor
 
 logger = logging.getLogger(__name__)
 
@@ -805,17 +806,6 @@ def parse_figures(figures: str | Sequence[str] | None) -> list[str] | None:
     return list(dict.fromkeys(names))
 
 
-def _load_image_processor(source: str | os.PathLike):
-    from transformers import AutoImageProcessor
-
-    try:
-        return AutoImageProcessor.from_pretrained(source)
-    except (OSError, ValueError) as err:
-        raise ValueError(
-            f"{os.fspath(source)!r} has no image processor (preprocessor_config.json); pass `image_processor`"
-        ) from err
-
-
 def sample_indices_per_class(
     labels: np.ndarray, classes: np.ndarray, max_per_class: int | None, seed: int
 ) -> np.ndarray:
@@ -857,8 +847,8 @@ def write_figures(
     and attention figures (``image_indices``, else ``num_images`` seeded picks) and the labelled features of the
     PaCMAP figure, extracted with `hf_magma.evaluation.extract_features` from ``max_samples_per_class`` images of
     ``num_classes`` random classes. Images are prepared like evaluation images with ``image_processor`` (default:
-    the first checkpoint's). Curves read ``runs`` (default: each checkpoint directory holding a
-    ``trainer_state.json``). With ``figures=None`` every figure the inputs allow is drawn and the others are
+    the first checkpoint's, else ViT's defaults, at the model's image size). Curves read ``runs`` (default: each
+    checkpoint directory holding a ``trainer_state.json``). With ``figures=None`` every figure the inputs allow is drawn and the others are
     skipped; a figure asked for by name whose inputs are missing raises ``ValueError``. Returns
     ``{figure: png path}``.
     """
@@ -908,7 +898,7 @@ def write_figures(
         first = next(iter(checkpoints.values()))
         if not isinstance(first, (str, os.PathLike)):
             raise ValueError("Pass `image_processor` when the checkpoints are model objects")
-        image_processor = _load_image_processor(first)
+        image_processor = load_image_processor(first, next(iter(models.values())).config.image_size)
     channels = next(iter(models.values())).config.num_channels
     transform = ImageTransform.from_image_processor(image_processor, train=False, num_channels=channels)
     image_column = image_column or find_image_column(dataset)
