@@ -80,29 +80,45 @@ class MAGMAModelArguments(ModelSourceArguments):
             raise ValueError(f"`mask_ratio` must be in (0, 1), got {self.mask_ratio}")
 
 
-def load_model_and_image_processor(model_args: MAGMAModelArguments) -> tuple[ViTMAEWithMAGMA, BaseImageProcessor]:
-    """Build the `ViTMAEWithMAGMA` (from a checkpoint or new) and an image processor at the config's image size."""
-    common = {"cache_dir": model_args.cache_dir, "revision": model_args.model_revision}
+# (name, model_type) of the configs the loaders build from.
+_CONFIG_KINDS = {ViTMAEConfig: ("ViT-MAE", "vit_mae"), ViTConfig: ("ViT", "vit")}
+
+
+def _load_config(
+    model_args: ModelSourceArguments,
+    expected_config_class: type[ViTMAEConfig] | type[ViTConfig],
+    what: str,
+) -> ViTMAEConfig | ViTConfig:
+    """The config to build from (``config_name``, else the checkpoint's, else a new one) with the arguments'
+    ``config_overrides`` and MAGMA layers applied; ``what`` names the training in the wrong-type error."""
+    name, model_type = _CONFIG_KINDS[expected_config_class]
     source = model_args.config_name or model_args.model_name_or_path
     if source is not None:
-        config = AutoConfig.from_pretrained(source, **common)
-        if not isinstance(config, ViTMAEConfig):
+        config = AutoConfig.from_pretrained(source, cache_dir=model_args.cache_dir, revision=model_args.model_revision)
+        if not isinstance(config, expected_config_class):
             raise ValueError(
-                f"{source} is a {type(config).__name__} (model_type {config.model_type!r}); MAGMA pretraining "
-                "needs a ViT-MAE config (model_type 'vit_mae')"
+                f"{source} is a {type(config).__name__} (model_type {config.model_type!r}); {what} "
+                f"needs a {name} config (model_type {model_type!r})"
             )
     else:
-        config = ViTMAEConfig()
-        logger.info("Training a new ViT-MAE from scratch")
+        config = expected_config_class()
+        logger.info("Training a new %s from scratch (%s)", name, what)
     if model_args.config_overrides:
         config.update_from_string(model_args.config_overrides)
-    config.mask_ratio = model_args.mask_ratio
-    config.norm_pix_loss = model_args.norm_pix_loss
     references = _layer_list(model_args.magma_reference_layers)
     if references is not None:
         config.magma_reference_layers = references
     if model_args.magma_target_layer is not None:
         config.magma_target_layer = model_args.magma_target_layer
+    return config
+
+
+def load_model_and_image_processor(model_args: MAGMAModelArguments) -> tuple[ViTMAEWithMAGMA, BaseImageProcessor]:
+    """Build the `ViTMAEWithMAGMA` (from a checkpoint or new) and an image processor at the config's image size."""
+    common = {"cache_dir": model_args.cache_dir, "revision": model_args.model_revision}
+    config = _load_config(model_args, ViTMAEConfig, "MAGMA pretraining")
+    config.mask_ratio = model_args.mask_ratio
+    config.norm_pix_loss = model_args.norm_pix_loss
 
     if model_args.model_name_or_path is not None:
         model = ViTMAEWithMAGMA.from_pretrained(model_args.model_name_or_path, config=config, **common)
@@ -198,28 +214,11 @@ _SSL_CONFIG_FIELDS = (
 def load_ssl_model_and_image_processor(model_args: SSLModelArguments) -> tuple[ViTForSSL, BaseImageProcessor]:
     """Build the `ViTForSSL` (from a ViT checkpoint or new) and an image processor at the config's image size."""
     common = {"cache_dir": model_args.cache_dir, "revision": model_args.model_revision}
-    source = model_args.config_name or model_args.model_name_or_path
-    if source is not None:
-        config = AutoConfig.from_pretrained(source, **common)
-        if not isinstance(config, ViTConfig):
-            raise ValueError(
-                f"{source} is a {type(config).__name__} (model_type {config.model_type!r}); SimCLR/VICReg "
-                "pretraining needs a ViT config (model_type 'vit')"
-            )
-    else:
-        config = ViTConfig()
-        logger.info("Training a new ViT from scratch with %s", model_args.objective)
-    if model_args.config_overrides:
-        config.update_from_string(model_args.config_overrides)
+    config = _load_config(model_args, ViTConfig, "SimCLR/VICReg pretraining")
     config.ssl_objective = model_args.objective
     for name in _SSL_CONFIG_FIELDS:
         if getattr(model_args, name) is not None:
             setattr(config, name, getattr(model_args, name))
-    references = _layer_list(model_args.magma_reference_layers)
-    if references is not None:
-        config.magma_reference_layers = references
-    if model_args.magma_target_layer is not None:
-        config.magma_target_layer = model_args.magma_target_layer
 
     if model_args.model_name_or_path is not None:
         model = ViTForSSL.from_pretrained(model_args.model_name_or_path, config=config, **common)
