@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
-import datasets
-import transformers
 from transformers import TrainingArguments
 
-from hf_magma.cli import MAGMAArgumentParser
+from hf_magma.cli import MAGMAArgumentParser, setup_logging
 from hf_magma.data import ImageDataArguments
 from hf_magma.evaluation import EvaluationArguments, run_evaluation
 
@@ -33,16 +30,7 @@ def main(
     script_args: EvaluationArguments, data_args: ImageDataArguments, training_args: TrainingArguments
 ) -> dict[str, float]:
     """Evaluate, write ``eval_results.json`` and the model card, print a table; returns the results."""
-    logging.basicConfig(
-        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
-        datefmt="%H:%M:%S",
-        handlers=[logging.StreamHandler(sys.stdout)],
-    )
-    log_level = training_args.get_process_log_level()
-    for name in ("run_eval", "hf_magma"):
-        logging.getLogger(name).setLevel(log_level)
-    datasets.utils.logging.set_verbosity(log_level)
-    transformers.utils.logging.set_verbosity(log_level)
+    setup_logging("run_eval", training_args.get_process_log_level())
     return run_evaluation(script_args, data_args, training_args)
 
 

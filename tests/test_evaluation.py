@@ -18,6 +18,7 @@ from hf_magma.evaluation import (
     knn_predict,
     linear_probe,
     load_encoder,
+    run_unmasked,
     sample_label_fraction,
     top1_accuracy,
 )
@@ -283,3 +284,17 @@ def test_load_encoder_rejects_a_checkpoint_that_is_not_a_vit(tmp_path):
     BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, vocab_size=50)).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="`bert` checkpoint, not a ViT"):
         load_encoder(str(tmp_path))
+
+
+def test_run_unmasked_returns_every_token_in_order_and_passes_options():
+    encoder = tiny_magma().vit
+    pixel_values = torch.randn(2, 3, 16, 16)
+    with torch.inference_mode():
+        outputs = run_unmasked(encoder, pixel_values, output_hidden_states=True)
+    num_patches = encoder.embeddings.patch_embeddings.num_patches
+    assert outputs.last_hidden_state.shape[1] == 1 + num_patches
+    assert torch.equal(outputs.ids_restore, torch.arange(num_patches).expand(2, -1))
+    assert len(outputs.hidden_states) == len(encoder.layers) + 1
+    assert encoder.config.mask_ratio == 0.75
+    with pytest.raises(ValueError, match="batch, channels, height, width"):
+        run_unmasked(encoder, torch.randn(3, 16, 16))

@@ -19,6 +19,7 @@ from .evaluation import (
     linear_probe,
     load_encoder,
     run_evaluation,
+    run_unmasked,
     sample_label_fraction,
 )
 from .hub import HubPushMixin, push_model_card
@@ -78,6 +79,7 @@ __all__ = [
     "resolve_magma_config",
     "resolve_ssl_config",
     "run_evaluation",
+    "run_unmasked",
     "sample_label_fraction",
     "summarize_training",
     "uniformity_loss",

@@ -1,14 +1,32 @@
-"""`MAGMAArgumentParser`: `HfArgumentParser` that also reads a YAML ``--config FILE``, the command line overriding it."""
+"""What the scripts share: `MAGMAArgumentParser` (`HfArgumentParser` that also reads a YAML ``--config FILE``, the
+command line overriding it) and `setup_logging`."""
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import datasets
+import transformers
 import yaml
 from transformers import HfArgumentParser
+
+
+def setup_logging(logger_name: str, log_level: int) -> None:
+    """Log to stdout with timestamps; ``logger_name`` (the script's), hf_magma, datasets and transformers log at
+    ``log_level`` (e.g. ``TrainingArguments.get_process_log_level()``, quieter on non-main processes)."""
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    for name in (logger_name, "hf_magma"):
+        logging.getLogger(name).setLevel(log_level)
+    datasets.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
 
 
 class MAGMAArgumentParser(HfArgumentParser):

@@ -27,7 +27,6 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import (
     AutoConfig,
-    AutoImageProcessor,
     PreTrainedModel,
     Trainer,
     TrainingArguments,
@@ -47,13 +46,14 @@ from .data import (
     load_image_datasets,
 )
 from .hub import push_model_card
+from .losses import IMAGE_POOLINGS as POOLINGS
+from .losses import ImagePooling as Pooling
 from .losses import pool_hidden_state
 from .model_card import add_evaluation_results
+from .model_config import load_image_processor
 
-Pooling = Literal["cls", "mean"]
 KNNWeighting = Literal["distance", "uniform"]
 
-POOLINGS: tuple[str, ...] = ("cls", "mean")
 KNN_WEIGHTINGS: tuple[str, ...] = ("distance", "uniform")
 # The k-NN vote weight 1 / (distance + KNN_DISTANCE_EPS) used by the authors' tooling.
 KNN_DISTANCE_EPS = 1e-5
@@ -139,25 +139,36 @@ def _unmasked(encoder: Encoder):
         config.mask_ratio = saved
 
 
+def run_unmasked(encoder: Encoder, pixel_values: torch.Tensor, **kwargs: Any) -> Any:
+    """The encoder's output on every patch of ``pixel_values``, in the original order and with nothing masked.
+
+    A ViT-MAE encoder runs with its mask ratio at 0 (restored afterwards: the model may be in training) and an
+    increasing ``noise``, since it shuffles tokens by ``argsort(noise)`` even with nothing masked; the returned
+    ``ids_restore`` is checked to be the identity. A plain ViT encoder runs as is. ``kwargs`` go to the encoder
+    (e.g. ``output_attentions=True``). The tokens are the CLS token, then the patches row by row.
+    """
+    if not isinstance(pixel_values, torch.Tensor) or pixel_values.dim() != 4:
+        shape = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
+        raise ValueError(f"`pixel_values` must have shape (batch, channels, height, width), got {shape}")
+    if not isinstance(encoder, ViTMAEModel):
+        return encoder(pixel_values=pixel_values, **kwargs)
+    num_patches = encoder.embeddings.patch_embeddings.num_patches
+    order = torch.arange(num_patches, device=pixel_values.device).expand(pixel_values.shape[0], num_patches)
+    with _unmasked(encoder):
+        outputs = encoder(pixel_values=pixel_values, noise=order.float(), **kwargs)
+    if outputs.ids_restore is None or not torch.equal(outputs.ids_restore, order):
+        raise RuntimeError("The encoder reordered the patch tokens although order-preserving noise was passed")
+    return outputs
+
+
 def encode(encoder: Encoder, pixel_values: torch.Tensor, pooling: Pooling = "cls") -> torch.Tensor:
-    """Pooled (B, D) features of one batch: all patches, in their original order, no masking.
+    """Pooled (B, D) features of one batch: all patches, in their original order, no masking (`run_unmasked`).
 
     ``cls``: the CLS token after the final LayerNorm; ``mean``: the mean of the patch tokens after it.
-    ViT-MAE shuffles tokens by ``noise`` even with nothing masked, so an identity-order noise is passed.
     """
     if pooling not in POOLINGS:
         raise ValueError(f"`pooling` must be one of {POOLINGS}, got {pooling!r}")
-    if pixel_values.dim() != 4:
-        raise ValueError(f"`pixel_values` must have shape (batch, channels, height, width), got {tuple(pixel_values.shape)}")
-    kwargs: dict[str, Any] = {}
-    if isinstance(encoder, ViTMAEModel):
-        num_patches = encoder.embeddings.patch_embeddings.num_patches
-        kwargs["noise"] = torch.arange(num_patches, device=pixel_values.device, dtype=torch.float32).expand(
-            pixel_values.shape[0], num_patches
-        )
-    with _unmasked(encoder):
-        hidden = encoder(pixel_values=pixel_values, **kwargs).last_hidden_state
-    return pool_hidden_state(hidden, pooling)
+    return pool_hidden_state(run_unmasked(encoder, pixel_values).last_hidden_state, pooling)
 
 
 def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
@@ -748,22 +759,6 @@ def classification_accuracy(eval_prediction: Any) -> dict[str, float]:
     return {"accuracy": top1_accuracy(torch.as_tensor(logits).argmax(-1), torch.as_tensor(labels))}
 
 
-def _eval_transforms(
-    model_name_or_path: str, revision: str | None, config: Any
-) -> tuple[ImageTransform, ImageTransform]:
-    """(train, eval) transforms from the checkpoint's image processor, else its config with ImageNet statistics."""
-    try:
-        processor = AutoImageProcessor.from_pretrained(model_name_or_path, revision=revision)
-    except (OSError, ValueError):
-        processor = None
-    channels = config.num_channels
-    if processor is not None:
-        return tuple(  # type: ignore[return-value]
-            ImageTransform.from_image_processor(processor, train=train, num_channels=channels) for train in (True, False)
-        )
-    return tuple(ImageTransform(config.image_size, train=train, num_channels=channels) for train in (True, False))  # type: ignore[return-value]
-
-
 def finetune(
     model_name_or_path_or_model: str | os.PathLike | nn.Module,
     train_dataset: datasets.Dataset,
@@ -896,7 +891,11 @@ def run_evaluation(
         if split.features is not None and label_column not in split.features:
             raise ValueError(f"the {name} split has no label column {label_column!r}")
         check_label_feature(split.features, label_column)
-    train_transform, eval_transform = _eval_transforms(model_id, eval_args.revision, encoder.config)
+    processor = load_image_processor(model_id, encoder.config.image_size, revision=eval_args.revision)
+    train_transform, eval_transform = (
+        ImageTransform.from_image_processor(processor, train=train, num_channels=encoder.config.num_channels)
+        for train in (True, False)
+    )
 
     def features_of(split):
         return extract_features(
@@ -959,15 +958,8 @@ def run_evaluation(
     if eval_args.figures:
         from .visualize import write_checkpoint_figures
 
-        from .model_config import vit_image_processor_class
-
         accuracy = results.get("linear_accuracy")
         # The figures see the images exactly as the features above did.
-        processor = vit_image_processor_class()(
-            size={"height": eval_transform.size[0], "width": eval_transform.size[1]},
-            image_mean=eval_transform.mean.flatten().tolist(),
-            image_std=eval_transform.std.flatten().tolist(),
-        )
         written = write_checkpoint_figures(
             model_id, test, figures=eval_args.figures, image_column=image_column, label_column=label_column,
             image_processor=processor,

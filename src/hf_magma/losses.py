@@ -7,15 +7,19 @@ the kernel bandwidth is the unbiased std of the non-zero squared distances, the 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
+from .validation import check_number
+
 Pooling = Literal["mean", "cls", "masked_mean"]
 POOLINGS: tuple[str, ...] = ("mean", "cls", "masked_mean")
+# The poolings of an image encoder's tokens, which carry no attention mask: frozen features, SSL representations.
+ImagePooling = Literal["cls", "mean"]
+IMAGE_POOLINGS: tuple[str, ...] = ("cls", "mean")
 
 
 def check_matrix(name: str, tensor: torch.Tensor) -> None:
@@ -25,11 +29,6 @@ def check_matrix(name: str, tensor: torch.Tensor) -> None:
         raise ValueError(f"`{name}` must have shape (batch, features), got {tuple(tensor.shape)}")
     if not tensor.is_floating_point():
         raise TypeError(f"`{name}` must be a floating-point tensor, got {tensor.dtype}")
-
-
-def _check_positive(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
-        raise ValueError(f"`{name}` must be a finite positive number, got {value!r}")
 
 
 def _kernel_dtype(tensor: torch.Tensor) -> torch.dtype:
@@ -58,8 +57,8 @@ def magma_loss(
         raise ValueError(
             f"`reference` and `target` must have the same batch size, got {reference.shape[0]} and {target.shape[0]}"
         )
-    _check_positive("rbf_scale", rbf_scale)
-    _check_positive("eps", eps)  # 0 would divide by a zero degree for a sample far from all others
+    check_number("rbf_scale", rbf_scale, sign="positive")
+    check_number("eps", eps, sign="positive")  # 0 would divide by a zero degree for a sample far from all others
 
     batch_size = reference.shape[0]
     dtype = _kernel_dtype(reference if reference.dtype == torch.float64 else target)
@@ -167,8 +166,8 @@ class MAGMARegularizer:
             raise ValueError(f"`reference_layers` {refs} must not contain the target layer {target_layer}")
         if pooling not in POOLINGS:
             raise ValueError(f"`pooling` must be one of {POOLINGS}, got {pooling!r}")
-        _check_positive("rbf_scale", rbf_scale)
-        _check_positive("eps", eps)
+        check_number("rbf_scale", rbf_scale, sign="positive")
+        check_number("eps", eps, sign="positive")
         self.reference_layers = refs
         self.target_layer = target_layer
         self.pooling = pooling

@@ -8,7 +8,6 @@ and figures can be added later (`add_evaluation_results`, `add_figures`) without
 from __future__ import annotations
 
 import copy
-import math
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -21,6 +20,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .modeling import resolve_magma_config
 from .modeling_ssl import resolve_ssl_config
+from .validation import check_number
 
 TEMPLATE_NAME = "m-mae.md"
 CARD_TAGS = ["vit-mae", "magma", "self-supervised", "image-feature-extraction"]
@@ -339,8 +339,7 @@ def add_evaluation_results(
     for name, value in results.items():
         if not isinstance(name, str) or not name:
             raise ValueError(f"metric names must be non-empty strings, got {name!r}")
-        if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-            raise ValueError(f"metric {name!r} must be a finite number, got {value!r}")
+        check_number(f"metric {name!r}", value, sign=None)
     path = _card_path(output_dir_or_card_path)
     card = ModelCard.load(path)
     if card.data.model_name is None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 
 from transformers import AutoConfig, ViTConfig, ViTMAEConfig
@@ -79,36 +80,52 @@ class MAGMAModelArguments(ModelSourceArguments):
             raise ValueError(f"`mask_ratio` must be in (0, 1), got {self.mask_ratio}")
 
 
-def load_model_and_image_processor(model_args: MAGMAModelArguments) -> tuple[ViTMAEWithMAGMA, BaseImageProcessor]:
-    """Build the `ViTMAEWithMAGMA` (from a checkpoint or new) and an image processor at the config's image size."""
-    common = {"cache_dir": model_args.cache_dir, "revision": model_args.model_revision}
+# (name, model_type) of the configs the loaders build from.
+_CONFIG_KINDS = {ViTMAEConfig: ("ViT-MAE", "vit_mae"), ViTConfig: ("ViT", "vit")}
+
+
+def _load_config(
+    model_args: ModelSourceArguments,
+    expected_config_class: type[ViTMAEConfig] | type[ViTConfig],
+    what: str,
+) -> ViTMAEConfig | ViTConfig:
+    """The config to build from (``config_name``, else the checkpoint's, else a new one) with the arguments'
+    ``config_overrides`` and MAGMA layers applied; ``what`` names the training in the wrong-type error."""
+    name, model_type = _CONFIG_KINDS[expected_config_class]
     source = model_args.config_name or model_args.model_name_or_path
     if source is not None:
-        config = AutoConfig.from_pretrained(source, **common)
-        if not isinstance(config, ViTMAEConfig):
+        config = AutoConfig.from_pretrained(source, cache_dir=model_args.cache_dir, revision=model_args.model_revision)
+        if not isinstance(config, expected_config_class):
             raise ValueError(
-                f"{source} is a {type(config).__name__} (model_type {config.model_type!r}); MAGMA pretraining "
-                "needs a ViT-MAE config (model_type 'vit_mae')"
+                f"{source} is a {type(config).__name__} (model_type {config.model_type!r}); {what} "
+                f"needs a {name} config (model_type {model_type!r})"
             )
     else:
-        config = ViTMAEConfig()
-        logger.info("Training a new ViT-MAE from scratch")
+        config = expected_config_class()
+        logger.info("Training a new %s from scratch (%s)", name, what)
     if model_args.config_overrides:
         config.update_from_string(model_args.config_overrides)
-    config.mask_ratio = model_args.mask_ratio
-    config.norm_pix_loss = model_args.norm_pix_loss
     references = _layer_list(model_args.magma_reference_layers)
     if references is not None:
         config.magma_reference_layers = references
     if model_args.magma_target_layer is not None:
         config.magma_target_layer = model_args.magma_target_layer
+    return config
+
+
+def load_model_and_image_processor(model_args: MAGMAModelArguments) -> tuple[ViTMAEWithMAGMA, BaseImageProcessor]:
+    """Build the `ViTMAEWithMAGMA` (from a checkpoint or new) and an image processor at the config's image size."""
+    common = {"cache_dir": model_args.cache_dir, "revision": model_args.model_revision}
+    config = _load_config(model_args, ViTMAEConfig, "MAGMA pretraining")
+    config.mask_ratio = model_args.mask_ratio
+    config.norm_pix_loss = model_args.norm_pix_loss
 
     if model_args.model_name_or_path is not None:
         model = ViTMAEWithMAGMA.from_pretrained(model_args.model_name_or_path, config=config, **common)
     else:
         model = ViTMAEWithMAGMA(config)
 
-    return model, load_image_processor(model_args, config.image_size)
+    return model, _image_processor_of(model_args, config.image_size)
 
 
 def vit_image_processor_class() -> type[BaseImageProcessor]:
@@ -118,23 +135,48 @@ def vit_image_processor_class() -> type[BaseImageProcessor]:
     return transformers.ViTImageProcessor if is_torchvision_available() else transformers.ViTImageProcessorPil
 
 
-def load_image_processor(model_args: MAGMAModelArguments | SSLModelArguments, image_size: int) -> BaseImageProcessor:
-    """The image processor named by the arguments (or the checkpoint's, or ViT's defaults) at ``image_size``."""
-    common = {"cache_dir": model_args.cache_dir, "revision": model_args.model_revision}
-    processor_source = model_args.image_processor_name or model_args.model_name_or_path
+def load_image_processor(
+    source: str | os.PathLike | None,
+    image_size: int | None = None,
+    *,
+    required: bool = False,
+    revision: str | None = None,
+    cache_dir: str | None = None,
+    token: str | bool | None = None,
+) -> BaseImageProcessor:
+    """The image processor saved with checkpoint ``source`` (a path or Hub id), else ViT's defaults.
+
+    With ``image_size`` (the model config's) the processor's size is set to it: the transforms follow the model's
+    resolution, whatever the processor was saved with. ``required=True`` (a processor named explicitly) turns a
+    source without one into a ``ValueError`` instead of falling back to ViT's defaults.
+    """
     processor = None
-    if processor_source is not None:
+    if source is not None:
         try:
-            processor = vit_image_processor_class().from_pretrained(processor_source, **common)
-        except OSError:
-            if model_args.image_processor_name is not None:
-                raise
-            logger.info("%s has no image processor; using ViT's defaults", processor_source)
+            processor = vit_image_processor_class().from_pretrained(
+                source, revision=revision, cache_dir=cache_dir, token=token
+            )
+        except OSError as err:
+            if required:
+                raise ValueError(
+                    f"{os.fspath(source)!r} has no image processor (preprocessor_config.json)"
+                ) from err
+            logger.info("%s has no image processor; using ViT's defaults", os.fspath(source))
     if processor is None:
         processor = vit_image_processor_class()()
-    # The transforms follow the model's resolution, whatever the processor was saved with.
-    processor.size = {"height": image_size, "width": image_size}
+    if image_size is not None:
+        processor.size = {"height": image_size, "width": image_size}
     return processor
+
+
+def _image_processor_of(model_args: ModelSourceArguments, image_size: int) -> BaseImageProcessor:
+    return load_image_processor(
+        model_args.image_processor_name or model_args.model_name_or_path,
+        image_size,
+        required=model_args.image_processor_name is not None,
+        revision=model_args.model_revision,
+        cache_dir=model_args.cache_dir,
+    )
 
 
 @dataclass
@@ -172,31 +214,14 @@ _SSL_CONFIG_FIELDS = (
 def load_ssl_model_and_image_processor(model_args: SSLModelArguments) -> tuple[ViTForSSL, BaseImageProcessor]:
     """Build the `ViTForSSL` (from a ViT checkpoint or new) and an image processor at the config's image size."""
     common = {"cache_dir": model_args.cache_dir, "revision": model_args.model_revision}
-    source = model_args.config_name or model_args.model_name_or_path
-    if source is not None:
-        config = AutoConfig.from_pretrained(source, **common)
-        if not isinstance(config, ViTConfig):
-            raise ValueError(
-                f"{source} is a {type(config).__name__} (model_type {config.model_type!r}); SimCLR/VICReg "
-                "pretraining needs a ViT config (model_type 'vit')"
-            )
-    else:
-        config = ViTConfig()
-        logger.info("Training a new ViT from scratch with %s", model_args.objective)
-    if model_args.config_overrides:
-        config.update_from_string(model_args.config_overrides)
+    config = _load_config(model_args, ViTConfig, "SimCLR/VICReg pretraining")
     config.ssl_objective = model_args.objective
     for name in _SSL_CONFIG_FIELDS:
         if getattr(model_args, name) is not None:
             setattr(config, name, getattr(model_args, name))
-    references = _layer_list(model_args.magma_reference_layers)
-    if references is not None:
-        config.magma_reference_layers = references
-    if model_args.magma_target_layer is not None:
-        config.magma_target_layer = model_args.magma_target_layer
 
     if model_args.model_name_or_path is not None:
         model = ViTForSSL.from_pretrained(model_args.model_name_or_path, config=config, **common)
     else:
         model = ViTForSSL(config)
-    return model, load_image_processor(model_args, config.image_size)
+    return model, _image_processor_of(model_args, config.image_size)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import math
 from dataclasses import dataclass
-from numbers import Real
 
 import torch
 from transformers import ViTMAEConfig, ViTMAEForPreTraining
@@ -17,6 +15,7 @@ from transformers.conversion_mapping import (
 from transformers.models.vit_mae.modeling_vit_mae import ViTMAEForPreTrainingOutput
 
 from .losses import MAGMARegularizer, uniformity_loss
+from .validation import check_non_negative
 
 MAGMA_CONFIG_DEFAULTS = {
     "magma_reference_layers": None,  # resolved to [num_hidden_layers - 2]
@@ -62,9 +61,7 @@ def resolve_magma_config(config: ViTMAEConfig) -> ViTMAEConfig:
     for name in ("magma_weight", "uniformity_weight"):
         value = getattr(config, name, None)
         value = MAGMA_CONFIG_DEFAULTS[name] if value is None else value
-        if isinstance(value, bool) or not isinstance(value, Real) or not value >= 0 or value == float("inf"):
-            raise ValueError(f"`{name}` must be a finite non-negative number, got {value!r}")
-        setattr(config, name, float(value))
+        setattr(config, name, check_non_negative(name, value))
     config.magma_reference_layers = [int(r) for r in refs]
     config.magma_target_layer = int(target)
     return config
@@ -99,10 +96,7 @@ def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
 def call_weight(magma_weight: float | torch.Tensor | None, default: float) -> float:
     """The MAGMA weight of one forward call: the argument (a schedule's value) or else the config's, checked."""
     weight = default if magma_weight is None else magma_weight
-    weight = float(weight.item() if isinstance(weight, torch.Tensor) else weight)
-    if not (math.isfinite(weight) and weight >= 0):
-        raise ValueError(f"`magma_weight` must be a finite non-negative number, got {weight}")
-    return weight
+    return check_non_negative("magma_weight", weight.item() if isinstance(weight, torch.Tensor) else weight)
 
 
 class HiddenStateSelection:

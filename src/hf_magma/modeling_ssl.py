@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from numbers import Real
 
 import torch
 from torch import nn
@@ -16,11 +15,12 @@ from transformers import ViTConfig
 from transformers.modeling_outputs import ModelOutput
 from transformers.models.vit.modeling_vit import ViTModel, ViTPreTrainedModel
 
-from .losses import MAGMARegularizer
+from .losses import IMAGE_POOLINGS, MAGMARegularizer, pool_hidden_state
 from .modeling import HiddenStateSelection, all_gather_with_grad, call_weight, resolve_magma_config
 from .ssl import SSL_OBJECTIVES, nt_xent_loss, vicreg_loss
+from .validation import check_non_negative, check_number
 
-REPRESENTATION_POOLINGS: tuple[str, ...] = ("cls", "mean")
+REPRESENTATION_POOLINGS: tuple[str, ...] = IMAGE_POOLINGS
 
 # Per objective: (projector output size, projector layers), as in the SimCLR and VICReg papers' set-ups.
 _OBJECTIVE_PROJECTOR_DEFAULTS = {"simclr": (256, 2), "vicreg": (2048, 3)}
@@ -36,12 +36,6 @@ SSL_CONFIG_DEFAULTS = {
     "vicreg_var_weight": 25.0,
     "vicreg_cov_weight": 1.0,
 }
-
-
-def _non_negative(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not value >= 0 or value == float("inf"):
-        raise ValueError(f"`{name}` must be a finite non-negative number, got {value!r}")
-    return float(value)
 
 
 def _positive_int(name: str, value: object) -> int:
@@ -77,12 +71,9 @@ def resolve_ssl_config(config: ViTConfig) -> ViTConfig:
         config.projector_num_layers = num_layers
     for name in ("projector_hidden_size", "projector_output_size", "projector_num_layers"):
         _positive_int(name, getattr(config, name))
-    temperature = config.simclr_temperature
-    if isinstance(temperature, bool) or not isinstance(temperature, Real) or not 0 < temperature < float("inf"):
-        raise ValueError(f"`simclr_temperature` must be a positive finite number, got {temperature!r}")
-    config.simclr_temperature = float(temperature)
+    config.simclr_temperature = float(check_number("simclr_temperature", config.simclr_temperature, sign="positive"))
     for name in ("vicreg_sim_weight", "vicreg_var_weight", "vicreg_cov_weight"):
-        setattr(config, name, _non_negative(name, getattr(config, name)))
+        setattr(config, name, check_non_negative(name, getattr(config, name)))
     return config
 
 
@@ -153,9 +144,7 @@ class ViTForSSL(ViTPreTrainedModel):
 
     def represent(self, last_hidden_state: torch.Tensor) -> torch.Tensor:
         """The (B, hidden) representation fed to the projector: the CLS token or the patch-token mean."""
-        if self.config.representation_pooling == "cls":
-            return last_hidden_state[:, 0]
-        return last_hidden_state[:, 1:].mean(dim=1)
+        return pool_hidden_state(last_hidden_state, self.config.representation_pooling)
 
     def forward(
         self,

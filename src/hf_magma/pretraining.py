@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Sequence
 from typing import Any
 
-import datasets
 import transformers
 
 from .augmentation import TwoViewAugmentation, TwoViewCollator
+from .cli import setup_logging
 from .data import (
     FASHION_MNIST_HUB_ID,
     ImageCollator,
@@ -32,16 +31,7 @@ def prepare_run(script_args: ImageDataArguments, training_args: MAGMATrainingArg
 
     A run resumes from ``--resume_from_checkpoint`` or else from the last complete checkpoint in the output folder.
     """
-    logging.basicConfig(
-        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
-        datefmt="%H:%M:%S",
-        handlers=[logging.StreamHandler(sys.stdout)],
-    )
-    log_level = training_args.get_process_log_level()
-    for name in (logger_name, "hf_magma"):
-        logging.getLogger(name).setLevel(log_level)
-    datasets.utils.logging.set_verbosity(log_level)
-    transformers.utils.logging.set_verbosity(log_level)
+    setup_logging(logger_name, training_args.get_process_log_level())
     if script_args.streaming and training_args.max_steps <= 0:
         raise ValueError("--streaming needs --max_steps: a streamed dataset has no known length")
 

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .losses import check_matrix
+from .validation import check_non_negative
 
 SSL_OBJECTIVES: tuple[str, ...] = ("simclr", "vicreg")
 
@@ -84,8 +85,7 @@ def vicreg_loss(
     """
     _check_pair(z1, z2, min_batch=2)
     for name, value in (("sim_weight", sim_weight), ("var_weight", var_weight), ("cov_weight", cov_weight)):
-        if not value >= 0 or value == float("inf"):
-            raise ValueError(f"`{name}` must be a finite non-negative number, got {value}")
+        check_non_negative(name, value)
     if not eps > 0:
         raise ValueError(f"`eps` must be positive (it keeps the std's gradient finite), got {eps}")
     batch_size, num_features = z1.shape

@@ -21,6 +21,7 @@ from transformers.trainer_utils import EvalLoopOutput
 from .hub import HubPushMixin
 from .modeling import ViTMAEWithMAGMA
 from .modeling_ssl import ViTForSSL
+from .validation import check_non_negative, check_number
 from .visualize import parse_figures
 
 logger = logging.getLogger(__name__)
@@ -31,14 +32,6 @@ LOGGED_TERMS = (
     "objective_loss", "invariance_loss", "variance_loss", "covariance_loss",
 )
 ONLINE_PROBE_FILE = "online_probe.pt"
-
-
-def _check_number(name: str, value: Any, *, positive: bool = False, integer: bool = False) -> None:
-    kind = "integer" if integer else "number"
-    ok = not isinstance(value, bool) and isinstance(value, int if integer else (int, float))
-    ok = ok and math.isfinite(value) and (value > 0 if positive else value >= 0)
-    if not ok:
-        raise ValueError(f"`{name}` must be a finite {'positive' if positive else 'non-negative'} {kind}, got {value!r}")
 
 
 @dataclass
@@ -103,18 +96,18 @@ class MAGMATrainingArguments(TrainingArguments):
 
     def __post_init__(self) -> None:
         parse_figures(self.figures)
-        _check_number("magma_weight", self.magma_weight)
-        _check_number("uniformity_weight", self.uniformity_weight)
-        _check_number("magma_start_epoch", self.magma_start_epoch)
-        _check_number("magma_epochs", self.magma_epochs)
+        check_non_negative("magma_weight", self.magma_weight)
+        check_non_negative("uniformity_weight", self.uniformity_weight)
+        check_non_negative("magma_start_epoch", self.magma_start_epoch)
+        check_non_negative("magma_epochs", self.magma_epochs)
         if self.magma_start_step is not None or self.magma_steps is not None:
             if self.magma_start_step is None or self.magma_steps is None:
                 raise ValueError("`magma_start_step` and `magma_steps` must be given together")
-            _check_number("magma_start_step", self.magma_start_step, integer=True)
-            _check_number("magma_steps", self.magma_steps, integer=True)
+            check_number("magma_start_step", self.magma_start_step, integer=True)
+            check_number("magma_steps", self.magma_steps, integer=True)
         if self.base_learning_rate is not None:
-            _check_number("base_learning_rate", self.base_learning_rate, positive=True)
-        _check_number("online_probe_learning_rate", self.online_probe_learning_rate, positive=True)
+            check_number("base_learning_rate", self.base_learning_rate, sign="positive")
+        check_number("online_probe_learning_rate", self.online_probe_learning_rate, sign="positive")
         super().__post_init__()
         if self.base_learning_rate is not None:
             total_batch = self.per_device_train_batch_size * self.gradient_accumulation_steps * self.world_size

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import ViTMAEModel
 
-from .evaluation import _unmasked as unmasked
-from .evaluation import extract_features, load_encoder
+from . import evaluation
+from .evaluation import POOLINGS, Pooling, extract_features, load_encoder
+from .model_config import load_image_processor
 
 logger = logging.getLogger(__name__)
 
@@ -284,27 +284,19 @@ def _attention_implementation(model: nn.Module, implementation: str) -> Iterator
 
 @torch.no_grad()
 def run_unmasked(model: nn.Module, pixel_values: torch.Tensor, **kwargs) -> Any:
-    """Run the encoder on every patch in its original order (ViT-MAE: mask ratio 0, order-preserving noise).
+    """`hf_magma.evaluation.run_unmasked` on ``model``'s encoder in eval mode, for images checked to fit it.
 
-    ViT-MAE shuffles tokens by ``argsort(noise)``; increasing noise keeps the order, which is checked through the
-    returned ``ids_restore``. Returns the encoder's output (tokens: CLS first, then the patches row by row).
+    The images are moved to the encoder's device and dtype; the encoder's training mode is restored afterwards.
+    Returns the encoder's output (tokens: CLS first, then the patches row by row).
     """
     encoder = load_encoder(model)
-    rows, cols = patch_grid(model, pixel_values)
+    patch_grid(model, pixel_values)
     parameter = next(encoder.parameters())
     pixel_values = pixel_values.to(device=parameter.device, dtype=parameter.dtype)
     was_training = encoder.training
     encoder.eval()
     try:
-        if not isinstance(encoder, ViTMAEModel):
-            return encoder(pixel_values, **kwargs)
-        num_patches = rows * cols
-        order = torch.arange(num_patches, device=parameter.device).expand(len(pixel_values), -1)
-        with unmasked(encoder):
-            outputs = encoder(pixel_values, noise=order.float(), **kwargs)
-        if outputs.ids_restore is None or not torch.equal(outputs.ids_restore, order):
-            raise RuntimeError("The encoder reordered the patch tokens although order-preserving noise was passed")
-        return outputs
+        return evaluation.run_unmasked(encoder, pixel_values, **kwargs)
     finally:
         encoder.train(was_training)
 
@@ -786,7 +778,7 @@ class VisualizationArguments:
             raise ValueError(
                 f"--davies_bouldin_space must be 'embedding' or 'features', got {self.davies_bouldin_space!r}"
             )
-        if self.pooling not in ("cls", "mean"):
+        if self.pooling not in POOLINGS:
             raise ValueError(f"--pooling must be 'cls' or 'mean', got {self.pooling!r}")
 
     def checkpoint_names(self) -> list[str]:
@@ -812,17 +804,6 @@ def parse_figures(figures: str | Sequence[str] | None) -> list[str] | None:
     if unknown or not names:
         raise ValueError(f"Unknown figure(s) {unknown or names}: choose among {', '.join(FIGURES)} (or 'all')")
     return list(dict.fromkeys(names))
-
-
-def _load_image_processor(source: str | os.PathLike):
-    from transformers import AutoImageProcessor
-
-    try:
-        return AutoImageProcessor.from_pretrained(source)
-    except (OSError, ValueError) as err:
-        raise ValueError(
-            f"{os.fspath(source)!r} has no image processor (preprocessor_config.json); pass `image_processor`"
-        ) from err
 
 
 def sample_indices_per_class(
@@ -854,7 +835,7 @@ def write_figures(
     max_samples_per_class: int | None = 200,
     image_indices: Sequence[int] | None = None,
     num_images: int = 2,
-    pooling: Literal["cls", "mean"] = "cls",
+    pooling: Pooling = "cls",
     batch_size: int = 256,
     davies_bouldin_space: Literal["embedding", "features"] = "embedding",
     seed: int = 0,
@@ -866,8 +847,8 @@ def write_figures(
     and attention figures (``image_indices``, else ``num_images`` seeded picks) and the labelled features of the
     PaCMAP figure, extracted with `hf_magma.evaluation.extract_features` from ``max_samples_per_class`` images of
     ``num_classes`` random classes. Images are prepared like evaluation images with ``image_processor`` (default:
-    the first checkpoint's). Curves read ``runs`` (default: each checkpoint directory holding a
-    ``trainer_state.json``). With ``figures=None`` every figure the inputs allow is drawn and the others are
+    the first checkpoint's, else ViT's defaults, at the model's image size). Curves read ``runs`` (default: each
+    checkpoint directory holding a ``trainer_state.json``). With ``figures=None`` every figure the inputs allow is drawn and the others are
     skipped; a figure asked for by name whose inputs are missing raises ``ValueError``. Returns
     ``{figure: png path}``.
     """
@@ -917,7 +898,7 @@ def write_figures(
         first = next(iter(checkpoints.values()))
         if not isinstance(first, (str, os.PathLike)):
             raise ValueError("Pass `image_processor` when the checkpoints are model objects")
-        image_processor = _load_image_processor(first)
+        image_processor = load_image_processor(first, next(iter(models.values())).config.image_size)
     channels = next(iter(models.values())).config.num_channels
     transform = ImageTransform.from_image_processor(image_processor, train=False, num_channels=channels)
     image_column = image_column or find_image_column(dataset)
