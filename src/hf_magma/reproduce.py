@@ -74,6 +74,11 @@ class ReproduceArguments:
     linear_epochs: int = field(default=100, metadata={"help": "Epochs of the linear probe."})
     pooling: str = field(default="cls", metadata={"help": "Features: `cls` (after the final LayerNorm) or `mean`."})
     eval_batch_size: int = field(default=256, metadata={"help": "Images per feature-extraction batch."})
+    num_threads: int | None = field(
+        default=None,
+        metadata={"help": "torch's CPU threads (default: torch's choice). On a small shared CPU, 1 thread is steadier: "
+                  "small matrix products stall waiting for busy cores."},
+    )
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in METHODS]
@@ -81,6 +86,8 @@ class ReproduceArguments:
             raise ValueError(f"--methods must be among {list(METHODS)}, got {self.methods}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"--seeds must be distinct integers, got {self.seeds}")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ValueError(f"--num_threads must be positive, got {self.num_threads}")
 
 
 def method_training_args(training_args: MAGMATrainingArguments, method: str, seed: int) -> MAGMATrainingArguments:
@@ -267,6 +274,8 @@ def run_grid(
     """Run every selected (method, seed) cell that has no JSON yet, then rewrite ``summary.md`` from all the
     cells in ``results_dir``; returns the selected cells' records. A finished cell whose recorded settings differ
     from the current ones raises ``ValueError`` (use another ``results_dir``)."""
+    if reproduce_args.num_threads is not None:
+        torch.set_num_threads(reproduce_args.num_threads)
     cells: dict[tuple[str, int], dict[str, Any]] = {}
     for method in reproduce_args.methods:
         for seed in reproduce_args.seeds:
