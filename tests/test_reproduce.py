@@ -53,7 +53,7 @@ def test_grid_cells_skip_on_rerun_and_summary(tmp_path):
         assert record["settings"]["training"]["magma_weight"] == weight
         assert record["settings"]["training"]["uniformity_weight"] == 0.0
         assert record["settings"]["evaluation"]["knn_k"] == 3
-        assert record["pretrain_seconds"] > 0 and record["eval_seconds"] > 0
+        assert record["pretrain_seconds"] > 0 and record["eval_seconds"] >= 0
         assert record["train_steps"] == 2 and record["command"] == "test"
         assert record["machine"]["cpu"] and record["machine"]["cpu_count"] >= 1
         assert record["final_losses"]["train"]["reconstruction_loss"] > 0

@@ -343,6 +343,10 @@ def write_summary(results_dir: str | os.PathLike) -> Path:
                        + (f", {c['machine']['gpu']}" if "gpu" in c["machine"] else "") for c in cells})
     dates = sorted(c["date"] for c in cells)
     first = cells[0]["settings"]
+    # lambda and mu are the recipe's values, used by the methods that keep the term (MAE's cells record 0).
+    recipe = {k: v for k, v in first["training"].items() if k not in ("seed", "magma_weight", "uniformity_weight")}
+    recipe["magma_weight"] = max(c["settings"]["training"]["magma_weight"] for c in cells)
+    recipe["uniformity_weight"] = max(c["settings"]["training"]["uniformity_weight"] for c in cells)
     lines = [
         f"# Reproduction: {first['data']['dataset_name'] or first['data']['train_dir'] or 'Fashion-MNIST (offline)'}",
         "",
@@ -350,6 +354,14 @@ def write_summary(results_dir: str | os.PathLike) -> Path:
         f"(linear probe {first['evaluation']['linear_epochs']} epochs, k-NN k={first['evaluation']['knn_k']}).",
         "",
         summary_table(cells),
+        "",
+        "Cells (top-1 %, linear / k-NN): "
+        + "; ".join(
+            f"{METHOD_TITLES.get(c['method'], c['method'])} seed {c['seed']}: {100 * c['linear_top1']:.2f} / "
+            f"{100 * c['knn_top1']:.2f}"
+            for c in sorted(cells, key=lambda c: (list(METHODS).index(c["method"]), c["seed"]))
+        )
+        + ".",
         "",
         "## Provenance",
         "",
@@ -359,7 +371,8 @@ def write_summary(results_dir: str | os.PathLike) -> Path:
         f"- dates: {dates[0]} to {dates[-1]}",
         f"- model: `{first['model']['config_overrides']}`, mask {first['model']['mask_ratio']}, "
         f"norm-pix {first['model']['norm_pix_loss']}",
-        f"- training: {json.dumps(first['training'])}",
+        f"- training (every cell; the methods switch lambda = magma_weight and mu = uniformity_weight off): "
+        f"{json.dumps(recipe)}",
         "",
         "One JSON per (method, seed) in this folder holds every setting, the losses and the training curve.",
     ]
