@@ -874,7 +874,8 @@ def run_evaluation(
             raise ValueError("--figures needs a local checkpoint folder (its model card receives the figures)")
     set_seed(training_args.seed)
 
-    encoder = load_encoder(model_id, revision=eval_args.revision)
+    # Features are extracted on the run's device (a GPU when there is one); k-NN and the probe run on the CPU.
+    encoder = load_encoder(model_id, revision=eval_args.revision).to(training_args.device)
     splits = load_image_datasets(data_args, seed=training_args.seed)
     test_name = eval_args.test_split or ("test" if "test" in splits else "validation")
     if test_name not in splits:

@@ -1,0 +1,380 @@
+"""Reproduction grid: pretrain MAE, M-MAE, U-MAE and MU-MAE with one recipe over seeds, evaluate each the paper's
+way, and write one JSON per (method, seed) cell plus a Markdown summary (mean +- std per method).
+
+A cell whose JSON exists is skipped, so a grid can be filled over several sittings; a cell made with other
+settings is refused rather than mixed into the table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import logging
+import os
+import platform
+import statistics
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainingArguments
+
+from .data import ImageDataArguments
+from .evaluation import EvaluationArguments, run_evaluation
+from .model_config import MAGMAModelArguments, load_model_and_image_processor
+from .pretraining import prepare_run, pretrain
+from .trainer import MAGMATrainingArguments
+
+logger = logging.getLogger(__name__)
+
+#: Which of the recipe's two terms each method keeps: (MAGMA, uniformity).
+METHODS: dict[str, tuple[bool, bool]] = {
+    "mae": (False, False),
+    "m-mae": (True, False),
+    "u-mae": (False, True),
+    "mu-mae": (True, True),
+}
+METHOD_TITLES = {"mae": "MAE", "m-mae": "M-MAE", "u-mae": "U-MAE", "mu-mae": "MU-MAE"}
+
+# The training settings that define a cell (and must match for a finished cell to be reused).
+TRAINING_SETTINGS = (
+    "seed", "num_train_epochs", "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps",
+    "learning_rate", "base_learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "max_grad_norm",
+    "lr_scheduler_type", "warmup_steps", "magma_weight", "magma_start_epoch", "magma_epochs", "magma_start_step",
+    "magma_steps", "uniformity_weight", "magma_gather", "bf16", "fp16",
+)
+DATA_SETTINGS = ("dataset_name", "dataset_config_name", "train_dir", "validation_dir", "train_split",
+                 "max_train_samples", "image_column_name", "label_column_name")
+MODEL_SETTINGS = ("model_name_or_path", "config_name", "config_overrides", "mask_ratio", "norm_pix_loss",
+                  "magma_reference_layers", "magma_target_layer")
+
+
+@dataclass
+class ReproduceArguments:
+    """Which cells of the grid to run, where to write them, and the evaluation protocol (the paper's by default).
+
+    The recipe's ``magma_weight`` (lambda) and ``uniformity_weight`` (mu) are the values of the methods that use
+    the term: ``mae`` turns both off, ``m-mae`` keeps lambda only, ``u-mae`` mu only, ``mu-mae`` both.
+    """
+
+    methods: list[str] = field(
+        default_factory=lambda: list(METHODS), metadata={"help": f"Methods to run, of {list(METHODS)}."}
+    )
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "Seeds to run."})
+    results_dir: str = field(
+        default="results/fashion_mnist",
+        metadata={"help": "Where the cell JSONs and summary.md go (checkpoints go under --output_dir)."},
+    )
+    knn_k: int = field(default=10, metadata={"help": "Neighbours of the k-NN classifier."})
+    linear_epochs: int = field(default=100, metadata={"help": "Epochs of the linear probe."})
+    pooling: str = field(default="cls", metadata={"help": "Features: `cls` (after the final LayerNorm) or `mean`."})
+    eval_batch_size: int = field(default=256, metadata={"help": "Images per feature-extraction batch."})
+    num_threads: int | None = field(
+        default=None,
+        metadata={"help": "torch's CPU threads (default: torch's choice). On a small shared CPU, 1 thread is steadier: "
+                  "small matrix products stall waiting for busy cores."},
+    )
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown or not self.methods:
+            raise ValueError(f"--methods must be among {list(METHODS)}, got {self.methods}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"--seeds must be distinct integers, got {self.seeds}")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ValueError(f"--num_threads must be positive, got {self.num_threads}")
+
+
+def method_training_args(training_args: MAGMATrainingArguments, method: str, seed: int) -> MAGMATrainingArguments:
+    """The recipe's training arguments for one cell: the method's terms, the seed, its own output folder."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {list(METHODS)}")
+    use_magma, use_uniformity = METHODS[method]
+    if use_magma and not training_args.magma_weight > 0:
+        raise ValueError(f"{method} needs a positive magma_weight (lambda) in the recipe, got {training_args.magma_weight}")
+    if use_uniformity and not training_args.uniformity_weight > 0:
+        raise ValueError(
+            f"{method} needs a positive uniformity_weight (mu) in the recipe, got {training_args.uniformity_weight}"
+        )
+    return dataclasses.replace(
+        training_args,
+        output_dir=os.path.join(training_args.output_dir, method, f"seed{seed}"),
+        seed=seed,
+        data_seed=None,
+        magma_weight=training_args.magma_weight if use_magma else 0.0,
+        uniformity_weight=training_args.uniformity_weight if use_uniformity else 0.0,
+        push_to_hub=False,
+    )
+
+
+def cell_settings(
+    data_args: ImageDataArguments,
+    training_args: MAGMATrainingArguments,
+    model_args: MAGMAModelArguments,
+    reproduce_args: ReproduceArguments,
+) -> dict[str, Any]:
+    """The settings that define a cell's result (recorded in its JSON and compared on a rerun)."""
+    return {
+        "model": {k: getattr(model_args, k) for k in MODEL_SETTINGS},
+        "data": {k: getattr(data_args, k) for k in DATA_SETTINGS},
+        "training": {k: getattr(training_args, k) for k in TRAINING_SETTINGS},
+        "evaluation": {
+            "knn_k": reproduce_args.knn_k,
+            "knn_weighting": "distance",
+            "linear_epochs": reproduce_args.linear_epochs,
+            "pooling": reproduce_args.pooling,
+            "linear": "SGD lr 0.1, momentum 0.9, batch 256, lr x0.1 at epochs 60 and 80, raw features",
+        },
+    }
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, cores, torch threads and version, and the GPU if one is used."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    info = {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["gpu_count"] = torch.cuda.device_count()
+    return info
+
+
+def git_commit(directory: str | os.PathLike = ".") -> str | None:
+    """The checkout's commit (``+dirty`` when tracked files differ from it), or None outside git."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=directory, capture_output=True, text=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
+def training_curve(output_dir: str | os.PathLike) -> list[dict[str, float]]:
+    """The logged training terms per logging step, from the run's ``trainer_state.json``."""
+    path = Path(output_dir) / "trainer_state.json"
+    if not path.is_file():
+        return []
+    keys = ("step", "epoch", "loss", "reconstruction_loss", "magma_loss", "magma_weight", "uniformity_loss",
+            "online_accuracy")
+    history = json.loads(path.read_text())["log_history"]
+    return [{k: entry[k] for k in keys if k in entry} for entry in history if "reconstruction_loss" in entry]
+
+
+def cell_path(results_dir: str | os.PathLike, method: str, seed: int) -> Path:
+    return Path(results_dir) / f"{method}_seed{seed}.json"
+
+
+def run_cell(
+    method: str,
+    seed: int,
+    data_args: ImageDataArguments,
+    training_args: MAGMATrainingArguments,
+    model_args: MAGMAModelArguments,
+    reproduce_args: ReproduceArguments,
+    *,
+    command: str,
+) -> dict[str, Any]:
+    """Pretrain one (method, seed) cell with `pretrain`, evaluate it with `run_evaluation` (k-NN and linear probe
+    on the train/test splits), write its JSON under ``results_dir`` and return the record."""
+    args = method_training_args(training_args, method, seed)
+    settings = cell_settings(data_args, args, model_args, reproduce_args)
+    started = datetime.datetime.now(datetime.timezone.utc)
+
+    begin = time.perf_counter()
+    resume = prepare_run(data_args, args, "hf_magma.reproduce")
+    model, image_processor = load_model_and_image_processor(model_args)
+    num_parameters = sum(p.numel() for p in model.vit.parameters())
+    metrics = pretrain(data_args, args, model, image_processor, resume=resume, tags=("mae", "magma", method))
+    pretrain_seconds = time.perf_counter() - begin
+    del model
+
+    begin = time.perf_counter()
+    eval_args = EvaluationArguments(
+        model_name_or_path=args.output_dir,
+        pooling=reproduce_args.pooling,
+        batch_size=reproduce_args.eval_batch_size,
+        knn_k=reproduce_args.knn_k,
+        linear_epochs=reproduce_args.linear_epochs,
+    )
+    eval_training_args = TrainingArguments(
+        output_dir=os.path.join(args.output_dir, "eval"), seed=seed, report_to="none", use_cpu=args.use_cpu,
+        disable_tqdm=args.disable_tqdm,
+    )
+    results = run_evaluation(eval_args, data_args, eval_training_args)
+    eval_seconds = time.perf_counter() - begin
+
+    curve = training_curve(args.output_dir)
+    record = {
+        "method": method,
+        "seed": seed,
+        "linear_top1": results.get("linear_accuracy"),
+        "knn_top1": results.get("knn_accuracy"),
+        "final_losses": {
+            "train": curve[-1] if curve else None,
+            "eval": {k: v for k, v in metrics.items() if k.startswith("eval_") and k.endswith("loss")},
+        },
+        "pretrain_seconds": round(pretrain_seconds, 1),
+        "eval_seconds": round(eval_seconds, 1),
+        "train_runtime": metrics.get("train_runtime"),
+        "train_steps": curve[-1]["step"] if curve else None,
+        "encoder_parameters": num_parameters,
+        "settings": settings,
+        "command": command,
+        "git_commit": git_commit(),
+        "machine": machine_info(),
+        "date": started.isoformat(timespec="seconds"),
+        "checkpoint": args.output_dir,
+        "training_curve": curve,
+    }
+    path = cell_path(reproduce_args.results_dir, method, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    logger.info("%s seed %d: linear %.4f, k-NN %.4f -> %s", method, seed, record["linear_top1"] or float("nan"),
+                record["knn_top1"] or float("nan"), path)
+    return record
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for key in sorted(set(old) | set(new)):
+            out += _differences(old.get(key), new.get(key), f"{prefix}{key}.")
+        return out
+    return [] if old == new else [f"{prefix[:-1]}: {old!r} (finished cell) vs {new!r} (now)"]
+
+
+def run_grid(
+    reproduce_args: ReproduceArguments,
+    data_args: ImageDataArguments,
+    training_args: MAGMATrainingArguments,
+    model_args: MAGMAModelArguments,
+    *,
+    command: str,
+) -> dict[tuple[str, int], dict[str, Any]]:
+    """Run every selected (method, seed) cell that has no JSON yet, then rewrite ``summary.md`` from all the
+    cells in ``results_dir``; returns the selected cells' records. A finished cell whose recorded settings differ
+    from the current ones raises ``ValueError`` (use another ``results_dir``)."""
+    if reproduce_args.num_threads is not None:
+        torch.set_num_threads(reproduce_args.num_threads)
+    cells: dict[tuple[str, int], dict[str, Any]] = {}
+    for method in reproduce_args.methods:
+        for seed in reproduce_args.seeds:
+            path = cell_path(reproduce_args.results_dir, method, seed)
+            if path.is_file():
+                record = json.loads(path.read_text())
+                expected = json.loads(json.dumps(
+                    cell_settings(data_args, method_training_args(training_args, method, seed), model_args,
+                                  reproduce_args)
+                ))
+                differences = _differences(record["settings"], expected)
+                if differences:
+                    raise ValueError(
+                        f"{path} was made with other settings ({'; '.join(differences)}); delete it or pass "
+                        "another --results_dir"
+                    )
+                logger.info("%s seed %d is done (%s): skipped", method, seed, path)
+            else:
+                record = run_cell(method, seed, data_args, training_args, model_args, reproduce_args, command=command)
+            cells[method, seed] = record
+    write_summary(reproduce_args.results_dir)
+    return cells
+
+
+def load_cells(results_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every cell JSON in ``results_dir``."""
+    return [json.loads(p.read_text()) for p in sorted(Path(results_dir).glob("*_seed*.json"))]
+
+
+def _mean_std(values: Sequence[float]) -> str:
+    values = [100 * v for v in values]
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} +- {statistics.stdev(values):.2f}"
+
+
+def summary_table(cells: Sequence[dict[str, Any]]) -> str:
+    """A Markdown table: per method, n seeds, linear and k-NN top-1 (%) as mean +- sample std, mean times."""
+    rows = [
+        "| method | n | seeds | linear top-1 (%) | k-NN top-1 (%) | pretraining (s) | evaluation (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for method in METHODS:
+        mine = sorted((c for c in cells if c["method"] == method), key=lambda c: c["seed"])
+        if not mine:
+            continue
+        rows.append(
+            f"| {METHOD_TITLES[method]} | {len(mine)} | {', '.join(str(c['seed']) for c in mine)} "
+            f"| {_mean_std([c['linear_top1'] for c in mine])} | {_mean_std([c['knn_top1'] for c in mine])} "
+            f"| {statistics.mean(c['pretrain_seconds'] for c in mine):.0f} "
+            f"| {statistics.mean(c['eval_seconds'] for c in mine):.0f} |"
+        )
+    return "\n".join(rows)
+
+
+def write_summary(results_dir: str | os.PathLike) -> Path:
+    """Write ``summary.md`` in ``results_dir`` from its cell JSONs: the table and its provenance."""
+    cells = load_cells(results_dir)
+    path = Path(results_dir) / "summary.md"
+    if not cells:
+        raise ValueError(f"{results_dir} holds no cell results to summarise")
+    commands = sorted({c["command"] for c in cells})
+    commits = sorted({str(c["git_commit"]) for c in cells})
+    machines = sorted({f"{c['machine']['cpu']}, {c['machine']['cpu_count']} cores, torch {c['machine']['torch']}"
+                       + (f", {c['machine']['gpu']}" if "gpu" in c["machine"] else "") for c in cells})
+    dates = sorted(c["date"] for c in cells)
+    first = cells[0]["settings"]
+    # lambda and mu are the recipe's values, used by the methods that keep the term (MAE's cells record 0).
+    recipe = {k: v for k, v in first["training"].items() if k not in ("seed", "magma_weight", "uniformity_weight")}
+    recipe["magma_weight"] = max(c["settings"]["training"]["magma_weight"] for c in cells)
+    recipe["uniformity_weight"] = max(c["settings"]["training"]["uniformity_weight"] for c in cells)
+    lines = [
+        f"# Reproduction: {first['data']['dataset_name'] or first['data']['train_dir'] or 'Fashion-MNIST (offline)'}",
+        "",
+        "Top-1 accuracy on the test split, mean +- sample standard deviation over seeds "
+        f"(linear probe {first['evaluation']['linear_epochs']} epochs, k-NN k={first['evaluation']['knn_k']}).",
+        "",
+        summary_table(cells),
+        "",
+        "Cells (top-1 %, linear / k-NN): "
+        + "; ".join(
+            f"{METHOD_TITLES.get(c['method'], c['method'])} seed {c['seed']}: {100 * c['linear_top1']:.2f} / "
+            f"{100 * c['knn_top1']:.2f}"
+            for c in sorted(cells, key=lambda c: (list(METHODS).index(c["method"]), c["seed"]))
+        )
+        + ".",
+        "",
+        "## Provenance",
+        "",
+        f"- command: {'; '.join(f'`{c}`' for c in commands)}",
+        f"- git commit: {', '.join(commits)}",
+        f"- machine: {'; '.join(machines)}",
+        f"- dates: {dates[0]} to {dates[-1]}",
+        f"- model: `{first['model']['config_overrides']}`, mask {first['model']['mask_ratio']}, "
+        f"norm-pix {first['model']['norm_pix_loss']}",
+        f"- training (every cell; the methods switch lambda = magma_weight and mu = uniformity_weight off): "
+        f"{json.dumps(recipe)}",
+        "",
+        "One JSON per (method, seed) in this folder holds every setting, the losses and the training curve.",
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path

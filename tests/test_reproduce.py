@@ -1,0 +1,100 @@
+"""The reproduction grid end to end on a generated image folder (tiny model, two steps per cell)."""
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from hf_magma.reproduce import ReproduceArguments, method_training_args, summary_table
+from hf_magma.trainer import MAGMATrainingArguments
+from test_data import make_image_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "reproduce.py"
+TINY = ("hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64,image_size=16,patch_size=4,"
+        "decoder_hidden_size=32,decoder_num_hidden_layers=1,decoder_num_attention_heads=2,decoder_intermediate_size=64")
+
+spec = importlib.util.spec_from_file_location("reproduce_script", SCRIPT)
+reproduce_script = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(reproduce_script)
+
+
+def grid_args(tmp_path, **overrides):
+    values = {
+        "train_dir": tmp_path / "images", "output_dir": tmp_path / "outputs", "results_dir": tmp_path / "results",
+        "config_overrides": TINY, "per_device_train_batch_size": 8, "max_steps": 2, "logging_steps": 1,
+        "magma_weight": 1.0, "uniformity_weight": 0.01, "magma_start_step": 0, "magma_steps": 1,
+        "learning_rate": 1e-3, "save_strategy": "no", "report_to": "none", "disable_tqdm": "true", "use_cpu": "true",
+        "validation_split_percentage": 25, "knn_k": 3, "linear_epochs": 2, "eval_batch_size": 8,
+    }
+    values.update(overrides)
+    args = ["--methods", "mae", "m-mae", "--seeds", "0"]
+    for key, value in values.items():
+        args += [f"--{key}", str(value)]
+    return args
+
+
+def run(args):
+    return reproduce_script.main(*reproduce_script.make_parser().parse_args_and_config(args), command="test")
+
+
+def test_grid_cells_skip_on_rerun_and_summary(tmp_path):
+    make_image_folder(tmp_path / "images", n_per_class=16)  # 24 train / 8 held-out images
+    cells = run(grid_args(tmp_path))
+    assert set(cells) == {("mae", 0), ("m-mae", 0)}
+
+    results = tmp_path / "results"
+    mae = json.loads((results / "mae_seed0.json").read_text())
+    m_mae = json.loads((results / "m-mae_seed0.json").read_text())
+    for record, weight in ((mae, 0.0), (m_mae, 1.0)):
+        assert 0 <= record["linear_top1"] <= 1 and 0 <= record["knn_top1"] <= 1
+        assert record["settings"]["training"]["magma_weight"] == weight
+        assert record["settings"]["training"]["uniformity_weight"] == 0.0
+        assert record["settings"]["evaluation"]["knn_k"] == 3
+        assert record["pretrain_seconds"] > 0 and record["eval_seconds"] >= 0
+        assert record["train_steps"] == 2 and record["command"] == "test"
+        assert record["machine"]["cpu"] and record["machine"]["cpu_count"] >= 1
+        assert record["final_losses"]["train"]["reconstruction_loss"] > 0
+        assert Path(record["checkpoint"], "model.safetensors").is_file()
+    # The schedule's window is step 0 only: M-MAE logs lambda 1 then 0, MAE 0 throughout.
+    assert [e["magma_weight"] for e in m_mae["training_curve"]] == [1.0, 0.0]
+    assert [e["magma_weight"] for e in mae["training_curve"]] == [0.0, 0.0]
+
+    summary = (results / "summary.md").read_text()
+    assert "| MAE | 1 | 0 |" in summary and "| M-MAE | 1 | 0 |" in summary and "U-MAE" not in summary
+    assert f"{100 * m_mae['linear_top1']:.2f}" in summary and "`test`" in summary
+
+    # A rerun trains nothing: the deleted checkpoints are not rebuilt and the JSONs are untouched.
+    before = {p.name: p.read_text() for p in results.glob("*.json")}
+    shutil.rmtree(tmp_path / "outputs")
+    again = run(grid_args(tmp_path))
+    assert not (tmp_path / "outputs").exists()
+    assert {p.name: p.read_text() for p in results.glob("*.json")} == before
+    assert again[("m-mae", 0)]["linear_top1"] == m_mae["linear_top1"]
+
+    # A finished cell made with another budget is refused, not mixed into the table.
+    with pytest.raises(ValueError, match="max_steps: 2 .* vs 3"):
+        run(grid_args(tmp_path, max_steps=3))
+
+
+def test_summary_table_mean_and_sample_std():
+    cells = [
+        {"method": "m-mae", "seed": s, "linear_top1": lin, "knn_top1": knn, "pretrain_seconds": 100.0,
+         "eval_seconds": 20.0}
+        for s, lin, knn in ((0, 0.5, 0.4), (1, 0.7, 0.4))
+    ]
+    table = summary_table(cells)
+    assert "| M-MAE | 2 | 0, 1 | 60.00 +- 14.14 | 40.00 +- 0.00 | 100 | 20 |" in table
+
+
+def test_methods_and_recipe_checked(tmp_path):
+    with pytest.raises(ValueError, match="--methods must be among"):
+        ReproduceArguments(methods=["simclr"])
+    args = MAGMATrainingArguments(output_dir=str(tmp_path), magma_weight=1.0, uniformity_weight=0.0, use_cpu=True)
+    with pytest.raises(ValueError, match="mu-mae needs a positive uniformity_weight"):
+        method_training_args(args, "mu-mae", 0)
+    cell = method_training_args(args, "mae", 3)
+    assert (cell.magma_weight, cell.uniformity_weight, cell.seed) == (0.0, 0.0, 3)
+    assert cell.output_dir == str(tmp_path / "mae" / "seed3")
