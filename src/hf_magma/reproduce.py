@@ -86,6 +86,10 @@ class ReproduceArguments:
             raise ValueError(f"--methods must be among {list(METHODS)}, got {self.methods}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"--seeds must be distinct integers, got {self.seeds}")
+        for name in ("knn_k", "linear_epochs", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be positive (the grid reports both k-NN and the linear probe), "
+                                 f"got {getattr(self, name)}")
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError(f"--num_threads must be positive, got {self.num_threads}")
 
