@@ -100,3 +100,12 @@ def test_methods_and_recipe_checked(tmp_path):
     cell = method_training_args(args, "mae", 3)
     assert (cell.magma_weight, cell.uniformity_weight, cell.seed) == (0.0, 0.0, 3)
     assert cell.output_dir == str(tmp_path / "mae" / "seed3")
+
+
+@pytest.mark.parametrize("recipe", sorted((ROOT / "recipes").glob("reproduce_*.yaml")), ids=lambda p: p.name)
+def test_reproduction_recipes_parse(recipe, tmp_path):
+    reproduce_args, _, training_args, _ = reproduce_script.make_parser().parse_args_and_config(
+        ["--config", str(recipe), "--output_dir", str(tmp_path), "--bf16", "false", "--use_cpu", "true"]
+    )
+    assert training_args.magma_weight > 0 and training_args.uniformity_weight > 0  # the methods switch them off
+    assert reproduce_args.seeds and reproduce_args.methods
