@@ -127,8 +127,12 @@ def test_exact_resume_after_sigkill(tmp_path):
     def command(output_dir):
         return [sys.executable, str(SCRIPT), *base_args(tmp_path / "images", output_dir, **common)]
 
+    def run(output_dir):
+        result = subprocess.run(command(output_dir), env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-4000:]
+
     reference = tmp_path / "reference"
-    subprocess.run(command(reference), env=env, check=True, capture_output=True, timeout=300)
+    run(reference)
 
     killed = tmp_path / "killed"
     process = subprocess.Popen(command(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -141,7 +145,7 @@ def test_exact_resume_after_sigkill(tmp_path):
     process.wait()
     assert not (killed / "model.safetensors").exists()  # really interrupted
 
-    subprocess.run(command(killed), env=env, check=True, capture_output=True, timeout=300)  # resumes by itself
+    run(killed)  # resumes by itself
     ref_logs = {e["step"]: e for e in history(reference) if "loss" in e}
     new_logs = {e["step"]: e for e in history(killed) if "loss" in e}
     assert sorted(new_logs) == sorted(ref_logs) == list(range(1, 13))

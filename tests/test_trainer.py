@@ -259,3 +259,26 @@ def test_evaluation_without_training_data_names_the_epoch_schedule(tmp_path):
     stepwise = MAGMATrainer(model=tiny_model(), args=make_args(tmp_path, magma_start_step=0, magma_steps=5),
                             eval_dataset=labelled_dataset(8), data_collator=collator(False))
     assert "eval_magma_loss" in stepwise.evaluate()
+
+
+def test_last_checkpoint_skips_folders_a_kill_left_incomplete(tmp_path):
+    for step, state in ((2, '{"global_step": 2}'), (4, '{"global_st'), (6, None)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if state is not None:
+            (folder / "trainer_state.json").write_text(state)
+    (tmp_path / "checkpoint-x").mkdir()
+    assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+    assert last_checkpoint(tmp_path / "missing") is None
+
+
+def test_the_probe_state_is_written_before_the_trainer_state(tmp_path):
+    # A checkpoint counts as complete once `trainer_state.json` exists, so nothing may be written after it.
+    args = make_args(tmp_path, max_steps=2, save_strategy="steps", save_steps=2)
+    trainer = MAGMATrainer(model=tiny_model(), args=args, train_dataset=labelled_dataset(), data_collator=collator(),
+                           num_labels=3)
+    trainer.train()
+    folder = tmp_path / "checkpoint-2"
+    state_written = (folder / "trainer_state.json").stat().st_mtime_ns
+    assert (folder / "online_probe.pt").is_file()
+    assert all(path.stat().st_mtime_ns <= state_written for path in folder.iterdir())

@@ -4,6 +4,7 @@ online linear probe; `MAGMATrainingArguments` holds its settings."""
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
 import os
@@ -156,9 +157,20 @@ def last_checkpoint(output_dir: str | os.PathLike) -> str | None:
     for name in os.listdir(output_dir):
         prefix, _, number = name.partition("-")
         folder = os.path.join(output_dir, name)
-        if prefix == "checkpoint" and number.isdigit() and os.path.isfile(os.path.join(folder, "trainer_state.json")):
+        if prefix == "checkpoint" and number.isdigit() and _complete_state(os.path.join(folder, "trainer_state.json")):
             steps.append((int(number), folder))
     return max(steps)[1] if steps else None
+
+
+def _complete_state(path: str) -> bool:
+    """Whether ``path`` is a whole ``trainer_state.json`` (a kill can leave it half-written: the Trainer writes it
+    in place, last in a checkpoint)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            json.load(handle)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 class OnlineLinearProbe(nn.Module):
@@ -391,12 +403,15 @@ class MAGMATrainer(HubPushMixin, Trainer):
 
     # ---- the probe's state in checkpoints --------------------------------------------------------------------
     def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
-        super()._save_checkpoint(model, trial)
+        # The probe's state goes in first: the Trainer writes `trainer_state.json` last, and a checkpoint with that
+        # file is taken as complete when resuming (see `last_checkpoint`).
         if self.online_probe is not None and self.args.should_save:
             folder = os.path.join(self._get_output_dir(trial), f"checkpoint-{self.state.global_step}")
+            os.makedirs(folder, exist_ok=True)
             state = {"classifier": self.online_probe.classifier.state_dict(),
                      "optimizer": self.online_probe.optimizer.state_dict()}
             torch.save(state, os.path.join(folder, ONLINE_PROBE_FILE))
+        super()._save_checkpoint(model, trial)
 
     def _load_weights(self, checkpoint: str, model: nn.Module | None = None) -> None:
         """Load a checkpoint's weights into ``model`` strictly, through `from_pretrained`.
