@@ -1,7 +1,8 @@
 """Cost of MAGMA: training-step time and peak memory of `ViTMAEWithMAGMA` against `ViTMAEForPreTraining`.
 
 Both models share weights, batch and masking noise; their steps (forward, backward, AdamW step) are measured
-alternately in one process, so drifts in machine load hit both alike. Prints the median step times and their
+alternately in one process, so drifts in machine load hit both alike; a second plain model, identical to the
+first, measures the noise floor of the machine (the ratio two identical models show). Prints the median step times and their
 ratio, and the peak-memory ratio: `torch.cuda.max_memory_allocated` on a GPU; on a CPU, where PyTorch keeps
 no allocator statistics, the bytes held at the peak of a step (parameters, gradients, AdamW state and the
 tensors autograd saves for backward, counted once per storage).
@@ -38,6 +39,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=15, help="measured steps per model (after warm-up)")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="autocast dtype")
+    p.add_argument("--no_control", dest="control", action="store_false",
+                   help="skip the second plain model that measures the machine's noise floor")
     p.add_argument("--uniformity_weight", type=float, default=0.0, help=">0 measures MU-MAE instead of M-MAE")
     return p.parse_args()
 
@@ -115,6 +118,11 @@ def main() -> None:
     plain = ViTMAEForPreTraining(build_config(a)).to(device)
     plain.load_state_dict(magma.state_dict())
     models = {"ViTMAEForPreTraining": plain, "ViTMAEWithMAGMA": magma}
+    if a.control:
+        # A second, identical plain model: its ratio to the first is the noise floor of this machine.
+        twin = ViTMAEForPreTraining(build_config(a)).to(device)
+        twin.load_state_dict(magma.state_dict())
+        models["ViTMAEForPreTraining (twin)"] = twin
     optimizers = {
         name: torch.optim.AdamW(m.parameters(), lr=1.5e-4, betas=(0.9, 0.95), weight_decay=0.05)
         for name, m in models.items()
@@ -127,7 +135,7 @@ def main() -> None:
     peaks: dict[str, list[int]] = {name: [] for name in models}
     order = list(models)
     for i in range(a.warmup + a.steps):
-        for name in order if i % 2 == 0 else order[::-1]:  # alternate which model goes first
+        for name in order[i % len(order):] + order[: i % len(order)]:  # rotate which model goes first
             seconds, peak = step(models[name], optimizers[name], pixels, noise, device, dtype)
             if i >= a.warmup:
                 times[name].append(seconds)
@@ -141,12 +149,18 @@ def main() -> None:
           f"{a.steps} measured steps each after {a.warmup} warm-up, uniformity_weight {a.uniformity_weight}")
     memory_kind = "torch.cuda.max_memory_allocated" if device.type == "cuda" else "params+grads+AdamW state+saved tensors"
     for name in models:
-        print(f"{name:22s} median step {statistics.median(times[name]) * 1000:9.1f} ms   "
+        print(f"{name:28s} median step {statistics.median(times[name]) * 1000:9.1f} ms   "
               f"peak memory {max(peaks[name]) / 2**20:9.1f} MiB ({memory_kind})")
     time_ratio = statistics.median(times["ViTMAEWithMAGMA"]) / statistics.median(times["ViTMAEForPreTraining"])
     memory_ratio = max(peaks["ViTMAEWithMAGMA"]) / max(peaks["ViTMAEForPreTraining"])
     print(f"step-time ratio (MAGMA / plain): {time_ratio:.4f}  ({(time_ratio - 1) * 100:+.2f}%)")
     print(f"peak-memory ratio (MAGMA / plain): {memory_ratio:.4f}  ({(memory_ratio - 1) * 100:+.2f}%)")
+    if a.control:
+        twin_ratio = statistics.median(times["ViTMAEForPreTraining (twin)"]) / statistics.median(
+            times["ViTMAEForPreTraining"]
+        )
+        print(f"noise floor, step-time ratio of two identical plain models: {twin_ratio:.4f}  "
+              f"({(twin_ratio - 1) * 100:+.2f}%)")
 
 
 if __name__ == "__main__":
