@@ -14,6 +14,8 @@ import kornia.augmentation as K
 import torch
 from torch import nn
 
+from .data import check_crop_settings
+
 
 class TwoViewAugmentation(nn.Module):
     """Two independently augmented views of a normalised (B, C, H, W) batch, returned normalised.
@@ -47,18 +49,7 @@ class TwoViewAugmentation(nn.Module):
         seed: int | None = None,
     ) -> None:
         super().__init__()
-        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-        if len(size) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size):
-            raise ValueError(f"`image_size` must be a positive int or (height, width), got {image_size!r}")
-        mean, std = [float(m) for m in mean], [float(s) for s in std]
-        if len(mean) != len(std) or len(mean) not in (1, 3):
-            raise ValueError(f"`mean` and `std` need 1 or 3 values each (one per channel), got {mean} and {std}")
-        if any(s <= 0 for s in std):
-            raise ValueError(f"`std` must be positive, got {std}")
-        if not 0 < scale[0] <= scale[1] <= 1:
-            raise ValueError(f"`scale` must satisfy 0 < min <= max <= 1, got {scale}")
-        if not 0 < ratio[0] <= ratio[1]:
-            raise ValueError(f"`ratio` must satisfy 0 < min <= max, got {ratio}")
+        size, mean, std = check_crop_settings(image_size, mean, std, scale, ratio)
         for name, p in (("hflip", hflip), ("color_jitter_p", color_jitter_p), ("grayscale_p", grayscale_p),
                         ("blur_p", blur_p)):
             if not 0 <= p <= 1:

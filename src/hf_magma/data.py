@@ -405,6 +405,29 @@ def to_pil(image: PIL.Image.Image | np.ndarray, num_channels: int = 3) -> PIL.Im
     return image.convert(target)
 
 
+def check_crop_settings(
+    image_size: int | Sequence[int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    scale: Sequence[float],
+    ratio: Sequence[float],
+) -> tuple[tuple[int, int], list[float], list[float]]:
+    """Validate the settings shared by the image transforms; returns ``(size, mean, std)`` as (h, w) and floats."""
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    if len(size) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size):
+        raise ValueError(f"`image_size` must be a positive int or (height, width), got {image_size!r}")
+    mean, std = [float(m) for m in mean], [float(s) for s in std]
+    if len(mean) != len(std) or len(mean) not in (1, 3):
+        raise ValueError(f"`mean` and `std` need 1 or 3 values each (one per channel), got {mean} and {std}")
+    if any(s <= 0 for s in std):
+        raise ValueError(f"`std` must be positive, got {std}")
+    if not 0 < scale[0] <= scale[1] <= 1:
+        raise ValueError(f"`scale` must satisfy 0 < min <= max <= 1, got {scale}")
+    if not 0 < ratio[0] <= ratio[1]:
+        raise ValueError(f"`ratio` must satisfy 0 < min <= max, got {ratio}")
+    return size, mean, std
+
+
 class ImageTransform:
     """One image -> normalised float tensor (C, H, W) at the model's resolution.
 
@@ -426,24 +449,13 @@ class ImageTransform:
         hflip: float = 0.5,
         num_channels: int = 3,
     ) -> None:
-        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-        if len(size) != 2 or any(not isinstance(s, int) or s < 1 for s in size):
-            raise ValueError(f"`image_size` must be a positive int or (height, width), got {image_size!r}")
         if num_channels not in (1, 3):
             raise ValueError(f"`num_channels` must be 1 (grey) or 3 (RGB), got {num_channels}")
-        mean, std = [float(m) for m in mean], [float(s) for s in std]
-        if len(mean) != len(std) or len(mean) not in (1, 3):
-            raise ValueError(f"`mean` and `std` need 1 or 3 values each, got {mean} and {std}")
-        if any(s <= 0 for s in std):
-            raise ValueError(f"`std` must be positive, got {std}")
+        size, mean, std = check_crop_settings(image_size, mean, std, scale, ratio)
         if num_channels == 1 and len(mean) == 3:
             mean, std = [sum(mean) / 3], [sum(std) / 3]
         elif num_channels == 3 and len(mean) == 1:
             mean, std = mean * 3, std * 3
-        if not 0 < scale[0] <= scale[1] <= 1:
-            raise ValueError(f"`scale` must satisfy 0 < min <= max <= 1, got {scale}")
-        if not 0 < ratio[0] <= ratio[1]:
-            raise ValueError(f"`ratio` must satisfy 0 < min <= max, got {ratio}")
         self.size = size  # (height, width)
         self.train = train
         self.scale, self.ratio, self.hflip = scale, ratio, hflip
