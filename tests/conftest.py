@@ -35,3 +35,25 @@ def hub_server(_hub_server_session: HubServer, monkeypatch, tmp_path_factory):
     yield server
     server.recover()
     server.start()
+
+
+HIDE_PACKAGES = """
+import importlib.machinery, sys
+_HIDDEN = {hidden!r}
+class _HidingPathFinder(importlib.machinery.PathFinder):
+    # The packages in _HIDDEN look uninstalled: find_spec finds nothing, so `import` raises ModuleNotFoundError
+    # and availability checks (importlib.util.find_spec) say absent.
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name.partition(".")[0] in _HIDDEN:
+            return None
+        return super().find_spec(name, path, target)
+sys.meta_path = [_HidingPathFinder if f is importlib.machinery.PathFinder else f for f in sys.meta_path]
+"""
+
+
+@pytest.fixture
+def hide_packages():
+    """``hide_packages(*names)``: Python source that, run first in a fresh interpreter, makes those top-level
+    packages look uninstalled (for subprocess tests of optional dependencies)."""
+    return lambda *names: HIDE_PACKAGES.format(hidden=set(names))

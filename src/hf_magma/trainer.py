@@ -19,7 +19,9 @@ from torch import nn
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import EvalLoopOutput
 
+from .export import save_encoder
 from .hub import HubPushMixin
+from .integrations import check_reporters
 from .modeling import ViTMAEWithMAGMA
 from .modeling_ssl import ViTForSSL
 from .validation import check_non_negative, check_number
@@ -109,6 +111,7 @@ class MAGMATrainingArguments(TrainingArguments):
         if self.base_learning_rate is not None:
             check_number("base_learning_rate", self.base_learning_rate, sign="positive")
         check_number("online_probe_learning_rate", self.online_probe_learning_rate, sign="positive")
+        check_reporters(self.report_to)
         super().__post_init__()
         if self.base_learning_rate is not None:
             total_batch = self.per_device_train_batch_size * self.gradient_accumulation_steps * self.world_size
@@ -400,6 +403,15 @@ class MAGMATrainer(HubPushMixin, Trainer):
         metrics = dict(output.metrics)
         metrics.update({f"{metric_key_prefix}_{name}": value for name, value in terms.items()})
         return EvalLoopOutput(predictions=None, label_ids=None, metrics=metrics, num_samples=output.num_samples)
+
+    # ---- saving ------------------------------------------------------------------------------------------------
+    def _save(self, output_dir: str | None = None, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+        """The Trainer's save, plus the plain `vit` encoder in ``encoder/`` for feature extraction (`save_encoder`)."""
+        super()._save(output_dir, state_dict=state_dict)
+        model = self.accelerator.unwrap_model(self.model)
+        if isinstance(model, ViTMAEWithMAGMA) and self.args.should_save:
+            save_encoder(model.config, state_dict if state_dict is not None else model.state_dict(),
+                         output_dir if output_dir is not None else self.args.output_dir, self.processing_class)
 
     # ---- the probe's state in checkpoints --------------------------------------------------------------------
     def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
