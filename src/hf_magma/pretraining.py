@@ -95,7 +95,7 @@ def pretrain(
         num_labels=num_labels if label_column is not None else None,
     )
     dataset_name = script_args.dataset_name or script_args.train_dir or FASHION_MNIST_HUB_ID
-    trainer.model_card_kwargs = {"dataset_name": dataset_name, "base_model": base_model}
+    trainer.model_card_kwargs = {"dataset_name": dataset_name, "base_model": base_model, "tags": list(tags)}
 
     train_result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model()
