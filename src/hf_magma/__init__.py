@@ -1,37 +1,84 @@
 """hf-magma: MAGMA manifold regularisation for Masked Autoencoders, native to Hugging Face transformers."""
 
-from .augmentation import TwoViewAugmentation, TwoViewCollator
-from .data import (
-    ImageCollator,
-    ImageDataArguments,
-    ImageTransform,
-    find_image_column,
-    find_label_column,
-    load_fashion_mnist,
-    load_image_datasets,
-)
-from .evaluation import (
-    EvaluationArguments,
-    evaluate_features,
-    extract_features,
-    image_classifier_from_encoder,
-    knn_accuracy,
-    linear_probe,
-    load_encoder,
-    run_evaluation,
-    run_unmasked,
-    sample_label_fraction,
-)
-from .hub import HubPushMixin, push_model_card
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# The loss and the model load at once, with torch and transformers only; everything else (data, training,
+# evaluation, figures, Hub) loads on first use, so `from hf_magma import ViTMAEWithMAGMA` works where datasets,
+# kornia, scikit-learn or matplotlib are not installed.
 from .losses import MAGMARegularizer, magma_loss, pool_hidden_state, uniformity_loss
-from .model_card import add_evaluation_results, add_figures, create_model_card, summarize_training
-from .model_config import MAGMAModelArguments, load_model_and_image_processor
 from .modeling import ViTMAEWithMAGMA, ViTMAEWithMAGMAOutput, all_gather_with_grad, resolve_magma_config
-from .modeling_ssl import ViTForSSL, ViTForSSLOutput, resolve_ssl_config
-from .reproduce import ReproduceArguments, run_grid, write_summary
-from .ssl import VICRegLossOutput, nt_xent_loss, vicreg_loss
-from .trainer import MAGMATrainer, MAGMATrainingArguments, OnlineLinearProbe, last_checkpoint
-from .visualize import plot_attention_maps, plot_key_pca, plot_pacmap, plot_training_curves
+
+_LAZY_ATTRIBUTES = {
+    "augmentation": ("TwoViewAugmentation", "TwoViewCollator"),
+    "data": (
+        "ImageCollator", "ImageDataArguments", "ImageTransform", "find_image_column", "find_label_column",
+        "load_fashion_mnist", "load_image_datasets",
+    ),
+    "evaluation": (
+        "EvaluationArguments", "evaluate_features", "extract_features", "image_classifier_from_encoder",
+        "knn_accuracy", "linear_probe", "load_encoder", "run_evaluation", "run_unmasked", "sample_label_fraction",
+    ),
+    "export": ("save_encoder", "vit_encoder_from"),
+    "hub": ("HubPushMixin", "push_model_card"),
+    "model_card": ("add_evaluation_results", "add_figures", "create_model_card", "summarize_training"),
+    "model_config": ("MAGMAModelArguments", "load_model_and_image_processor"),
+    "modeling_ssl": ("ViTForSSL", "ViTForSSLOutput", "resolve_ssl_config"),
+    "reproduce": ("ReproduceArguments", "run_grid", "write_summary"),
+    "ssl": ("VICRegLossOutput", "nt_xent_loss", "vicreg_loss"),
+    "trainer": ("MAGMATrainer", "MAGMATrainingArguments", "OnlineLinearProbe", "last_checkpoint"),
+    "visualize": ("plot_attention_maps", "plot_key_pca", "plot_pacmap", "plot_training_curves"),
+}
+_MODULE_OF = {name: module for module, names in _LAZY_ATTRIBUTES.items() for name in names}
+
+if TYPE_CHECKING:
+    from .augmentation import TwoViewAugmentation, TwoViewCollator
+    from .data import (
+        ImageCollator,
+        ImageDataArguments,
+        ImageTransform,
+        find_image_column,
+        find_label_column,
+        load_fashion_mnist,
+        load_image_datasets,
+    )
+    from .evaluation import (
+        EvaluationArguments,
+        evaluate_features,
+        extract_features,
+        image_classifier_from_encoder,
+        knn_accuracy,
+        linear_probe,
+        load_encoder,
+        run_evaluation,
+        run_unmasked,
+        sample_label_fraction,
+    )
+    from .export import save_encoder, vit_encoder_from
+    from .hub import HubPushMixin, push_model_card
+    from .model_card import add_evaluation_results, add_figures, create_model_card, summarize_training
+    from .model_config import MAGMAModelArguments, load_model_and_image_processor
+    from .modeling_ssl import ViTForSSL, ViTForSSLOutput, resolve_ssl_config
+    from .reproduce import ReproduceArguments, run_grid, write_summary
+    from .ssl import VICRegLossOutput, nt_xent_loss, vicreg_loss
+    from .trainer import MAGMATrainer, MAGMATrainingArguments, OnlineLinearProbe, last_checkpoint
+    from .visualize import plot_attention_maps, plot_key_pca, plot_pacmap, plot_training_curves
+
+
+def __getattr__(name: str) -> Any:
+    """Import the public object ``name`` (or the submodule ``name``) on first use."""
+    if name in _MODULE_OF:
+        value = getattr(importlib.import_module(f".{_MODULE_OF[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    if name in _LAZY_ATTRIBUTES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __version__ = "0.1.0"
 
@@ -80,6 +127,7 @@ __all__ = [
     "push_model_card",
     "resolve_magma_config",
     "resolve_ssl_config",
+    "save_encoder",
     "run_evaluation",
     "run_grid",
     "run_unmasked",
@@ -87,5 +135,6 @@ __all__ = [
     "summarize_training",
     "uniformity_loss",
     "vicreg_loss",
+    "vit_encoder_from",
     "write_summary",
 ]

@@ -10,11 +10,18 @@ import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-import kornia.augmentation as K
 import torch
 from torch import nn
 
 from .data import check_crop_settings
+
+try:
+    import kornia.augmentation as K
+except ImportError as error:  # an optional dependency: only SimCLR / VICReg training needs it
+    raise ImportError(
+        "The two-view augmentation of SimCLR / VICReg (hf_magma.augmentation) needs kornia: "
+        'pip install "hf-magma[ssl]"'
+    ) from error
 
 
 class TwoViewAugmentation(nn.Module):

@@ -8,7 +8,6 @@ from typing import Any
 
 import transformers
 
-from .augmentation import TwoViewAugmentation, TwoViewCollator
 from .cli import setup_logging
 from .data import (
     FASHION_MNIST_HUB_ID,
@@ -70,10 +69,12 @@ def pretrain(
         label_column = None
     channels = model.config.num_channels
 
-    def collator(train: bool) -> ImageCollator | TwoViewCollator:
+    def collator(train: bool) -> Any:
         if two_view_augmentation is None:
             transform = ImageTransform.from_image_processor(image_processor, train=train, num_channels=channels)
             return ImageCollator(transform, image_column, label_column)
+        from .augmentation import TwoViewAugmentation, TwoViewCollator  # kornia: the `ssl` extra
+
         # The views are drawn on the resized, centre-cropped images; evaluation uses its own seeded stream.
         transform = ImageTransform.from_image_processor(image_processor, train=False, num_channels=channels)
         settings = dict(two_view_augmentation)
@@ -101,7 +102,7 @@ def pretrain(
     trainer.save_model()
     metrics = dict(train_result.metrics)
     train_collator = trainer.data_collator
-    skipped = (train_collator.collator if isinstance(train_collator, TwoViewCollator) else train_collator).skipped
+    skipped = getattr(train_collator, "collator", train_collator).skipped  # a TwoViewCollator wraps an ImageCollator
     metrics["train_skipped_images"] = skipped
     if skipped:
         logger.warning("%d unreadable training images were skipped (named above)", skipped)
