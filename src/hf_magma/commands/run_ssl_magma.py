@@ -1,0 +1,59 @@
+"""Pretrain a ViT with SimCLR or VICReg plus MAGMA (M-SimCLR, M-VICReg; the plain objective with --magma_weight 0).
+
+Each batch holds two SimCLR-style views of its images (random resized crop, flip, colour jitter, grayscale,
+blur, with kornia); MAGMA regularises the first view's block outputs. Data, schedule, checkpoints, model card and
+Hub pushes are those of run_mae_magma.py. The saved model loads with `AutoModel.from_pretrained` as a `ViTModel`.
+
+Installed as the `hf-magma-pretrain-ssl` command; `python scripts/run_ssl_magma.py` is the same program.
+
+Examples:
+
+    # the small CPU demo on the offline Fashion-MNIST
+    python scripts/run_ssl_magma.py --objective vicreg --output_dir outputs/m-vicreg \\
+        --config_overrides "hidden_size=64,num_hidden_layers=4,num_attention_heads=2,intermediate_size=128,image_size=28,patch_size=4" \\
+        --projector_hidden_size 256 --projector_output_size 256 --max_steps 200 --magma_start_step 20 --magma_steps 180
+
+    # on one or more GPUs
+    accelerate launch scripts/run_ssl_magma.py --objective simclr --dataset_name uoft-cs/cifar100 ...
+
+A run resumes automatically from the last checkpoint in --output_dir (or from --resume_from_checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from hf_magma.cli import MAGMAArgumentParser
+from hf_magma.data import ImageDataArguments
+from hf_magma.model_config import SSLModelArguments, load_ssl_model_and_image_processor
+from hf_magma.pretraining import prepare_run, pretrain
+from hf_magma.trainer import MAGMATrainingArguments
+
+
+def main(
+    script_args: ImageDataArguments, training_args: MAGMATrainingArguments, model_args: SSLModelArguments
+) -> dict[str, float]:
+    """Pretrain, save (weights, config, image processor, model card), evaluate; returns the final metrics."""
+    resume = prepare_run(script_args, training_args, "run_ssl_magma")
+    model, image_processor = load_ssl_model_and_image_processor(model_args)
+    return pretrain(
+        script_args, training_args, model, image_processor, resume=resume, base_model=model_args.model_name_or_path,
+        two_view_augmentation={}, tags=(model_args.objective, "magma"),
+    )
+
+
+def make_parser() -> MAGMAArgumentParser:
+    return MAGMAArgumentParser(
+        (ImageDataArguments, MAGMATrainingArguments, SSLModelArguments),
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def entry_point() -> None:
+    """The `hf-magma-pretrain-ssl` console command."""
+    main(*make_parser().parse_args_and_config())
+
+
+if __name__ == "__main__":
+    entry_point()
