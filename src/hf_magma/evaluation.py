@@ -51,6 +51,7 @@ from .losses import ImagePooling as Pooling
 from .losses import pool_hidden_state
 from .model_card import add_evaluation_results
 from .model_config import load_image_processor
+from .modeling import ViTMAEEncoder
 
 KNNWeighting = Literal["distance", "uniform"]
 
@@ -90,7 +91,7 @@ def load_encoder(
     config = AutoConfig.from_pretrained(source, revision=revision, token=token)
     model_type = getattr(config, "model_type", None)
     if model_type == "vit_mae":
-        encoder_class: type[PreTrainedModel] = ViTMAEModel
+        encoder_class: type[PreTrainedModel] = ViTMAEEncoder  # the decoder's weights are dropped without a report
         kwargs: dict[str, Any] = {}
         config.mask_ratio = 0.0
     elif model_type == "vit":

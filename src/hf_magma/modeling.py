@@ -6,7 +6,7 @@ import contextlib
 from dataclasses import dataclass
 
 import torch
-from transformers import ViTMAEConfig, ViTMAEForPreTraining
+from transformers import ViTMAEConfig, ViTMAEForPreTraining, ViTMAEModel
 from transformers.conversion_mapping import (
     USER_REGISTERED_MAPPINGS,
     get_checkpoint_conversion_mapping,
@@ -222,9 +222,18 @@ class ViTMAEWithMAGMA(ViTMAEForPreTraining):
         )
 
 
+class ViTMAEEncoder(ViTMAEModel):
+    """`ViTMAEModel` that loads the encoder of a pretraining checkpoint quietly: the decoder's weights
+    (``decoder.*``), which the encoder leaves out by design, are not reported; any other missing, unexpected or
+    mismatched weight still is, in transformers' load report."""
+
+    _keys_to_ignore_on_load_unexpected = [r"^decoder\."]
+
+
 # transformers renames legacy checkpoint keys by class name; a class defined outside the library gets none of
 # the parent's renames unless they are registered for it (e.g. facebook/vit-mae-base's decoder keys).
-if ViTMAEWithMAGMA.__name__ not in USER_REGISTERED_MAPPINGS:
-    _parent_mapping = get_checkpoint_conversion_mapping(ViTMAEForPreTraining.__name__)
-    if _parent_mapping is not None:
-        register_checkpoint_conversion_mapping(ViTMAEWithMAGMA.__name__, _parent_mapping, overwrite=True)
+for _class, _parent in ((ViTMAEWithMAGMA, ViTMAEForPreTraining), (ViTMAEEncoder, ViTMAEModel)):
+    if _class.__name__ not in USER_REGISTERED_MAPPINGS:
+        _parent_mapping = get_checkpoint_conversion_mapping(_parent.__name__)
+        if _parent_mapping is not None:
+            register_checkpoint_conversion_mapping(_class.__name__, _parent_mapping, overwrite=True)
