@@ -1,7 +1,7 @@
 """`ViTMAEWithMAGMA`: transformers' `ViTMAEForPreTraining` with the MAGMA and uniformity terms added."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: transformers' utilities read `forward`'s annotations at run time
+# (e.g. `**kwargs: Unpack[TransformersKwargs]`), which must be objects, not strings.
 import contextlib
 from dataclasses import dataclass
 
@@ -13,6 +13,8 @@ from transformers.conversion_mapping import (
     register_checkpoint_conversion_mapping,
 )
 from transformers.models.vit_mae.modeling_vit_mae import ViTMAEForPreTrainingOutput
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs
 
 from .losses import MAGMARegularizer, uniformity_loss
 from .validation import check_non_negative
@@ -167,7 +169,7 @@ class ViTMAEWithMAGMA(ViTMAEForPreTraining):
         attention_mask: torch.Tensor | None = None,
         output_hidden_states: bool | int | list[int] | None = None,
         magma_weight: float | torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> ViTMAEWithMAGMAOutput:
         """The parent's forward, plus ``reconstruction_loss``, ``magma_loss`` and ``uniformity_loss``.
 
