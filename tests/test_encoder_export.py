@@ -13,6 +13,7 @@ import datasets
 import numpy as np
 import PIL.Image
 import torch
+from huggingface_hub import ModelCard
 from transformers import ViTMAEConfig, ViTMAEForPreTraining
 
 from hf_magma import ViTMAEWithMAGMA
@@ -104,7 +105,11 @@ def test_checkpoint_features_through_pipeline_and_automodel_equal_run_eval(hub_s
     for folder in (out, out / "checkpoint-2"):
         config = json.loads((folder / ENCODER_SUBFOLDER / "config.json").read_text())
         assert config["model_type"] == "vit" and (folder / ENCODER_SUBFOLDER / "preprocessor_config.json").is_file()
-    assert f"{ENCODER_SUBFOLDER}/model.safetensors" in hub_server.files(repo_id)
+    files = hub_server.files(repo_id)
+    assert f"{ENCODER_SUBFOLDER}/model.safetensors" in files
+    card = ModelCard(files["README.md"].decode())
+    assert {"mae", "magma", "m-mae"} <= set(card.data.tags)  # the script's push tags reach the card
+    assert card.data.pipeline_tag == "image-feature-extraction" and 'subfolder": "encoder"' in card.text
 
     cls, mean = run_eval_features(out, paths, "cls"), run_eval_features(out, paths, "mean")
     for source in (str(out), repo_id):  # the local checkpoint and the Hub repository
