@@ -105,3 +105,19 @@ def test_missing_tracker_stops_at_argument_parsing_and_names_the_extra(tmp_path,
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ERROR: A tracker asked for by --report_to is not installed" in result.stdout, result.stdout
     assert 'hf-magma[tensorboard]' in result.stdout and "--report_to none" in result.stdout
+
+
+def test_missing_figure_packages_stop_at_argument_parsing(tmp_path, hide_packages):
+    recipe = ROOT / "recipes" / "fashion_mnist_cpu.yaml"  # draws figures at the end of training
+    code = hide_packages("matplotlib") + textwrap.dedent(f"""
+        from hf_magma.trainer import MAGMATrainingArguments
+        try:
+            MAGMATrainingArguments(output_dir={str(tmp_path)!r}, figures="curves,keys", report_to="none")
+        except ImportError as error:
+            print("ERROR:", error)
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ERROR: --figures curves,keys needs matplotlib" in result.stdout and "hf-magma[viz]" in result.stdout
+    assert "figures:" in recipe.read_text()

@@ -1,5 +1,6 @@
-"""Experiment trackers (``--report_to``): checked when the arguments are parsed, so that a run asking for a tracker
-that is not installed stops at once with the install command, not when the `Trainer` is built."""
+"""Optional packages a run asks for through its arguments: experiment trackers (``--report_to``) and the figures
+(``--figures``). They are checked when the arguments are parsed, so that a run stops at once with the install
+command, not when the `Trainer` is built or after training when the figures are drawn."""
 
 from __future__ import annotations
 
@@ -43,4 +44,18 @@ def check_reporters(report_to: str | Sequence[str] | None) -> None:
             "A tracker asked for by --report_to is not installed. "
             + "; ".join(missing)
             + ". Or log nowhere with --report_to none."
+        )
+
+
+def check_figure_packages(figures: Sequence[str] | None) -> None:
+    """Raise ``ImportError`` naming the ``viz`` extra when a package that ``figures`` (names, None: all) need is not
+    installed: matplotlib for every figure, pacmap and scikit-learn for the PaCMAP one."""
+    needed = {"matplotlib": "matplotlib"}
+    if figures is None or "pacmap" in figures:
+        needed.update({"pacmap": "pacmap", "scikit-learn": "sklearn"})
+    missing = [name for name, module in needed.items() if not _installed(module)]
+    if missing:
+        raise ImportError(
+            f"--figures {','.join(figures) if figures else 'all'} needs {', '.join(missing)}, which "
+            f'{"is" if len(missing) == 1 else "are"} not installed: pip install "hf-magma[viz]"'
         )

@@ -21,7 +21,7 @@ from transformers.trainer_utils import EvalLoopOutput
 
 from .export import save_encoder
 from .hub import HubPushMixin
-from .integrations import check_reporters
+from .integrations import check_figure_packages, check_reporters
 from .modeling import ViTMAEWithMAGMA
 from .modeling_ssl import ViTForSSL
 from .validation import check_non_negative, check_number
@@ -98,7 +98,9 @@ class MAGMATrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self) -> None:
-        parse_figures(self.figures)
+        figures = parse_figures(self.figures)
+        if self.figures is not None:
+            check_figure_packages(figures)
         check_non_negative("magma_weight", self.magma_weight)
         check_non_negative("uniformity_weight", self.uniformity_weight)
         check_non_negative("magma_start_epoch", self.magma_start_epoch)
