@@ -30,7 +30,6 @@ from transformers import (
     PreTrainedModel,
     Trainer,
     TrainingArguments,
-    ViTConfig,
     ViTForImageClassification,
     ViTMAEModel,
     ViTModel,
@@ -50,6 +49,7 @@ from .losses import IMAGE_POOLINGS as POOLINGS
 from .losses import ImagePooling as Pooling
 from .losses import pool_hidden_state
 from .model_card import add_evaluation_results
+from .export import vit_config_from
 from .model_config import load_image_processor
 from .modeling import ViTMAEEncoder
 
@@ -723,24 +723,9 @@ def image_classifier_from_encoder(
     if num_labels < 2:
         raise ValueError(f"fine-tuning needs at least 2 classes, got num_labels={num_labels}")
     encoder = load_encoder(model_name_or_path_or_model, revision=revision)
-    source = encoder.config
-    config = ViTConfig(
-        hidden_size=source.hidden_size,
-        num_hidden_layers=source.num_hidden_layers,
-        num_attention_heads=source.num_attention_heads,
-        intermediate_size=source.intermediate_size,
-        hidden_act=source.hidden_act,
-        hidden_dropout_prob=source.hidden_dropout_prob,
-        attention_probs_dropout_prob=source.attention_probs_dropout_prob,
-        initializer_range=source.initializer_range,
-        layer_norm_eps=source.layer_norm_eps,
-        image_size=source.image_size,
-        patch_size=source.patch_size,
-        num_channels=source.num_channels,
-        qkv_bias=source.qkv_bias,
-        num_labels=num_labels,
-        id2label=id2label or {i: str(i) for i in range(num_labels)},
-        label2id={v: k for k, v in (id2label or {i: str(i) for i in range(num_labels)}).items()},
+    id2label = id2label or {i: str(i) for i in range(num_labels)}
+    config = vit_config_from(
+        encoder.config, num_labels=num_labels, id2label=id2label, label2id={v: k for k, v in id2label.items()}
     )
     model = ViTForImageClassification(config)
     weights = {k: v for k, v in encoder.state_dict().items() if not k.startswith("pooler.")}
