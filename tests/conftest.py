@@ -57,3 +57,18 @@ def hide_packages():
     """``hide_packages(*names)``: Python source that, run first in a fresh interpreter, makes those top-level
     packages look uninstalled (for subprocess tests of optional dependencies)."""
     return lambda *names: HIDE_PACKAGES.format(hidden=set(names))
+
+
+@pytest.fixture
+def tiny_mae_config():
+    """``tiny_mae_config(**overrides)``: a ViT-MAE config of 2 blocks x 32 wide on 16 px images in 4 px patches
+    (16 patches) with a 1-block, 16-wide decoder."""
+    from transformers import ViTMAEConfig
+
+    def make(**overrides):
+        settings = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                        image_size=16, patch_size=4, decoder_hidden_size=16, decoder_num_hidden_layers=1,
+                        decoder_num_attention_heads=2, decoder_intermediate_size=32)
+        return ViTMAEConfig(**{**settings, **overrides})
+
+    return make

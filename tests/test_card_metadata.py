@@ -3,28 +3,20 @@
 import torch
 import transformers
 from huggingface_hub import ModelCard
-from transformers import ViTMAEConfig
 
 from hf_magma import MAGMATrainer, MAGMATrainingArguments, ViTMAEWithMAGMA, create_model_card
 
 
-def tiny_model():
-    return ViTMAEWithMAGMA(ViTMAEConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                        intermediate_size=64, image_size=16, patch_size=4, decoder_hidden_size=16,
-                                        decoder_num_hidden_layers=1, decoder_num_attention_heads=2,
-                                        decoder_intermediate_size=32))
-
-
-def test_create_model_card_keeps_given_tags_and_lists_versions(tmp_path):
-    card = create_model_card(output_dir=tmp_path, model_config=tiny_model().config, tags=["my-tag", "magma"])
+def test_create_model_card_keeps_given_tags_and_lists_versions(tmp_path, tiny_mae_config):
+    card = create_model_card(output_dir=tmp_path, model_config=ViTMAEWithMAGMA(tiny_mae_config()).config, tags=["my-tag", "magma"])
     loaded = ModelCard.load(tmp_path / "README.md")
     assert loaded.data.tags == ["vit-mae", "magma", "self-supervised", "image-feature-extraction", "m-mae", "my-tag"]
     assert "### Framework versions" in card.text
     assert f"- Transformers {transformers.__version__}" in card.text and f"- Pytorch {torch.__version__}" in card.text
 
 
-def test_trainer_cards_carry_push_tags_and_model_tags(tmp_path):
-    model = tiny_model()
+def test_trainer_cards_carry_push_tags_and_model_tags(tmp_path, tiny_mae_config):
+    model = ViTMAEWithMAGMA(tiny_mae_config())
     model.add_model_tags(["from-the-model"])
     args = MAGMATrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
     trainer = MAGMATrainer(model=model, args=args)

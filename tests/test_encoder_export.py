@@ -14,7 +14,7 @@ import numpy as np
 import PIL.Image
 import torch
 from huggingface_hub import ModelCard
-from transformers import ViTMAEConfig, ViTMAEForPreTraining
+from transformers import ViTMAEForPreTraining
 
 from hf_magma import ViTMAEWithMAGMA
 from hf_magma.data import ImageTransform
@@ -136,10 +136,8 @@ def test_checkpoint_features_through_pipeline_and_automodel_equal_run_eval(hub_s
         torch.testing.assert_close(vit(pixel_values=pixels).last_hidden_state, reference.last_hidden_state)
 
 
-def test_continuing_pretraining_from_the_checkpoint_still_masks(tmp_path):
-    config = ViTMAEConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                          image_size=16, patch_size=4, decoder_hidden_size=16, decoder_num_hidden_layers=1,
-                          decoder_num_attention_heads=2, decoder_intermediate_size=32)
+def test_continuing_pretraining_from_the_checkpoint_still_masks(tmp_path, tiny_mae_config):
+    config = tiny_mae_config()
     model = ViTMAEWithMAGMA(config)
     model.save_pretrained(tmp_path)
     save_encoder(model.config, model.state_dict(), tmp_path)

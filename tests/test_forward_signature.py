@@ -4,7 +4,7 @@ import inspect
 import typing
 
 import torch
-from transformers import ViTMAEConfig, ViTMAEForPreTraining
+from transformers import ViTMAEForPreTraining
 from transformers.processing_utils import Unpack
 from transformers.utils import TransformersKwargs
 
@@ -26,10 +26,8 @@ def test_forward_has_the_parents_parameters_and_annotations():
     assert issubclass(our_hints["return"], parent_hints["return"])
 
 
-def test_output_attentions_through_the_typed_kwargs():
-    config = ViTMAEConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                          image_size=16, patch_size=4, decoder_hidden_size=16, decoder_num_hidden_layers=1,
-                          decoder_num_attention_heads=2, decoder_intermediate_size=32, attn_implementation="eager")
+def test_output_attentions_through_the_typed_kwargs(tiny_mae_config):
+    config = tiny_mae_config(attn_implementation="eager")
     assert "output_attentions" in TransformersKwargs.__annotations__
     outputs = ViTMAEWithMAGMA(config)(torch.randn(2, 3, 16, 16), output_attentions=True)
     assert outputs.attentions is not None and len(outputs.attentions) == 2

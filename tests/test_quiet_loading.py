@@ -7,7 +7,6 @@ import pytest
 import torch
 import transformers
 from safetensors.torch import load_file, save_file
-from transformers import ViTMAEConfig
 
 from hf_magma import ViTMAEWithMAGMA
 from hf_magma.evaluation import load_encoder
@@ -22,17 +21,14 @@ def load_report(caplog):
     transformers.utils.logging.disable_propagation()
 
 
-def checkpoint(path):
-    config = ViTMAEConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                          image_size=16, patch_size=4, decoder_hidden_size=16, decoder_num_hidden_layers=1,
-                          decoder_num_attention_heads=2, decoder_intermediate_size=32)
+def checkpoint(path, config):
     model = ViTMAEWithMAGMA(config)
     model.save_pretrained(path)
     return model
 
 
-def test_decoder_weights_are_dropped_without_a_report(tmp_path, load_report):
-    model = checkpoint(tmp_path)
+def test_decoder_weights_are_dropped_without_a_report(tmp_path, load_report, tiny_mae_config):
+    model = checkpoint(tmp_path, tiny_mae_config())
     assert any(key.startswith("decoder.") for key in load_file(tmp_path / "model.safetensors"))
     encoder = load_encoder(tmp_path)
     output = load_report()
@@ -41,8 +37,8 @@ def test_decoder_weights_are_dropped_without_a_report(tmp_path, load_report):
         torch.testing.assert_close(encoder.state_dict()[key], value, rtol=0, atol=0)
 
 
-def test_a_real_mismatch_is_still_reported(tmp_path, load_report):
-    checkpoint(tmp_path)
+def test_a_real_mismatch_is_still_reported(tmp_path, load_report, tiny_mae_config):
+    checkpoint(tmp_path, tiny_mae_config())
     weights = load_file(tmp_path / "model.safetensors")
     weights["vit.stray_head.weight"] = torch.zeros(3)
     save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})

@@ -17,11 +17,11 @@ Examples:
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
 
 from hf_magma.cli import MAGMAArgumentParser
+from hf_magma.commands import script_parser
 from hf_magma.data import ImageDataArguments
 from hf_magma.model_config import MAGMAModelArguments
 from hf_magma.reproduce import ReproduceArguments, run_grid
@@ -41,17 +41,10 @@ def main(
 
 
 def make_parser() -> MAGMAArgumentParser:
-    return MAGMAArgumentParser(
-        (ReproduceArguments, ImageDataArguments, MAGMATrainingArguments, MAGMAModelArguments),
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    return script_parser((ReproduceArguments, ImageDataArguments, MAGMATrainingArguments, MAGMAModelArguments), __doc__)
 
 
 def entry_point() -> None:
     """The `hf-magma-reproduce` console command."""
     main(*make_parser().parse_args_and_config())
 
-
-if __name__ == "__main__":
-    entry_point()

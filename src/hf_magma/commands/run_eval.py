@@ -15,12 +15,12 @@ Examples:
 
 from __future__ import annotations
 
-import argparse
 import logging
 
 from transformers import TrainingArguments
 
 from hf_magma.cli import MAGMAArgumentParser, setup_logging
+from hf_magma.commands import script_parser
 from hf_magma.data import ImageDataArguments
 from hf_magma.evaluation import EvaluationArguments, run_evaluation
 
@@ -36,17 +36,10 @@ def main(
 
 
 def make_parser() -> MAGMAArgumentParser:
-    return MAGMAArgumentParser(
-        (EvaluationArguments, ImageDataArguments, TrainingArguments),
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    return script_parser((EvaluationArguments, ImageDataArguments, TrainingArguments), __doc__)
 
 
 def entry_point() -> None:
     """The `hf-magma-eval` console command."""
     main(*make_parser().parse_args_and_config())
 
-
-if __name__ == "__main__":
-    entry_point()

@@ -16,9 +16,9 @@ A run resumes automatically from the last checkpoint in --output_dir (or from --
 
 from __future__ import annotations
 
-import argparse
 
 from hf_magma.cli import MAGMAArgumentParser
+from hf_magma.commands import script_parser
 from hf_magma.data import ImageDataArguments
 from hf_magma.model_config import MAGMAModelArguments, load_model_and_image_processor
 from hf_magma.pretraining import prepare_run, pretrain
@@ -38,17 +38,10 @@ def main(
 
 
 def make_parser() -> MAGMAArgumentParser:
-    return MAGMAArgumentParser(
-        (ImageDataArguments, MAGMATrainingArguments, MAGMAModelArguments),
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    return script_parser((ImageDataArguments, MAGMATrainingArguments, MAGMAModelArguments), __doc__)
 
 
 def entry_point() -> None:
     """The `hf-magma-pretrain` console command."""
     main(*make_parser().parse_args_and_config())
 
-
-if __name__ == "__main__":
-    entry_point()

@@ -21,9 +21,9 @@ A run resumes automatically from the last checkpoint in --output_dir (or from --
 
 from __future__ import annotations
 
-import argparse
 
 from hf_magma.cli import MAGMAArgumentParser
+from hf_magma.commands import script_parser
 from hf_magma.data import ImageDataArguments
 from hf_magma.model_config import SSLModelArguments, load_ssl_model_and_image_processor
 from hf_magma.pretraining import prepare_run, pretrain
@@ -43,17 +43,10 @@ def main(
 
 
 def make_parser() -> MAGMAArgumentParser:
-    return MAGMAArgumentParser(
-        (ImageDataArguments, MAGMATrainingArguments, SSLModelArguments),
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    return script_parser((ImageDataArguments, MAGMATrainingArguments, SSLModelArguments), __doc__)
 
 
 def entry_point() -> None:
     """The `hf-magma-pretrain-ssl` console command."""
     main(*make_parser().parse_args_and_config())
 
-
-if __name__ == "__main__":
-    entry_point()

@@ -15,11 +15,11 @@ Examples:
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
 from hf_magma.cli import MAGMAArgumentParser
+from hf_magma.commands import script_parser
 from hf_magma.data import ImageDataArguments, load_image_datasets
 from hf_magma.visualize import FIGURES, VisualizationArguments, parse_figures, write_figures
 
@@ -63,17 +63,10 @@ def main(script_args: VisualizationArguments, data_args: ImageDataArguments) -> 
 
 
 def make_parser() -> MAGMAArgumentParser:
-    return MAGMAArgumentParser(
-        (VisualizationArguments, ImageDataArguments),
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    return script_parser((VisualizationArguments, ImageDataArguments), __doc__)
 
 
 def entry_point() -> None:
     """The `hf-magma-visualize` console command."""
     main(*make_parser().parse_args_and_config())
 
-
-if __name__ == "__main__":
-    entry_point()
