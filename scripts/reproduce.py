@@ -23,7 +23,7 @@ import sys
 from hf_magma.cli import MAGMAArgumentParser
 from hf_magma.data import ImageDataArguments
 from hf_magma.model_config import MAGMAModelArguments
-from hf_magma.reproduce import ReproduceArguments, run_grid
+from hf_magma.cli.reproduce import ReproduceArguments, run_grid
 from hf_magma.trainer import MAGMATrainingArguments
 
 

@@ -20,7 +20,7 @@ import argparse
 from hf_magma.cli import MAGMAArgumentParser
 from hf_magma.data import ImageDataArguments
 from hf_magma.model_config import MAGMAModelArguments, load_model_and_image_processor
-from hf_magma.pretraining import prepare_run, pretrain
+from hf_magma.cli.pretraining import prepare_run, pretrain
 from hf_magma.trainer import MAGMATrainingArguments
 
 

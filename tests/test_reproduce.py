@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hf_magma.reproduce import ReproduceArguments, method_training_args, summary_table
+from hf_magma.cli.reproduce import ReproduceArguments, method_training_args, summary_table
 from hf_magma.trainer import MAGMATrainingArguments
 from test_data import make_image_folder
 

@@ -28,8 +28,8 @@ from .model_card import add_evaluation_results, add_figures, create_model_card, 
 from .model_config import MAGMAModelArguments, load_model_and_image_processor
 from .modeling import ViTMAEWithMAGMA, ViTMAEWithMAGMAOutput, all_gather_with_grad, resolve_magma_config
 from .modeling_ssl import ViTForSSL, ViTForSSLOutput, resolve_ssl_config
-from .reproduce import ReproduceArguments, run_grid, write_summary
-from .ssl import VICRegLossOutput, nt_xent_loss, vicreg_loss
+
+from .ssl_objectives import VICRegLossOutput, nt_xent_loss, vicreg_loss
 from .trainer import MAGMATrainer, MAGMATrainingArguments, OnlineLinearProbe, last_checkpoint
 from .visualize import plot_attention_maps, plot_key_pca, plot_pacmap, plot_training_curves
 
@@ -46,7 +46,6 @@ __all__ = [
     "MAGMATrainer",
     "MAGMATrainingArguments",
     "OnlineLinearProbe",
-    "ReproduceArguments",
     "TwoViewAugmentation",
     "TwoViewCollator",
     "VICRegLossOutput",
@@ -81,11 +80,9 @@ __all__ = [
     "resolve_magma_config",
     "resolve_ssl_config",
     "run_evaluation",
-    "run_grid",
     "run_unmasked",
     "sample_label_fraction",
     "summarize_training",
     "uniformity_loss",
     "vicreg_loss",
-    "write_summary",
 ]

@@ -13,7 +13,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from .validation import check_number
+from .checks import check_number
 
 Pooling = Literal["mean", "cls", "masked_mean"]
 POOLINGS: tuple[str, ...] = ("mean", "cls", "masked_mean")

@@ -20,7 +20,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .modeling import resolve_magma_config
 from .modeling_ssl import resolve_ssl_config
-from .validation import check_number
+from .checks import check_number
 
 TEMPLATE_NAME = "m-mae.md"
 CARD_TAGS = ["vit-mae", "magma", "self-supervised", "image-feature-extraction"]

@@ -15,7 +15,7 @@ from transformers.conversion_mapping import (
 from transformers.models.vit_mae.modeling_vit_mae import ViTMAEForPreTrainingOutput
 
 from .losses import MAGMARegularizer, uniformity_loss
-from .validation import check_non_negative
+from .checks import check_non_negative
 
 MAGMA_CONFIG_DEFAULTS = {
     "magma_reference_layers": None,  # resolved to [num_hidden_layers - 2]

@@ -17,8 +17,8 @@ from transformers.models.vit.modeling_vit import ViTModel, ViTPreTrainedModel
 
 from .losses import IMAGE_POOLINGS, MAGMARegularizer, pool_hidden_state
 from .modeling import HiddenStateSelection, all_gather_with_grad, call_weight, resolve_magma_config
-from .ssl import SSL_OBJECTIVES, nt_xent_loss, vicreg_loss
-from .validation import check_non_negative, check_number
+from .ssl_objectives import SSL_OBJECTIVES, nt_xent_loss, vicreg_loss
+from .checks import check_non_negative, check_number
 
 REPRESENTATION_POOLINGS: tuple[str, ...] = IMAGE_POOLINGS
 

@@ -22,7 +22,7 @@ from transformers.trainer_utils import EvalLoopOutput
 from .hub import HubPushMixin
 from .modeling import ViTMAEWithMAGMA
 from .modeling_ssl import ViTForSSL
-from .validation import check_non_negative, check_number
+from .checks import check_non_negative, check_number
 from .visualize import parse_figures
 
 logger = logging.getLogger(__name__)

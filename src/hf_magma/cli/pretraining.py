@@ -8,9 +8,9 @@ from typing import Any
 
 import transformers
 
-from .augmentation import TwoViewAugmentation, TwoViewCollator
-from .cli import setup_logging
-from .data import (
+from ..augmentation import TwoViewAugmentation, TwoViewCollator
+from .parser import setup_logging
+from ..data import (
     FASHION_MNIST_HUB_ID,
     ImageCollator,
     ImageDataArguments,
@@ -20,8 +20,8 @@ from .data import (
     load_image_datasets,
     num_classes,
 )
-from .visualize import write_checkpoint_figures
-from .trainer import MAGMATrainer, MAGMATrainingArguments, last_checkpoint
+from ..visualize import write_checkpoint_figures
+from ..trainer import MAGMATrainer, MAGMATrainingArguments, last_checkpoint
 
 logger = logging.getLogger(__name__)
 

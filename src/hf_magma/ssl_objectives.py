@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .losses import check_matrix
-from .validation import check_non_negative
+from .checks import check_non_negative
 
 SSL_OBJECTIVES: tuple[str, ...] = ("simclr", "vicreg")
 

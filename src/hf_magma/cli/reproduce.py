@@ -24,11 +24,11 @@ from typing import Any
 import torch
 from transformers import TrainingArguments
 
-from .data import ImageDataArguments
-from .evaluation import EvaluationArguments, run_evaluation
-from .model_config import MAGMAModelArguments, load_model_and_image_processor
+from ..data import ImageDataArguments
+from ..evaluation import EvaluationArguments, run_evaluation
+from ..model_config import MAGMAModelArguments, load_model_and_image_processor
 from .pretraining import prepare_run, pretrain
-from .trainer import MAGMATrainingArguments
+from ..trainer import MAGMATrainingArguments
 
 logger = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ def run_cell(
     started = datetime.datetime.now(datetime.timezone.utc)
 
     begin = time.perf_counter()
-    resume = prepare_run(data_args, args, "hf_magma.reproduce")
+    resume = prepare_run(data_args, args, "hf_magma.cli.reproduce")
     model, image_processor = load_model_and_image_processor(model_args)
     num_parameters = sum(p.numel() for p in model.vit.parameters())
     metrics = pretrain(data_args, args, model, image_processor, resume=resume, tags=("mae", "magma", method))
