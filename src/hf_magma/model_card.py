@@ -21,6 +21,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from .modeling import resolve_magma_config
 from .modeling_ssl import resolve_ssl_config
 from .checks import check_number
+from .logged_metrics import METRIC_LABELS
 
 TEMPLATE_NAME = "m-mae.md"
 CARD_TAGS = ["vit-mae", "magma", "self-supervised", "image-feature-extraction"]
@@ -48,11 +49,10 @@ _SUMMARY_LABELS = {
     "global_step": "optimisation steps",
     "epoch": "epochs",
     "loss": "final loss",
-    "reconstruction_loss": "final reconstruction loss",
-    "magma_loss": "final MAGMA loss",
-    "uniformity_loss": "final uniformity loss",
-    "objective_loss": "final SimCLR / VICReg loss",
-    "magma_weight": "final MAGMA weight",
+    **{
+        name: f"final {METRIC_LABELS[name]}"
+        for name in ("reconstruction_loss", "magma_loss", "uniformity_loss", "objective_loss", "magma_weight")
+    },
     "eval_loss": "final eval loss",
     "train_runtime": "training time (s)",
     "train_samples_per_second": "training images / s",
@@ -302,7 +302,8 @@ def create_model_card(
     return card
 
 
-def _card_path(output_dir_or_card_path: str | os.PathLike) -> Path:
+def card_path(output_dir_or_card_path: str | os.PathLike) -> Path:
+    """The model card: ``README.md`` in a folder, or the file itself; ``FileNotFoundError`` when there is none."""
     path = Path(output_dir_or_card_path)
     if path.is_dir():
         path = path / "README.md"
@@ -340,7 +341,7 @@ def add_evaluation_results(
         if not isinstance(name, str) or not name:
             raise ValueError(f"metric names must be non-empty strings, got {name!r}")
         check_number(f"metric {name!r}", value, sign=None)
-    path = _card_path(output_dir_or_card_path)
+    path = card_path(output_dir_or_card_path)
     card = ModelCard.load(path)
     if card.data.model_name is None:
         card.data.model_name = path.resolve().parent.name
@@ -386,7 +387,7 @@ def add_figures(output_dir: str | os.PathLike, figures: Mapping[str, str], *, sa
     """Embed figures (caption -> PNG path relative to ``output_dir``) in the card, after any embedded before."""
     if not figures:
         raise ValueError("`figures` is empty: pass {caption: relative_png_path}")
-    path = _card_path(output_dir)
+    path = card_path(output_dir)
     checked = _check_figures(path.parent, figures)
     card = ModelCard.load(path)
     existing = read_card_extras(path.parent)[1] or {}

@@ -15,7 +15,7 @@ from transformers.conversion_mapping import (
 from transformers.models.vit_mae.modeling_vit_mae import ViTMAEForPreTrainingOutput
 
 from .losses import MAGMARegularizer, uniformity_loss
-from .checks import check_non_negative
+from .checks import check_layer_choice, check_non_negative
 
 MAGMA_CONFIG_DEFAULTS = {
     "magma_reference_layers": None,  # resolved to [num_hidden_layers - 2]
@@ -43,27 +43,15 @@ def resolve_magma_config(config: ViTMAEConfig) -> ViTMAEConfig:
     target = getattr(config, "magma_target_layer", None)
     if target is None:
         target = num_layers - 1
-    if not isinstance(refs, (list, tuple)) or not refs:
-        raise ValueError(f"`magma_reference_layers` must be a non-empty list of block indices, got {refs!r}")
-    for name, value in (("magma_reference_layers", r) for r in refs):
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < num_layers:
-            raise ValueError(
-                f"`{name}` holds {value!r}, which is not a 0-based block index in [0, {num_layers - 1}] "
-                f"(num_hidden_layers={num_layers})"
-            )
-    if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target < num_layers:
-        raise ValueError(
-            f"`magma_target_layer` is {target!r}, which is not a 0-based block index in [0, {num_layers - 1}] "
-            f"(num_hidden_layers={num_layers})"
-        )
-    if target in refs:
-        raise ValueError(f"`magma_reference_layers` {list(refs)} must not contain `magma_target_layer` ({target})")
+    refs, target = check_layer_choice(
+        refs, target, num_layers, names=("magma_reference_layers", "magma_target_layer")
+    )
     for name in ("magma_weight", "uniformity_weight"):
         value = getattr(config, name, None)
         value = MAGMA_CONFIG_DEFAULTS[name] if value is None else value
         setattr(config, name, check_non_negative(name, value))
-    config.magma_reference_layers = [int(r) for r in refs]
-    config.magma_target_layer = int(target)
+    config.magma_reference_layers = refs
+    config.magma_target_layer = target
     return config
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -9,30 +10,37 @@ from typing import Any
 import transformers
 
 from ..augmentation import TwoViewAugmentation, TwoViewCollator
-from .parser import setup_logging
 from ..data import (
     FASHION_MNIST_HUB_ID,
     ImageCollator,
     ImageDataArguments,
     ImageTransform,
-    find_image_column,
-    find_label_column,
     load_image_datasets,
     num_classes,
+    resolve_columns,
+)
+from ..trainer import MAGMATrainer
+from ..trainer_state import last_checkpoint
+from ..training_args import MAGMATrainingArguments
+from ..model_config import (
+    MAGMAModelArguments,
+    SSLModelArguments,
+    load_model_and_image_processor,
+    load_ssl_model_and_image_processor,
 )
 from ..visualize import write_checkpoint_figures
-from ..trainer import MAGMATrainer, MAGMATrainingArguments, last_checkpoint
+from .parser import MAGMAArgumentParser, setup_logging
 
 logger = logging.getLogger(__name__)
 
 
-def prepare_run(script_args: ImageDataArguments, training_args: MAGMATrainingArguments, logger_name: str) -> str | None:
+def prepare_run(data_args: ImageDataArguments, training_args: MAGMATrainingArguments, logger_name: str) -> str | None:
     """Set up logging, check the arguments, seed everything; returns the checkpoint to resume from, if any.
 
     A run resumes from ``--resume_from_checkpoint`` or else from the last complete checkpoint in the output folder.
     """
     setup_logging(logger_name, training_args.get_process_log_level())
-    if script_args.streaming and training_args.max_steps <= 0:
+    if data_args.streaming and training_args.max_steps <= 0:
         raise ValueError("--streaming needs --max_steps: a streamed dataset has no known length")
 
     resume = training_args.resume_from_checkpoint
@@ -45,7 +53,7 @@ def prepare_run(script_args: ImageDataArguments, training_args: MAGMATrainingArg
 
 
 def pretrain(
-    script_args: ImageDataArguments,
+    data_args: ImageDataArguments,
     training_args: MAGMATrainingArguments,
     model: Any,
     image_processor: Any,
@@ -55,15 +63,16 @@ def pretrain(
     two_view_augmentation: dict[str, Any] | None = None,
     tags: Sequence[str] = ("magma",),
 ) -> dict[str, float]:
-    """Pretrain ``model`` on the data of ``script_args``, save it (weights, config, image processor, model card),
+    """Pretrain ``model`` on the data of ``data_args``, save it (weights, config, image processor, model card),
     evaluate, push when asked; returns the final metrics.
 
     With ``two_view_augmentation`` (keyword arguments of `TwoViewAugmentation`, ``{}`` for the defaults) every batch
     holds two SimCLR-style views of its images (``pixel_values``, ``pixel_values_2``), for `ViTForSSL`.
     """
-    splits = load_image_datasets(script_args, seed=training_args.data_seed or training_args.seed)
-    image_column = script_args.image_column_name or find_image_column(splits["train"])
-    label_column = script_args.label_column_name or find_label_column(splits["train"])
+    splits = load_image_datasets(data_args, seed=training_args.data_seed or training_args.seed)
+    image_column, label_column = resolve_columns(
+        splits["train"], data_args.image_column_name, data_args.label_column_name
+    )
     num_labels = num_classes(splits["train"], label_column) if label_column is not None else None
     if label_column is not None and num_labels is None and training_args.online_probe:
         logger.info("The label column %r is not a ClassLabel: the online probe is off", label_column)
@@ -94,7 +103,7 @@ def pretrain(
         processing_class=image_processor,
         num_labels=num_labels if label_column is not None else None,
     )
-    dataset_name = script_args.dataset_name or script_args.train_dir or FASHION_MNIST_HUB_ID
+    dataset_name = data_args.dataset_name or data_args.train_dir or FASHION_MNIST_HUB_ID
     trainer.model_card_kwargs = {"dataset_name": dataset_name, "base_model": base_model}
 
     train_result = trainer.train(resume_from_checkpoint=resume)
@@ -127,3 +136,37 @@ def pretrain(
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset=dataset_name, tags=list(tags))
     return metrics
+
+
+def make_parser(description: str | None = None, *, ssl: bool = False) -> MAGMAArgumentParser:
+    """The command line of ``scripts/run_mae_magma.py`` (``scripts/run_ssl_magma.py`` with ``ssl=True``)."""
+    return MAGMAArgumentParser(
+        (ImageDataArguments, MAGMATrainingArguments, SSLModelArguments if ssl else MAGMAModelArguments),
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def main_mae(
+    data_args: ImageDataArguments, training_args: MAGMATrainingArguments, model_args: MAGMAModelArguments
+) -> dict[str, float]:
+    """``scripts/run_mae_magma.py``: pretrain, save (weights, config, image processor, model card), evaluate;
+    returns the final metrics."""
+    resume = prepare_run(data_args, training_args, "run_mae_magma")
+    model, image_processor = load_model_and_image_processor(model_args)
+    return pretrain(
+        data_args, training_args, model, image_processor, resume=resume, base_model=model_args.model_name_or_path,
+        tags=("mae", "magma"),
+    )
+
+
+def main_ssl(
+    data_args: ImageDataArguments, training_args: MAGMATrainingArguments, model_args: SSLModelArguments
+) -> dict[str, float]:
+    """``scripts/run_ssl_magma.py``: the same run for `ViTForSSL` on two views of every image."""
+    resume = prepare_run(data_args, training_args, "run_ssl_magma")
+    model, image_processor = load_ssl_model_and_image_processor(model_args)
+    return pretrain(
+        data_args, training_args, model, image_processor, resume=resume, base_model=model_args.model_name_or_path,
+        two_view_augmentation={}, tags=(model_args.objective, "magma"),
+    )
