@@ -447,14 +447,8 @@ def test_write_checkpoint_figures_embeds_them_in_the_model_card(saved_checkpoint
         assert f"![{caption}]({path})" in card.text
 
 
-def test_visualize_script_main(tmp_path, saved_checkpoints):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parents[1] / "scripts" / "visualize.py"
-    spec = importlib.util.spec_from_file_location("visualize_script", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+def test_visualize_script_main(tmp_path, saved_checkpoints, load_script):
+    script = load_script("scripts/visualize.py")
 
     images, labels = class_images(num_classes=3, per_class=8)
     for split in ("train", "val"):

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 
+from .checks import check_number
 from .transforms import (  # noqa: F401  (re-exported: the transforms were first published here)
     ImageCollator,
     ImageTransform,
@@ -119,11 +120,9 @@ class ImageDataArguments:
                 f"--validation_split_percentage must be in (0, 100), got {self.validation_split_percentage}"
             )
         for name in ("max_train_samples", "max_eval_samples"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"--{name} must be a positive number of examples, got {value}")
-        if self.shuffle_buffer_size < 1:
-            raise ValueError(f"--shuffle_buffer_size must be positive, got {self.shuffle_buffer_size}")
+            if getattr(self, name) is not None:
+                check_number(f"--{name}", getattr(self, name), sign="positive", integer=True)
+        check_number("--shuffle_buffer_size", self.shuffle_buffer_size, sign="positive", integer=True)
         if self.streaming and self.dataset_name is None and self.train_dir is None:
             raise ValueError("--streaming needs --dataset_name or --train_dir (the offline default is in memory)")
 

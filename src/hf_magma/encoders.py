@@ -20,6 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import AutoConfig, PreTrainedModel, ViTMAEModel, ViTModel
 
+from .checks import check_number
 from .data import ImageTransform, check_label_feature, resolve_columns
 from .losses import IMAGE_POOLINGS, ImagePooling, pool_hidden_state
 
@@ -38,6 +39,14 @@ def load_encoder(
     Accepts ViT-MAE checkpoints (ours or plain ``vit_mae``) and ViT checkpoints (``ViTModel``,
     ``ViTForImageClassification``...). Checkpoints loaded here get ``mask_ratio = 0``; `encode` keeps every
     token in its original order for any encoder. Anything that is not a ViT raises ``ValueError``.
+
+    Args:
+        model_name_or_path_or_model: a checkpoint folder, a Hub model id, or a model (a ``ViTMAEModel`` /
+            ``ViTModel``, or one holding it as ``.vit``).
+        revision, token: for Hub checkpoints.
+
+    Returns:
+        The ``ViTMAEModel`` or ``ViTModel`` (checkpoints: in eval mode; a model object's own encoder as it is).
     """
     source = model_name_or_path_or_model
     if isinstance(source, nn.Module):
@@ -202,9 +211,19 @@ def extract_features(
     iterable of batches (dicts with ``pixel_values``/``labels`` or ``(pixel_values, labels)`` tuples). Every
     image is encoded on its own footing, so the result does not depend on ``batch_size``. Labels are ``None``
     when the data has none. Features are float32 on the CPU.
+
+    Args:
+        model: a checkpoint path, a Hub id or a model (see `load_encoder`).
+        dataset_or_loader: the images, as above.
+        pooling: ``cls`` or ``mean`` (see `encode`).
+        batch_size: images per forward pass.
+        transform: one image -> (C, H, W) tensor, for datasets of raw images.
+        image_column, label_column: the columns of a ``datasets`` dataset (detected when not given).
+
+    Returns:
+        ``(features, labels)``: (N, D) float32 and (N,) int64 tensors (labels ``None`` without labels).
     """
-    if batch_size < 1:
-        raise ValueError(f"`batch_size` must be a positive integer, got {batch_size}")
+    check_number("batch_size", batch_size, sign="positive", integer=True)
     encoder = load_encoder(model)
     device, dtype = _model_device_dtype(encoder)
     if transform is None and _is_hf_dataset(dataset_or_loader):

@@ -51,6 +51,16 @@ def magma_loss(
     ``trace(Y^T Lap Y) / B^2`` for the target representations ``Y``. Degenerate batches (fewer than two
     samples, or a bandwidth that is zero or not finite) give 0 with finite gradients. The kernel runs in
     float32 (float64 inputs stay float64), also under autocast.
+
+    Args:
+        reference: (B, D) representations of the reference layer; they define the graph.
+        target: (B, D') representations of the regularised layer, row ``i`` from the same sample as in
+            ``reference``.
+        rbf_scale: multiplies the squared distances in the RBF kernel (positive).
+        eps: added to the degrees before their inverse square root (positive).
+
+    Returns:
+        A scalar tensor (float32, or float64 for float64 inputs), differentiable in both inputs.
     """
     check_matrix("reference", reference)
     check_matrix("target", target)
@@ -94,7 +104,11 @@ def magma_loss(
 def uniformity_loss(features: torch.Tensor) -> torch.Tensor:
     """U-MAE's uniformity term: ``mean((F F^T) ** 2)`` over L2-normalised rows, diagonal included.
 
-    ``features`` is (B, D), e.g. the encoder's CLS output after its final LayerNorm.
+    Args:
+        features: (B, D), e.g. the encoder's CLS output after its final LayerNorm.
+
+    Returns:
+        A scalar tensor in [1/B, 1] (float32, or float64 for float64 input).
     """
     check_matrix("features", features)
     with torch.autocast(device_type=features.device.type, enabled=False):
@@ -142,6 +156,13 @@ class MAGMARegularizer:
         regularizer = MAGMARegularizer(reference_layers=[10], target_layer=11, pooling="mean")
         outputs = model(pixel_values, output_hidden_states=True)
         loss = task_loss + weight * regularizer(outputs.hidden_states)
+
+    Args:
+        reference_layers: one or several 0-based block indices whose pooled outputs define the graph.
+        target_layer: the 0-based block whose pooled output is regularised (not among ``reference_layers``).
+        pooling: ``mean`` (patch tokens, CLS excluded), ``cls`` or ``masked_mean`` (text, with an attention mask).
+        rbf_scale, eps: passed to `magma_loss`.
+        num_layers: the model's number of blocks, to check the indices against (optional).
     """
 
     def __init__(
@@ -186,8 +207,18 @@ class MAGMARegularizer:
         attention_mask: torch.Tensor | None = None,
         gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """The term on this batch; ``gather`` (e.g. a differentiable all-gather) maps each pooled (B, D)
-        representation to the batch the graph is built on, such as the global batch of all processes."""
+        """The term on this batch.
+
+        Args:
+            hidden_states: the model's ``hidden_states``: ``num_blocks + 1`` tensors of shape (B, T, D)
+                (index 0 is the embedding output; unneeded entries may be ``None``).
+            attention_mask: (B, T), for ``masked_mean`` pooling.
+            gather: maps each pooled (B, D) representation to the batch the graph is built on, e.g. a
+                differentiable all-gather to the global batch of all processes.
+
+        Returns:
+            A scalar tensor: `magma_loss`, averaged over the reference layers.
+        """
         if hidden_states is None:
             raise ValueError("MAGMA needs the model's hidden states: call it with output_hidden_states=True")
         gather = gather if gather is not None else (lambda x: x)

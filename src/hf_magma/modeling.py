@@ -133,6 +133,9 @@ class ViTMAEWithMAGMA(ViTMAEForPreTraining):
 
     ``magma_gather`` (an attribute, off by default and not saved) computes both terms over the batch gathered
     from all processes with a differentiable all-gather, so that under DDP "the batch" is the global batch.
+
+    Args:
+        config: a `ViTMAEConfig`; its MAGMA settings are filled in and checked by `resolve_magma_config`.
     """
 
     magma_gather: bool = False
@@ -162,6 +165,19 @@ class ViTMAEWithMAGMA(ViTMAEForPreTraining):
         ``loss = reconstruction_loss + w * magma_loss + uniformity_weight * uniformity_loss`` with ``w`` the
         ``magma_weight`` argument (a schedule's value) or else the config's. A term whose weight is 0 is still
         computed and reported, without an autograd graph.
+
+        Args:
+            pixel_values: (B, C, H, W) images.
+            noise: (B, num_patches), the parent's masking noise (random when ``None``).
+            interpolate_pos_encoding, attention_mask: as in `ViTMAEForPreTraining.forward`.
+            output_hidden_states: ``True`` (all), ``False``/``None`` (none) or indices of the hidden states to
+                return (the others are ``None``); the MAGMA layers are computed either way.
+            magma_weight: the MAGMA weight of this call (a schedule's value); default ``config.magma_weight``.
+
+        Returns:
+            `ViTMAEWithMAGMAOutput`: ``loss`` (scalar), ``logits`` (B, num_patches, patch_size**2 * C), ``mask``
+            and ``ids_restore`` (B, num_patches), ``reconstruction_loss``, ``magma_loss`` and
+            ``uniformity_loss`` (unweighted scalars), ``hidden_states`` and ``attentions`` as asked.
         """
         weight = call_weight(magma_weight, self.config.magma_weight)
         uniformity_weight = self.config.uniformity_weight

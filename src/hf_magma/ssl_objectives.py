@@ -81,8 +81,7 @@ def vicreg_loss(
     _check_pair(z1, z2, min_batch=2)
     for name, value in (("sim_weight", sim_weight), ("var_weight", var_weight), ("cov_weight", cov_weight)):
         check_non_negative(name, value)
-    if not eps > 0:
-        raise ValueError(f"`eps` must be positive (it keeps the std's gradient finite), got {eps}")
+    check_number("eps", eps, sign="positive")  # keeps the std's gradient finite
     batch_size, num_features = z1.shape
     with torch.autocast(device_type=z1.device.type, enabled=False):
         x, y = z1.to(compute_dtype(z1)), z2.to(compute_dtype(z2))

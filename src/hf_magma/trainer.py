@@ -72,6 +72,13 @@ class MAGMATrainer(HubPushMixin, Trainer):
     ``uniformity_loss`` (for `ViTForSSL`: ``objective_loss`` and VICReg's parts), averaged over the logging window and across processes, and ``online_accuracy`` when
     ``num_labels`` is given and batches carry ``labels``. Evaluation gives ``eval_loss`` and the same terms.
     Hub pushes (`HubPushMixin`) carry the project's model card, and a failed push never stops training.
+
+    Args:
+        model: a `ViTMAEWithMAGMA` or a `ViTForSSL`.
+        args: `MAGMATrainingArguments` (``remove_unused_columns`` must stay False).
+        num_labels: the number of classes of the data's labels; turns the online probe on (>= 2).
+        eval_data_collator: the collator of evaluation batches (e.g. without augmentation).
+        **kwargs: the `transformers.Trainer` arguments (``train_dataset``, ``data_collator``...).
     """
 
     def __init__(self, model: ViTMAEWithMAGMA | ViTForSSL | None = None, args: MAGMATrainingArguments | None = None, *,

@@ -23,6 +23,16 @@ class MAGMATrainingArguments(TrainingArguments):
     The MAGMA weight is ``magma_weight`` from epoch ``magma_start_epoch`` (e_st) for ``magma_epochs`` (e_dur)
     epochs and 0 outside; ``magma_start_step``/``magma_steps`` give the same window in optimizer steps (needed
     for streamed data, whose epochs are unknown) and take precedence when set.
+
+    Args (beyond `TrainingArguments`'):
+        magma_weight: lambda, the MAGMA term's weight while it is on (>= 0; 0 trains a plain MAE).
+        magma_start_epoch, magma_epochs: e_st and e_dur, in epochs (fractions allowed).
+        magma_start_step, magma_steps: the same window in optimizer steps (streaming); given together.
+        uniformity_weight: mu, the weight of U-MAE's uniformity term (0.01 for MU-MAE).
+        magma_gather: compute both terms over the batch gathered from all processes.
+        base_learning_rate: MAE's base rate; ``learning_rate = base_learning_rate * total batch / 256``.
+        online_probe, online_probe_learning_rate: the linear probe trained on detached features.
+        figures: figures drawn at the end of training (`hf_magma.figure_options.FIGURES`, or ``all``).
     """
 
     magma_weight: float = field(default=1.0, metadata={"help": "lambda: the MAGMA term's weight while it is on."})

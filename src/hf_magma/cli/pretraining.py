@@ -52,6 +52,31 @@ def prepare_run(data_args: ImageDataArguments, training_args: MAGMATrainingArgum
     return resume
 
 
+def _collator(
+    image_processor: Any,
+    model: Any,
+    image_column: str,
+    label_column: str | None,
+    two_view_augmentation: dict[str, Any] | None,
+    eval_seed: int | None,
+) -> ImageCollator | TwoViewCollator:
+    """The training collator (``eval_seed=None``) or the evaluation one (two views drawn from a seeded stream)."""
+    train = eval_seed is None
+    channels = model.config.num_channels
+    if two_view_augmentation is None:
+        transform = ImageTransform.from_image_processor(image_processor, train=train, num_channels=channels)
+        return ImageCollator(transform, image_column, label_column)
+    # The views are drawn on the resized, centre-cropped images; evaluation uses its own seeded stream.
+    transform = ImageTransform.from_image_processor(image_processor, train=False, num_channels=channels)
+    settings = dict(two_view_augmentation)
+    if not train:
+        settings["seed"] = eval_seed
+    augmentation = TwoViewAugmentation(
+        transform.size, transform.mean.flatten().tolist(), transform.std.flatten().tolist(), **settings
+    )
+    return TwoViewCollator(ImageCollator(transform, image_column, label_column), augmentation)
+
+
 def pretrain(
     data_args: ImageDataArguments,
     training_args: MAGMATrainingArguments,
@@ -77,29 +102,15 @@ def pretrain(
     if label_column is not None and num_labels is None and training_args.online_probe:
         logger.info("The label column %r is not a ClassLabel: the online probe is off", label_column)
         label_column = None
-    channels = model.config.num_channels
-
-    def collator(train: bool) -> ImageCollator | TwoViewCollator:
-        if two_view_augmentation is None:
-            transform = ImageTransform.from_image_processor(image_processor, train=train, num_channels=channels)
-            return ImageCollator(transform, image_column, label_column)
-        # The views are drawn on the resized, centre-cropped images; evaluation uses its own seeded stream.
-        transform = ImageTransform.from_image_processor(image_processor, train=False, num_channels=channels)
-        settings = dict(two_view_augmentation)
-        if not train:
-            settings["seed"] = training_args.seed
-        augmentation = TwoViewAugmentation(
-            transform.size, transform.mean.flatten().tolist(), transform.std.flatten().tolist(), **settings
-        )
-        return TwoViewCollator(ImageCollator(transform, image_column, label_column), augmentation)
-
     trainer = MAGMATrainer(
         model=model,
         args=training_args,
         train_dataset=splits["train"],
         eval_dataset=splits.get("validation") if training_args.eval_strategy != "no" or training_args.do_eval else None,
-        data_collator=collator(train=True),
-        eval_data_collator=collator(train=False),
+        data_collator=_collator(image_processor, model, image_column, label_column, two_view_augmentation, None),
+        eval_data_collator=_collator(
+            image_processor, model, image_column, label_column, two_view_augmentation, training_args.seed
+        ),
         processing_class=image_processor,
         num_labels=num_labels if label_column is not None else None,
     )

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from transformers import TrainingArguments
 
+from ..checks import check_number
 from ..data import ImageDataArguments
 from ..evaluation import EvaluationArguments
 from ..logged_metrics import LOGGED_METRICS
@@ -97,8 +98,8 @@ class ReproduceArguments:
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be positive (the grid reports both k-NN and the linear probe), "
                                  f"got {getattr(self, name)}")
-        if self.num_threads is not None and self.num_threads < 1:
-            raise ValueError(f"--num_threads must be positive, got {self.num_threads}")
+        if self.num_threads is not None:
+            check_number("--num_threads", self.num_threads, sign="positive", integer=True)
 
 
 def method_training_args(training_args: MAGMATrainingArguments, method: str, seed: int) -> MAGMATrainingArguments:

@@ -7,6 +7,7 @@ from typing import Literal
 import torch
 from tqdm.auto import tqdm
 
+from ..checks import check_number
 from ..labels import check_labels, class_count
 from .metrics import check_features_labels, top1_accuracy
 
@@ -46,8 +47,8 @@ def knn_predict(
         raise ValueError(f"train and test features differ in width: {train_x.shape[1]} vs {test_x.shape[1]}")
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= train_x.shape[0]:
         raise ValueError(f"`k` must be an integer in [1, {train_x.shape[0]}] (the number of train examples), got {k!r}")
-    if chunk_size < 1 or train_chunk_size < 1:
-        raise ValueError("`chunk_size` and `train_chunk_size` must be positive")
+    check_number("chunk_size", chunk_size, sign="positive", integer=True)
+    check_number("train_chunk_size", train_chunk_size, sign="positive", integer=True)
     num_classes = int(train_y.max()) + 1 if num_classes is None else num_classes
     test_x = test_x.to(train_x.dtype)
     train_y = train_y.to(train_x.device)
@@ -93,7 +94,17 @@ def knn_accuracy(
     train_chunk_size: int = 16384,
     show_progress: bool = False,
 ) -> float:
-    """Top-1 accuracy (in [0, 1]) of `knn_predict` on ``test_x``/``test_y``."""
+    """Top-1 accuracy of `knn_predict` on ``test_x``/``test_y``.
+
+    Args:
+        train_x, test_x: (N, D) and (M, D) features.
+        train_y, test_y: (N,) and (M,) integer class ids.
+        k: neighbours (1..N); weighting: ``distance`` (1 / (d + 1e-5)) or ``uniform`` votes.
+        chunk_size, train_chunk_size: block sizes of the distance computation (memory only).
+
+    Returns:
+        The fraction of test examples classified correctly, in [0, 1].
+    """
     check_features_labels("train", train_x, train_y)
     check_features_labels("test", test_x, test_y)
     num_classes = class_count(train_y, test_y)

@@ -41,7 +41,16 @@ def linear_probe(
     epoch, lr x ``gamma`` at each epoch in ``milestones``. Features stay in memory, so an epoch is a few
     matrix products rather than a pass of the encoder. The paper probes raw features (the default);
     ``standardize=True`` scales them by the train set's mean and std first (like MAE's BatchNorm head).
-    Returns ``accuracy`` (test top-1), ``train_accuracy`` and ``train_loss`` (last epoch's mean).
+    Args:
+        train_x, test_x: (N, D) and (M, D) frozen features.
+        train_y, test_y: (N,) and (M,) integer class ids.
+        epochs, lr, momentum, batch_size, milestones, gamma, weight_decay: the SGD recipe.
+        standardize: scale the features by the train set's mean and std first.
+        seed: the head's initialisation and the batch order.
+        num_classes: the head's outputs (default: the largest label + 1).
+
+    Returns:
+        ``{"accuracy": test top-1, "train_accuracy": train top-1, "train_loss": last epoch's mean loss}``.
     """
     check_features_labels("train", train_x, train_y)
     check_features_labels("test", test_x, test_y)
@@ -130,6 +139,14 @@ def sample_label_fraction(labels: torch.Tensor, fraction: float, seed: int = 0) 
     Each class gives ``round(fraction * N / C)`` examples (at least 1), drawn by a per-class permutation seeded
     by ``seed``: the draw is reproducible and smaller fractions are subsets of larger ones. ``fraction=1``
     returns every index. A class with too few examples for its share raises ``ValueError``.
+
+    Args:
+        labels: (N,) integer class ids.
+        fraction: the share of the labels kept, in (0, 1].
+        seed: the per-class draws.
+
+    Returns:
+        (M,) int64 indices into ``labels``, increasing.
     """
     check_labels("labels", labels)
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:

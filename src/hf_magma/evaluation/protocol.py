@@ -95,6 +95,14 @@ def evaluate_features(
 
     Keys: ``knn_accuracy``; ``linear_accuracy`` (all labels) and ``linear_accuracy_<p>pct`` for each other
     fraction, whose subset is drawn by `sample_label_fraction` with ``seed``.
+
+    Args:
+        train_x, test_x: (N, D) and (M, D) features; train_y, test_y: (N,) and (M,) integer class ids.
+        args: the protocol (k-NN, linear-probe recipe, label fractions).
+        seed: the label-fraction draws and the probe's initialisation.
+
+    Returns:
+        ``{metric: top-1 accuracy in [0, 1]}``.
     """
     results: dict[str, float] = {}
     if args.knn_k > 0:

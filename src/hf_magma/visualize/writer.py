@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..checks import check_number
 from ..data import ImageTransform, resolve_columns
 from ..encoders import extract_features, load_encoder
 from ..figure_options import FIGURES, parse_figures
@@ -233,8 +234,7 @@ def _chosen_images(
 ) -> torch.Tensor:
     """(B, C, H, W) model inputs of the images at ``image_indices``, else of ``num_images`` seeded picks."""
     if image_indices is None:
-        if num_images < 1:
-            raise ValueError(f"`num_images` must be positive, got {num_images}")
+        check_number("num_images", num_images, sign="positive", integer=True)
         count = min(num_images, len(dataset))
         image_indices = sorted(np.random.default_rng(seed).choice(len(dataset), size=count, replace=False).tolist())
     for i in image_indices:
