@@ -1,5 +1,4 @@
 import json
-import sys
 from pathlib import Path
 
 import datasets
@@ -8,7 +7,7 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 from PIL import Image
-from transformers import BertConfig, BertModel, ViTMAEConfig
+from transformers import BertConfig, BertModel
 
 from hf_magma import ViTMAEWithMAGMA
 from hf_magma.evaluation import check_label_feature, extract_features, image_classifier_from_encoder, load_encoder
@@ -19,25 +18,11 @@ from hf_magma.evaluation import check_label_feature, extract_features, image_cla
 def run_eval(load_script):
     return load_script("scripts/run_eval.py")
 
-TINY = dict(
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    intermediate_size=64,
-    image_size=16,
-    patch_size=4,
-    decoder_hidden_size=32,
-    decoder_num_hidden_layers=1,
-    decoder_num_attention_heads=2,
-    decoder_intermediate_size=64,
-)
-
-
 @pytest.fixture
-def checkpoint(tmp_path) -> Path:
+def checkpoint(vit_mae_config, tmp_path) -> Path:
     torch.manual_seed(0)
     path = tmp_path / "tiny-m-mae"
-    ViTMAEWithMAGMA(ViTMAEConfig(**TINY)).save_pretrained(path)
+    ViTMAEWithMAGMA(vit_mae_config()).save_pretrained(path)
     return path
 
 
