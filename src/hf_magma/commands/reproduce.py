@@ -17,34 +17,16 @@ Examples:
 
 from __future__ import annotations
 
-import shlex
-import sys
+from ..cli import reproduce as command
+from ..cli.parser import MAGMAArgumentParser
 
-from hf_magma.cli import MAGMAArgumentParser
-from hf_magma.commands import script_parser
-from hf_magma.data import ImageDataArguments
-from hf_magma.model_config import MAGMAModelArguments
-from hf_magma.reproduce import ReproduceArguments, run_grid
-from hf_magma.trainer import MAGMATrainingArguments
-
-
-def main(
-    reproduce_args: ReproduceArguments,
-    data_args: ImageDataArguments,
-    training_args: MAGMATrainingArguments,
-    model_args: MAGMAModelArguments,
-    command: str | None = None,
-) -> dict:
-    """Run the selected cells that are not done yet and rewrite the summary; returns the cells' records."""
-    command = command or shlex.join(["python", "scripts/reproduce.py", *sys.argv[1:]])
-    return run_grid(reproduce_args, data_args, training_args, model_args, command=command)
+main = command.main
 
 
 def make_parser() -> MAGMAArgumentParser:
-    return script_parser((ReproduceArguments, ImageDataArguments, MAGMATrainingArguments, MAGMAModelArguments), __doc__)
+    return command.make_parser(__doc__)
 
 
 def entry_point() -> None:
     """The `hf-magma-reproduce` console command."""
     main(*make_parser().parse_args_and_config())
-

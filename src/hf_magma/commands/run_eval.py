@@ -15,31 +15,16 @@ Examples:
 
 from __future__ import annotations
 
-import logging
+from ..cli import evaluation as command
+from ..cli.parser import MAGMAArgumentParser
 
-from transformers import TrainingArguments
-
-from hf_magma.cli import MAGMAArgumentParser, setup_logging
-from hf_magma.commands import script_parser
-from hf_magma.data import ImageDataArguments
-from hf_magma.evaluation import EvaluationArguments, run_evaluation
-
-logger = logging.getLogger("run_eval")
-
-
-def main(
-    script_args: EvaluationArguments, data_args: ImageDataArguments, training_args: TrainingArguments
-) -> dict[str, float]:
-    """Evaluate, write ``eval_results.json`` and the model card, print a table; returns the results."""
-    setup_logging("run_eval", training_args.get_process_log_level())
-    return run_evaluation(script_args, data_args, training_args)
+main = command.main
 
 
 def make_parser() -> MAGMAArgumentParser:
-    return script_parser((EvaluationArguments, ImageDataArguments, TrainingArguments), __doc__)
+    return command.make_parser(__doc__)
 
 
 def entry_point() -> None:
     """The `hf-magma-eval` console command."""
     main(*make_parser().parse_args_and_config())
-
