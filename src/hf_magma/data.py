@@ -26,6 +26,8 @@ import PIL.Image
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 
+from .crop import CROP_RATIO, MAE_CROP_SCALE, check_crop_settings, sample_crop_boxes
+
 logger = logging.getLogger(__name__)
 
 FASHION_MNIST_DIR = Path(os.environ.get("HF_MAGMA_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
@@ -105,6 +107,36 @@ class ImageDataArguments:
     preprocessing_num_workers: int | None = field(
         default=None, metadata={"help": "Processes used to prepare an image folder or non-streamed dataset."}
     )
+    in_memory: str = field(
+        default="auto",
+        metadata={
+            "help": "Decode the images once into a uint8 tensor held in RAM and augment whole batches on the training "
+            "device (`true`), decode and augment in DataLoader workers (`false`), or `auto`: in memory when the "
+            "data is not streamed, its images share one size and the decoded training and validation images fit "
+            "in --in_memory_max_gb (Fashion-MNIST, CIFAR, STL-10, Tiny-ImageNet do).",
+            "choices": ["auto", "true", "false"],
+        },
+    )
+    in_memory_max_gb: float = field(
+        default=4.0,
+        metadata={"help": "RAM budget of --in_memory (GiB, per process): N x C x H x W bytes of decoded images."},
+    )
+    random_crop: bool = field(
+        default=True,
+        metadata={"help": "Augment with a random resized crop (false: the whole image, resized to the model's)."},
+    )
+    crop_scale: list[float] | None = field(
+        default=None,
+        metadata={"help": "The random resized crop's (min, max) fraction of the image area (default: MAE's 0.2 1; "
+                  "SimCLR's 0.08 1 for the two-view objectives)."},
+    )
+    crop_ratio: list[float] = field(
+        default_factory=lambda: [3 / 4, 4 / 3],
+        metadata={"help": "The random resized crop's (min, max) aspect ratio, width / height."},
+    )
+    horizontal_flip: bool = field(
+        default=True, metadata={"help": "Flip images left-right with probability 0.5 (false: never)."}
+    )
 
     def __post_init__(self) -> None:
         if self.dataset_name is not None and self.train_dir is not None:
@@ -123,6 +155,19 @@ class ImageDataArguments:
             raise ValueError(f"--shuffle_buffer_size must be positive, got {self.shuffle_buffer_size}")
         if self.streaming and self.dataset_name is None and self.train_dir is None:
             raise ValueError("--streaming needs --dataset_name or --train_dir (the offline default is in memory)")
+        if self.in_memory not in ("auto", "true", "false"):
+            raise ValueError(f"--in_memory must be auto, true or false, got {self.in_memory!r}")
+        if self.in_memory == "true" and self.streaming:
+            raise ValueError("--in_memory true cannot hold a streamed dataset: drop --streaming or --in_memory")
+        if not self.in_memory_max_gb > 0:
+            raise ValueError(f"--in_memory_max_gb must be positive, got {self.in_memory_max_gb}")
+        check_crop_settings(1, [0.0], [1.0], self.crop_scale or MAE_CROP_SCALE, self.crop_ratio)
+
+    def augmentation_settings(self, default_scale: Sequence[float] = MAE_CROP_SCALE) -> dict[str, Any]:
+        """The crop and flip options as keyword arguments of `ImageTransform`/`BatchImageTransform`/
+        `TwoViewAugmentation` (``scale``, ``ratio``, ``hflip``, ``random_crop``)."""
+        return {"scale": tuple(self.crop_scale or default_scale), "ratio": tuple(self.crop_ratio),
+                "hflip": 0.5 if self.horizontal_flip else 0.0, "random_crop": self.random_crop}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -405,36 +450,15 @@ def to_pil(image: PIL.Image.Image | np.ndarray, num_channels: int = 3) -> PIL.Im
     return image.convert(target)
 
 
-def check_crop_settings(
-    image_size: int | Sequence[int],
-    mean: Sequence[float],
-    std: Sequence[float],
-    scale: Sequence[float],
-    ratio: Sequence[float],
-) -> tuple[tuple[int, int], list[float], list[float]]:
-    """Validate the settings shared by the image transforms; returns ``(size, mean, std)`` as (h, w) and floats."""
-    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    if len(size) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size):
-        raise ValueError(f"`image_size` must be a positive int or (height, width), got {image_size!r}")
-    mean, std = [float(m) for m in mean], [float(s) for s in std]
-    if len(mean) != len(std) or len(mean) not in (1, 3):
-        raise ValueError(f"`mean` and `std` need 1 or 3 values each (one per channel), got {mean} and {std}")
-    if any(s <= 0 for s in std):
-        raise ValueError(f"`std` must be positive, got {std}")
-    if not 0 < scale[0] <= scale[1] <= 1:
-        raise ValueError(f"`scale` must satisfy 0 < min <= max <= 1, got {scale}")
-    if not 0 < ratio[0] <= ratio[1]:
-        raise ValueError(f"`ratio` must satisfy 0 < min <= max, got {ratio}")
-    return size, mean, std
-
-
 class ImageTransform:
     """One image -> normalised float tensor (C, H, W) at the model's resolution.
 
     ``train=True`` is MAE's augmentation: a random resized crop (scale 0.2-1, aspect 3/4-4/3, bicubic) and a
-    horizontal flip; ``train=False`` resizes the shorter side (bicubic) and centre-crops. Both normalise with
-    ``mean``/``std``. Images become RGB, or grey when ``num_channels=1`` (then 3-value statistics are averaged).
-    Done in PIL on single images, so it runs in the DataLoader workers.
+    horizontal flip (``random_crop=False`` resizes the whole image instead of a crop); ``train=False`` resizes the
+    shorter side (bicubic) and centre-crops. Both normalise with ``mean``/``std``. Images become RGB, or grey
+    when ``num_channels=1`` (then 3-value statistics are averaged). Done in PIL on single images, so it runs in
+    the DataLoader workers, for images of any size; the crop boxes come from `hf_magma.crop.sample_crop_boxes`
+    (seeded from Python's RNG, which each worker reseeds), the sampler of the batched `hf_magma.crop.BatchImageTransform` too.
     """
 
     def __init__(
@@ -444,9 +468,10 @@ class ImageTransform:
         std: Sequence[float] = (0.229, 0.224, 0.225),
         train: bool = True,
         *,
-        scale: tuple[float, float] = (0.2, 1.0),
-        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        scale: tuple[float, float] = MAE_CROP_SCALE,
+        ratio: tuple[float, float] = CROP_RATIO,
         hflip: float = 0.5,
+        random_crop: bool = True,
         num_channels: int = 3,
     ) -> None:
         if num_channels not in (1, 3):
@@ -458,7 +483,7 @@ class ImageTransform:
             mean, std = mean * 3, std * 3
         self.size = size  # (height, width)
         self.train = train
-        self.scale, self.ratio, self.hflip = scale, ratio, hflip
+        self.scale, self.ratio, self.hflip, self.random_crop = tuple(scale), tuple(ratio), hflip, random_crop
         self.num_channels = num_channels
         self.mean = torch.tensor(mean).view(-1, 1, 1)
         self.std = torch.tensor(std).view(-1, 1, 1)
@@ -480,26 +505,11 @@ class ImageTransform:
         return cls(image_size, processor.image_mean, processor.image_std, train, num_channels=num_channels, **kwargs)
 
     def _crop_box(self, width: int, height: int) -> tuple[float, float, float, float]:
-        area = width * height
-        log_ratio = (math.log(self.ratio[0]), math.log(self.ratio[1]))
-        for _ in range(10):
-            target_area = area * random.uniform(*self.scale)
-            aspect = math.exp(random.uniform(*log_ratio))
-            w = math.sqrt(target_area * aspect)
-            h = math.sqrt(target_area / aspect)
-            if 0 < w <= width and 0 < h <= height:
-                left = random.uniform(0, width - w)
-                top = random.uniform(0, height - h)
-                return left, top, left + w, top + h
-        # Fall back to a centre crop clamped to the allowed aspect ratios (as torchvision does).
-        in_ratio = width / height
-        if in_ratio < self.ratio[0]:
-            w, h = width, width / self.ratio[0]
-        elif in_ratio > self.ratio[1]:
-            w, h = height * self.ratio[1], height
-        else:
-            w, h = width, height
-        left, top = (width - w) / 2, (height - h) / 2
+        if not self.random_crop:
+            return 0.0, 0.0, float(width), float(height)
+        # Drawn from Python's RNG (reseeded per DataLoader worker), leaving torch's stream to the model's masks.
+        generator = torch.Generator().manual_seed(random.getrandbits(63))
+        left, top, w, h = sample_crop_boxes(1, height, width, self.scale, self.ratio, generator=generator)[0].tolist()
         return left, top, left + w, top + h
 
     def pixels(self, image: Any) -> np.ndarray:

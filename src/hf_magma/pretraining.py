@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
 import transformers
 
 from .augmentation import TwoViewAugmentation, TwoViewCollator
+from .crop import MAE_CROP_SCALE, BatchImageTransform
 from .cli import setup_logging
 from .data import (
     FASHION_MNIST_HUB_ID,
@@ -20,10 +22,48 @@ from .data import (
     load_image_datasets,
     num_classes,
 )
+from .in_memory import InMemoryCollator, load_in_memory
 from .visualize import write_checkpoint_figures
 from .trainer import MAGMATrainer, MAGMATrainingArguments, last_checkpoint
 
 logger = logging.getLogger(__name__)
+
+SIMCLR_CROP_SCALE = (0.08, 1.0)
+
+
+def augmentation_card_rows(crop: dict[str, Any], in_memory: bool) -> dict[str, str]:
+    """The training augmentation as model-card rows."""
+    return {
+        "random resized crop": f"scale {list(crop['scale'])}, ratio {[round(r, 4) for r in crop['ratio']]}, bicubic"
+        if crop["random_crop"] else "off (whole image resized)",
+        "horizontal flip": f"p={crop['hflip']}" if crop["hflip"] > 0 else "off",
+        "where": "decoded once in memory, augmented in batches on the training device" if in_memory
+        else "decoded and augmented in DataLoader workers",
+    }
+
+
+def device_batch_transforms(
+    statistics: tuple[tuple[int, int], list[float], list[float]],
+    channels: int,
+    crop: dict[str, Any],
+    two_view_augmentation: dict[str, Any] | None,
+    seed: int,
+    device: torch.device,
+) -> dict[str, Callable[[torch.Tensor, int], dict[str, torch.Tensor]]]:
+    """`MAGMATrainer` batch transforms for uint8 batches (the in-memory path): MAE's augmentation with ``crop``
+    (or two SimCLR views) for training, resize + centre crop for evaluation; all on ``device``."""
+    base = BatchImageTransform(*statistics, train=False, num_channels=channels).to(device)
+    if two_view_augmentation is not None:
+        train_views = TwoViewAugmentation(*statistics, **{**crop, **two_view_augmentation})
+        eval_views = TwoViewAugmentation(*statistics, **{**crop, **two_view_augmentation, "seed": seed})
+        return {"train": train_views.batch_transform(base), "eval": eval_views.batch_transform(base)}
+    augment = BatchImageTransform(*statistics, train=True, num_channels=channels, **crop).to(device)
+
+    def train(pixels: torch.Tensor, batch_seed: int) -> dict[str, torch.Tensor]:
+        generator = torch.Generator(device=pixels.device).manual_seed(batch_seed)
+        return {"pixel_values": augment(pixels, generator)}
+
+    return {"train": train, "eval": lambda pixels, batch_seed: {"pixel_values": base(pixels)}}
 
 
 def prepare_run(script_args: ImageDataArguments, training_args: MAGMATrainingArguments, logger_name: str) -> str | None:
@@ -69,33 +109,48 @@ def pretrain(
         logger.info("The label column %r is not a ClassLabel: the online probe is off", label_column)
         label_column = None
     channels = model.config.num_channels
+    two_view = two_view_augmentation is not None
+    crop = script_args.augmentation_settings(default_scale=SIMCLR_CROP_SCALE if two_view else MAE_CROP_SCALE)
+    base = ImageTransform.from_image_processor(image_processor, train=False, num_channels=channels)
+    statistics = (base.size, base.mean.flatten().tolist(), base.std.flatten().tolist())
 
     def collator(train: bool) -> ImageCollator | TwoViewCollator:
-        if two_view_augmentation is None:
-            transform = ImageTransform.from_image_processor(image_processor, train=train, num_channels=channels)
+        if not two_view:
+            transform = ImageTransform.from_image_processor(
+                image_processor, train=train, num_channels=channels, **(crop if train else {})
+            )
             return ImageCollator(transform, image_column, label_column)
         # The views are drawn on the resized, centre-cropped images; evaluation uses its own seeded stream.
-        transform = ImageTransform.from_image_processor(image_processor, train=False, num_channels=channels)
-        settings = dict(two_view_augmentation)
+        settings = {**crop, **two_view_augmentation}
         if not train:
             settings["seed"] = training_args.seed
-        augmentation = TwoViewAugmentation(
-            transform.size, transform.mean.flatten().tolist(), transform.std.flatten().tolist(), **settings
-        )
-        return TwoViewCollator(ImageCollator(transform, image_column, label_column), augmentation)
+        return TwoViewCollator(ImageCollator(base, image_column, label_column), TwoViewAugmentation(*statistics, **settings))
 
+    in_memory = load_in_memory(splits, script_args, image_column, label_column, channels)
+    if in_memory is None:
+        train_data, eval_data = splits["train"], splits.get("validation")
+        collators = {"data_collator": collator(train=True), "eval_data_collator": collator(train=False)}
+        batch_transforms = None
+    else:
+        held, skipped = in_memory
+        train_data, eval_data = held["train"], held.get("validation")
+        collators = {"data_collator": InMemoryCollator(skipped), "eval_data_collator": InMemoryCollator()}
+        batch_transforms = device_batch_transforms(statistics, channels, crop, two_view_augmentation,
+                                                   training_args.seed, training_args.device)
+    do_eval = training_args.eval_strategy != "no" or training_args.do_eval
     trainer = MAGMATrainer(
         model=model,
         args=training_args,
-        train_dataset=splits["train"],
-        eval_dataset=splits.get("validation") if training_args.eval_strategy != "no" or training_args.do_eval else None,
-        data_collator=collator(train=True),
-        eval_data_collator=collator(train=False),
+        train_dataset=train_data,
+        eval_dataset=eval_data if do_eval else None,
+        **collators,
+        batch_transforms=batch_transforms,
         processing_class=image_processor,
         num_labels=num_labels if label_column is not None else None,
     )
     dataset_name = script_args.dataset_name or script_args.train_dir or FASHION_MNIST_HUB_ID
-    trainer.model_card_kwargs = {"dataset_name": dataset_name, "base_model": base_model}
+    trainer.model_card_kwargs = {"dataset_name": dataset_name, "base_model": base_model,
+                                 "augmentation": augmentation_card_rows(crop, in_memory is not None)}
 
     train_result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model()
@@ -109,8 +164,8 @@ def pretrain(
     trainer.save_metrics("train", metrics)
     trainer.save_state()
 
-    if "validation" in splits and (training_args.do_eval or training_args.eval_strategy != "no"):
-        eval_metrics = trainer.evaluate(splits["validation"])
+    if eval_data is not None and do_eval:
+        eval_metrics = trainer.evaluate(eval_data)
         trainer.log_metrics("eval", eval_metrics)
         trainer.save_metrics("eval", eval_metrics)
         metrics.update(eval_metrics)
