@@ -81,7 +81,18 @@ def prepare_run(script_args: ImageDataArguments, training_args: MAGMATrainingArg
         if resume is not None:
             logger.info("Resuming from the last checkpoint in the output folder: %s", resume)
     transformers.set_seed(training_args.seed)
+    enable_tf32(training_args)
     return resume
+
+
+def enable_tf32(training_args: MAGMATrainingArguments) -> bool:
+    """TF32 matmuls and convolutions on CUDA (float32 work on tensor cores) unless ``--tf32 false`` was given;
+    returns whether they are on."""
+    if not torch.cuda.is_available() or training_args.tf32 is False:
+        return False
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    return True
 
 
 def pretrain(
