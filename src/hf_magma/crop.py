@@ -208,15 +208,17 @@ class BatchImageTransform(nn.Module):
         if images.dim() != 4 or images.shape[1] not in (1, 3):
             raise ValueError(f"expected a (batch, 1 or 3 channels, height, width) tensor, got {tuple(images.shape)}")
         pixels = images.float()
-        if pixels.shape[1] != self.num_channels:
-            pixels = pixels.expand(-1, 3, -1, -1) if self.num_channels == 3 else pixels.mean(dim=1, keepdim=True)
+        if pixels.shape[1] == 3 and self.num_channels == 1:
+            pixels = pixels.mean(dim=1, keepdim=True)
         boxes = self.boxes(images, generator)
         flip = None
         if self.train_mode and self.hflip > 0:
             flip = torch.rand(images.shape[0], generator=generator, device=images.device) < self.hflip
         identity = not self.train_mode and tuple(images.shape[-2:]) == self.size
-        if not identity:
+        if not identity:  # resampled before grey becomes RGB: a third of the work
             pixels = resized_crop(pixels, boxes, self.size, flip).clamp_(0.0, 255.0)
+        if pixels.shape[1] != self.num_channels:
+            pixels = pixels.expand(-1, 3, -1, -1)
         return torch.addcmul(self._shift.to(pixels.device), pixels, self._scale.to(pixels.device))
 
     def settings(self) -> dict[str, object]:
