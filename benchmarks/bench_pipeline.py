@@ -32,7 +32,7 @@ from hf_magma import (
     load_image_datasets,
 )
 from hf_magma.in_memory import InMemoryCollator, load_in_memory
-from hf_magma.pretraining import device_batch_transforms
+from hf_magma.in_memory import device_batch_transforms
 
 MODELS = {
     # the model of recipes/fashion_mnist_cpu.yaml

@@ -14,7 +14,7 @@ from transformers import ViTMAEConfig
 import hf_magma
 from hf_magma.in_memory import InMemoryCollator, InMemoryImageDataset, decode_in_memory, load_in_memory
 from hf_magma.modeling import ViTMAEWithMAGMA
-from hf_magma.pretraining import device_batch_transforms
+from hf_magma.in_memory import device_batch_transforms
 from hf_magma.trainer import MAGMATrainer, MAGMATrainingArguments
 
 PACKAGE = str(Path(hf_magma.__file__).resolve().parent)

@@ -12,7 +12,7 @@ before anything is decoded: CIFAR-10/100 take 0.15 GiB, Tiny-ImageNet 1.2 GiB, S
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,9 @@ import PIL.Image
 import torch
 from datasets import Dataset
 
-from .data import decode_image, image_name, to_pil
+from .augmentation import TwoViewAugmentation
+from .crop import BatchImageTransform
+from .transforms import decode_image, image_name, to_pil
 
 logger = logging.getLogger(__name__)
 
@@ -201,3 +203,41 @@ def load_in_memory(
     logger.info("Images decoded once into memory (%.3f GiB, %s); batches are augmented on the training device",
                 total / 2**30, ", ".join(f"{k} {tuple(v.images.shape)}" for k, v in held.items()))
     return held, skipped
+
+
+SIMCLR_CROP_SCALE = (0.08, 1.0)
+
+
+def augmentation_card_rows(crop: dict[str, Any], in_memory: bool) -> dict[str, str]:
+    """The training augmentation as model-card rows."""
+    return {
+        "random resized crop": f"scale {list(crop['scale'])}, ratio {[round(r, 4) for r in crop['ratio']]}, bicubic"
+        if crop["random_crop"] else "off (whole image resized)",
+        "horizontal flip": f"p={crop['hflip']}" if crop["hflip"] > 0 else "off",
+        "where": "decoded once in memory, augmented in batches on the training device" if in_memory
+        else "decoded and augmented in DataLoader workers",
+    }
+
+
+def device_batch_transforms(
+    statistics: tuple[tuple[int, int], list[float], list[float]],
+    channels: int,
+    crop: dict[str, Any],
+    two_view_augmentation: dict[str, Any] | None,
+    seed: int,
+    device: torch.device,
+) -> dict[str, Callable[[torch.Tensor, int], dict[str, torch.Tensor]]]:
+    """`MAGMATrainer` batch transforms for uint8 batches (the in-memory path): MAE's augmentation with ``crop``
+    (or two SimCLR views) for training, resize + centre crop for evaluation; all on ``device``."""
+    base = BatchImageTransform(*statistics, train=False, num_channels=channels).to(device)
+    if two_view_augmentation is not None:
+        train_views = TwoViewAugmentation(*statistics, **{**crop, **two_view_augmentation})
+        eval_views = TwoViewAugmentation(*statistics, **{**crop, **two_view_augmentation, "seed": seed})
+        return {"train": train_views.batch_transform(base), "eval": eval_views.batch_transform(base)}
+    augment = BatchImageTransform(*statistics, train=True, num_channels=channels, **crop).to(device)
+
+    def train(pixels: torch.Tensor, batch_seed: int) -> dict[str, torch.Tensor]:
+        generator = torch.Generator(device=pixels.device).manual_seed(batch_seed)
+        return {"pixel_values": augment(pixels, generator)}
+
+    return {"train": train, "eval": lambda pixels, batch_seed: {"pixel_values": base(pixels)}}
