@@ -48,6 +48,26 @@ def check_crop_settings(
     return size, mean, std
 
 
+def check_transform_settings(
+    image_size: int | Sequence[int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    scale: Sequence[float],
+    ratio: Sequence[float],
+    num_channels: int,
+) -> tuple[tuple[int, int], list[float], list[float]]:
+    """`check_crop_settings` plus the model's channels: returns ``(size, mean, std)`` with one statistic per
+    channel (3-value statistics averaged for a grey model, 1-value ones repeated for an RGB one)."""
+    if num_channels not in (1, 3):
+        raise ValueError(f"`num_channels` must be 1 (grey) or 3 (RGB), got {num_channels}")
+    size, mean, std = check_crop_settings(image_size, mean, std, scale, ratio)
+    if num_channels == 1 and len(mean) == 3:
+        mean, std = [sum(mean) / 3], [sum(std) / 3]
+    elif num_channels == 3 and len(mean) == 1:
+        mean, std = mean * 3, std * 3
+    return size, mean, std
+
+
 def sample_crop_boxes(
     n: int,
     height: int | torch.Tensor,
@@ -175,15 +195,9 @@ class BatchImageTransform(nn.Module):
         num_channels: int = 3,
     ) -> None:
         super().__init__()
-        if num_channels not in (1, 3):
-            raise ValueError(f"`num_channels` must be 1 (grey) or 3 (RGB), got {num_channels}")
         if not 0 <= hflip <= 1:
             raise ValueError(f"`hflip` is a probability and must lie in [0, 1], got {hflip}")
-        size, mean, std = check_crop_settings(image_size, mean, std, scale, ratio)
-        if num_channels == 1 and len(mean) == 3:
-            mean, std = [sum(mean) / 3], [sum(std) / 3]
-        elif num_channels == 3 and len(mean) == 1:
-            mean, std = mean * 3, std * 3
+        size, mean, std = check_transform_settings(image_size, mean, std, scale, ratio, num_channels)
         self.size, self.train_mode, self.num_channels = size, train, num_channels
         self.scale, self.ratio, self.hflip, self.random_crop = tuple(scale), tuple(ratio), hflip, random_crop
         # Folded into one multiply-add: (x / 255 - mean) / std = x * a + b.

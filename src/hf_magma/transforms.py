@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import logging
-import math
 import multiprocessing
 import os
 import random
@@ -20,7 +19,13 @@ import numpy as np
 import PIL.Image
 import torch
 
-from .crop import CROP_RATIO, MAE_CROP_SCALE, check_crop_settings, sample_crop_boxes
+from .crop import (  # noqa: F401  (check_crop_settings re-exported: it was first published here)
+    CROP_RATIO,
+    MAE_CROP_SCALE,
+    check_crop_settings,
+    check_transform_settings,
+    sample_crop_boxes,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +95,8 @@ class ImageTransform:
     ``train=True`` is MAE's augmentation: a random resized crop (scale 0.2-1, aspect 3/4-4/3, bicubic) and a
     horizontal flip; ``train=False`` resizes the shorter side (bicubic) and centre-crops. Both normalise with
     ``mean``/``std``. Images become RGB, or grey when ``num_channels=1`` (then 3-value statistics are averaged).
-    Done in PIL on single images, so it runs in the DataLoader workers.
+    Done in PIL on single images, so it runs in the DataLoader workers; the crop boxes come from the package's
+    one sampler, `hf_magma.crop.sample_crop_boxes` (``random_crop=False``: the whole image, resized).
     """
 
     def __init__(
@@ -100,19 +106,13 @@ class ImageTransform:
         std: Sequence[float] = (0.229, 0.224, 0.225),
         train: bool = True,
         *,
-        scale: tuple[float, float] = (0.2, 1.0),
-        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        scale: tuple[float, float] = MAE_CROP_SCALE,
+        ratio: tuple[float, float] = CROP_RATIO,
         hflip: float = 0.5,
         random_crop: bool = True,
         num_channels: int = 3,
     ) -> None:
-        if num_channels not in (1, 3):
-            raise ValueError(f"`num_channels` must be 1 (grey) or 3 (RGB), got {num_channels}")
-        size, mean, std = check_crop_settings(image_size, mean, std, scale, ratio)
-        if num_channels == 1 and len(mean) == 3:
-            mean, std = [sum(mean) / 3], [sum(std) / 3]
-        elif num_channels == 3 and len(mean) == 1:
-            mean, std = mean * 3, std * 3
+        size, mean, std = check_transform_settings(image_size, mean, std, scale, ratio, num_channels)
         self.size = size  # (height, width)
         self.train = train
         self.scale, self.ratio, self.hflip, self.random_crop = tuple(scale), tuple(ratio), hflip, random_crop
