@@ -115,7 +115,7 @@ def write_flat_colour_folder(root, n=24):
 
 
 @pytest.mark.parametrize("in_memory", ["false", "true"])
-def test_exact_resume_after_sigkill(tmp_path, in_memory):
+def test_exact_resume_after_sigkill(make_image_folder, tmp_path, in_memory):
     if in_memory == "true":
         # Textured images: the crops and flips drawn on the device change the batches, so the resumed run must
         # draw exactly the uninterrupted run's augmentation.
