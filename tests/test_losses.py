@@ -239,3 +239,18 @@ def test_regularizer_names_missing_hidden_states():
         reg(None)
     with pytest.raises(ValueError, match="hidden_states\\[2\\]"):
         reg((torch.randn(2, 3, 4), torch.randn(2, 3, 4)))
+
+
+@pytest.mark.parametrize("where", ["reference", "target"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_inputs_give_a_non_finite_loss_never_zero(where, bad):
+    # Before: 0.0 with NaN gradients, so one optimizer step silently made the weights non-finite.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 4, generator=g)
+    y = torch.randn(6, 3, generator=g)
+    (x if where == "reference" else y)[2, 1] = bad
+    x.requires_grad_(True)
+    y.requires_grad_(True)
+    loss = magma_loss(x, y)
+    assert not torch.isfinite(loss)
+

@@ -48,8 +48,11 @@ def magma_loss(
     Builds an RBF affinity ``W`` on the reference batch (bandwidth: std of the non-zero squared
     distances), its normalised Laplacian ``I - D^-1/2 W D^-1/2``, and returns
     ``trace(Y^T Lap Y) / B^2`` for the target representations ``Y``. Degenerate batches (fewer than two
-    samples, or a bandwidth that is zero or not finite) give 0 with finite gradients. The kernel runs in
-    float32 (float64 inputs stay float64), also under autocast.
+    samples, or a bandwidth that is zero or not finite) give 0 with finite gradients. From two
+    samples on, a NaN or infinite value in either input gives a NaN loss, so that it shows in the logs and in the
+    Trainer's NaN handling (never a 0 whose gradients are NaN); a single sample has no term at all and gives 0
+    with zero gradients whatever its values (the spec's promise for B < 2). The kernel runs in float32 (float64
+    inputs stay float64), also under autocast.
     """
     check_matrix("reference", reference)
     check_matrix("target", target)
@@ -65,6 +68,8 @@ def magma_loss(
     if batch_size < 2:
         # A single sample has no neighbours; keep the graph so that backward() still works.
         return (reference.nan_to_num(0.0, 0.0, 0.0).sum() + target.nan_to_num(0.0, 0.0, 0.0).sum()).to(dtype) * 0.0
+    # Checked on the device (no host sync): a non-finite input turns the result into NaN below.
+    finite = torch.isfinite(reference).all() & torch.isfinite(target).all()
 
     with torch.autocast(device_type=reference.device.type, enabled=False):
         x = reference.to(dtype)
@@ -87,7 +92,8 @@ def magma_loss(
         normalized = inv_sqrt_degree[:, None] * affinity * inv_sqrt_degree[None, :]
         # trace(Y^T (I - S) Y) = sum(Y * Y) - sum(Y * (S @ Y))
         value = (y * (y - normalized @ y)).sum() / batch_size**2
-        return torch.where(valid, value, torch.zeros_like(value))
+        value = torch.where(valid, value, torch.zeros_like(value))
+        return torch.where(finite, value, torch.full_like(value, float("nan")))
 
 
 def uniformity_loss(features: torch.Tensor) -> torch.Tensor:
