@@ -241,3 +241,69 @@ def test_script_pushes_to_the_hub_with_its_card_and_never_the_token(tmp_path, hu
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
     assert not hub_server.unknown_requests
+
+
+# ---- output folders and resumes --------------------------------------------------------------------------------
+
+
+def test_a_folder_of_someone_else_is_refused_and_left_untouched(tmp_path):
+    make_image_folder(tmp_path / "images", n_per_class=6)
+    out = tmp_path / "mine"
+    for name in ("checkpoint-1", "checkpoint-old", "checkpoint-7x"):
+        (out / name).mkdir(parents=True)
+        (out / name / "notes.txt").write_text(name)
+    (out / "README.md").write_text("my notes")
+    (out / "config.json").write_text("{}")
+    before = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    with pytest.raises(FileExistsError, match=r"(?s)--output_dir .*mine is not empty.*new or empty folder"):
+        run_inprocess(base_args(tmp_path / "images", out, max_steps=2, save_steps=1, save_total_limit=1))
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before
+    assert (out / "README.md").read_text() == "my notes" and (out / "config.json").read_text() == "{}"
+
+
+def test_rotation_deletes_only_checkpoints_this_run_series_wrote(tmp_path):
+    make_image_folder(tmp_path / "images", n_per_class=6)
+    out = tmp_path / "out"
+    run_inprocess(base_args(tmp_path / "images", out, max_steps=2, save_steps=1, magma_start_step=0, magma_steps=2))
+    assert (out / "hf_magma_run.json").is_file() and (out / "checkpoint-1" / "hf_magma_run.json").is_file()
+    (out / "checkpoint-0").mkdir()  # a folder the user put there, named like a checkpoint
+    (out / "checkpoint-0" / "keep.txt").write_text("mine")
+    run_inprocess(base_args(tmp_path / "images", out, max_steps=4, save_steps=1, magma_start_step=0, magma_steps=2,
+                            save_total_limit=1))
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint")) == ["checkpoint-0", "checkpoint-4"]
+    assert (out / "checkpoint-0" / "keep.txt").read_text() == "mine"
+
+
+def test_a_different_experiment_does_not_continue_an_old_one(tmp_path, caplog):
+    make_image_folder(tmp_path / "images", n_per_class=6)
+    make_image_folder(tmp_path / "other", n_per_class=5)
+    out = tmp_path / "out"
+    run_inprocess(base_args(tmp_path / "images", out, max_steps=4, magma_start_step=0, magma_steps=8))
+    with pytest.raises(ValueError, match=r"(?s)Not resuming .*checkpoint-4.*schedule\.magma_weight: 1\.0 -> 0\.0"
+                                         r".*new --output_dir.*--ignore_resume_mismatch") as error:
+        run_inprocess(base_args(tmp_path / "other", out, max_steps=8, magma_start_step=0, magma_steps=8,
+                                magma_weight=0))
+    assert "data.source" in str(error.value) and "other" in str(error.value)
+    # A changed architecture is named too, instead of a shape mismatch while loading the weights.
+    bigger = TINY.replace("hidden_size=32,", "hidden_size=64,", 1)
+    with pytest.raises(ValueError, match=r"model\.hidden_size: 32 -> 64"):
+        run_inprocess(base_args(tmp_path / "images", out, max_steps=8, magma_start_step=0, magma_steps=8,
+                                config_overrides=bigger))
+    assert json.loads((out / "hf_magma_run.json").read_text())["settings"]["schedule"]["magma_weight"] == 1.0
+    # The explicit way out continues it, and says so at the default log level.
+    caplog.clear()
+    run_inprocess(base_args(tmp_path / "images", out, max_steps=6, magma_start_step=0, magma_steps=8,
+                            magma_weight=0.5, ignore_resume_mismatch="true"))
+    assert f"Resuming from {out / 'checkpoint-4'}" in caplog.text
+    assert "schedule.magma_weight: 1.0 -> 0.5" in caplog.text
+    assert [e["magma_weight"] for e in history(out) if "loss" in e] == [1.0] * 4 + [0.5] * 2
+
+
+def test_an_unchanged_command_resumes_and_says_so_at_the_default_log_level(tmp_path, caplog):
+    make_image_folder(tmp_path / "images", n_per_class=6)
+    out = tmp_path / "out"
+    run_inprocess(base_args(tmp_path / "images", out, max_steps=2, save_steps=2, magma_start_step=0, magma_steps=4))
+    caplog.clear()
+    run_inprocess(base_args(tmp_path / "images", out, max_steps=3, save_steps=2, magma_start_step=0, magma_steps=4))
+    assert f"Resuming from {out / 'checkpoint-2'}" in caplog.text
+    assert [e["step"] for e in history(out) if "loss" in e] == [1, 2, 3]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ from .data import (
     load_image_datasets,
     num_classes,
 )
+from .run_guard import check_output_dir
 from .visualize import write_checkpoint_figures
 from .trainer import MAGMATrainer, MAGMATrainingArguments, last_checkpoint
 
@@ -35,13 +37,20 @@ def prepare_run(script_args: ImageDataArguments, training_args: MAGMATrainingArg
     if script_args.streaming and training_args.max_steps <= 0:
         raise ValueError("--streaming needs --max_steps: a streamed dataset has no known length")
 
+    if training_args.output_dir:
+        check_output_dir(training_args.output_dir)  # before loading anything; the trainer checks again
     resume = training_args.resume_from_checkpoint
     if resume is None:
         resume = last_checkpoint(training_args.output_dir) if training_args.output_dir else None
-        if resume is not None:
-            logger.info("Resuming from the last checkpoint in the output folder: %s", resume)
     transformers.set_seed(training_args.seed)
     return resume
+
+
+def data_description(script_args: ImageDataArguments) -> dict[str, Any]:
+    """What defines the training data of a run, for the resume check (`hf_magma.run_guard`)."""
+    source = script_args.dataset_name or (os.path.abspath(script_args.train_dir) if script_args.train_dir else None)
+    return {"source": source or FASHION_MNIST_HUB_ID, "config": script_args.dataset_config_name,
+            "split": script_args.train_split, "max_train_samples": script_args.max_train_samples}
 
 
 def pretrain(
@@ -54,12 +63,14 @@ def pretrain(
     base_model: str | None = None,
     two_view_augmentation: dict[str, Any] | None = None,
     tags: Sequence[str] = ("magma",),
+    callbacks: Sequence[transformers.TrainerCallback] = (),
 ) -> dict[str, float]:
     """Pretrain ``model`` on the data of ``script_args``, save it (weights, config, image processor, model card),
     evaluate, push when asked; returns the final metrics.
 
     With ``two_view_augmentation`` (keyword arguments of `TwoViewAugmentation`, ``{}`` for the defaults) every batch
     holds two SimCLR-style views of its images (``pixel_values``, ``pixel_values_2``), for `ViTForSSL`.
+    ``callbacks`` are added to the trainer's.
     """
     splits = load_image_datasets(script_args, seed=training_args.data_seed or training_args.seed)
     image_column = script_args.image_column_name or find_image_column(splits["train"])
@@ -93,9 +104,11 @@ def pretrain(
         eval_data_collator=collator(train=False),
         processing_class=image_processor,
         num_labels=num_labels if label_column is not None else None,
+        callbacks=list(callbacks) or None,
     )
     dataset_name = script_args.dataset_name or script_args.train_dir or FASHION_MNIST_HUB_ID
     trainer.model_card_kwargs = {"dataset_name": dataset_name, "base_model": base_model}
+    trainer.run_data = data_description(script_args)
 
     train_result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model()

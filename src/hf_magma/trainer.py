@@ -22,6 +22,7 @@ from transformers.trainer_utils import EvalLoopOutput
 from .hub import HubPushMixin
 from .modeling import ViTMAEWithMAGMA
 from .modeling_ssl import ViTForSSL
+from .run_guard import RunGuardMixin
 from .validation import check_non_negative, check_number
 from .visualize import parse_figures
 
@@ -90,6 +91,11 @@ class MAGMATrainingArguments(TrainingArguments):
         metadata={"help": "Figures drawn at the end of training into output_dir/figures and embedded in the model "
                   "card: comma-separated among pacmap, keys, attention, curves, or 'all' (needs hf-magma[viz])."},
     )
+    ignore_resume_mismatch: bool = field(
+        default=False,
+        metadata={"help": "Resume (or write into) an output folder whose run was made with other settings (model "
+                  "config, data, MAGMA/U-MAE schedule, seed) instead of stopping with the list of differences."},
+    )
     remove_unused_columns: bool = field(
         default=False,
         metadata={"help": "Keep the raw image columns: the collator decodes them (must stay False here)."},
@@ -125,6 +131,8 @@ class MAGMATrainingArguments(TrainingArguments):
         # token given as an argument must not travel with them (the live object keeps it).
         state = self.__dict__.copy()
         state["hub_token"] = None
+        if "_rotation_limit" in state:  # while training, `RunGuardMixin` holds the real limit aside
+            state["save_total_limit"] = state.pop("_rotation_limit")
         return state
 
     def __deepcopy__(self, memo: dict) -> MAGMATrainingArguments:
@@ -206,7 +214,7 @@ class OnlineLinearProbe(nn.Module):
         return (self.classifier(features.float()).argmax(dim=-1) == labels).sum()
 
 
-class MAGMATrainer(HubPushMixin, Trainer):
+class MAGMATrainer(HubPushMixin, RunGuardMixin, Trainer):
     """`Trainer` for `ViTMAEWithMAGMA` (M-MAE, MU-MAE, plain MAE with ``magma_weight=0``) and `ViTForSSL`
     (M-SimCLR, M-VICReg: batches with ``pixel_values`` and ``pixel_values_2``, e.g. from a `TwoViewCollator`).
 
@@ -216,6 +224,8 @@ class MAGMATrainer(HubPushMixin, Trainer):
     ``uniformity_loss`` (for `ViTForSSL`: ``objective_loss`` and VICReg's parts), averaged over the logging window and across processes, and ``online_accuracy`` when
     ``num_labels`` is given and batches carry ``labels``. Evaluation gives ``eval_loss`` and the same terms.
     Hub pushes (`HubPushMixin`) carry the project's model card, and a failed push never stops training.
+    `RunGuardMixin` refuses output folders of other programs, rotates only this run's checkpoints and checks a
+    resumed checkpoint's settings (``run_data`` describes the data for that check).
     """
 
     def __init__(self, model: ViTMAEWithMAGMA | ViTForSSL | None = None, args: MAGMATrainingArguments | None = None, *,
