@@ -2,7 +2,8 @@
 
     python tests/kill_worker.py POINT [run_mae_magma.py options]
 
-POINT is ``step:N`` (right after optimizer step N, before that step is logged or saved), ``save:N`` (in the middle
+POINT is ``step:N`` (right after optimizer step N, before that step is logged or saved), ``saved:N`` (right
+after checkpoint-N is complete), ``save:N`` (in the middle
 of saving checkpoint-N: its weights, config and probe state written, its optimizer, scheduler, RNG and trainer
 state not) or ``none``. The hooks live here, in this process only: a callback passed to `pretrain`, and the model
 instance's own ``save_pretrained``.
@@ -30,11 +31,16 @@ def die() -> None:
 
 
 class KillAfterStep(TrainerCallback):
-    def __init__(self, step: int) -> None:
+    def __init__(self, step: int, saved: bool = False) -> None:
         self.step = step
+        self.saved = saved
 
     def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
+        if not self.saved and state.global_step == self.step:
+            die()
+
+    def on_save(self, args, state, control, **kwargs):
+        if self.saved and state.global_step == self.step:
             die()
 
 
@@ -58,8 +64,8 @@ def main(point: str, argv: list[str]) -> None:
     model, image_processor = load_model_and_image_processor(model_args)
     kind, _, number = point.partition(":")
     callbacks = []
-    if kind == "step":
-        callbacks.append(KillAfterStep(int(number)))
+    if kind in ("step", "saved"):
+        callbacks.append(KillAfterStep(int(number), saved=kind == "saved"))
     elif kind == "save":
         kill_while_saving(model, int(number))
     elif kind != "none":

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -118,40 +117,46 @@ def write_flat_colour_folder(root, n=24):
 
 
 def test_exact_resume_after_sigkill(tmp_path):
+    """Killed (SIGKILL, by itself, at chosen points) in the middle of saving checkpoint-8, then between steps 10 and
+    11, then right after the last checkpoint: each run resumes by itself and the result is bit for bit that of an
+    uninterrupted run, with each of the 12 optimizer steps done and logged once."""
     write_flat_colour_folder(tmp_path / "images")
     common = dict(max_steps=12, magma_start_step=3, magma_steps=6, save_steps=4)
     # Every run in a fresh single-threaded process, so that the reference and the resumed run share the same
     # arithmetic (thread count and order of reductions) and can be compared bit for bit.
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
 
-    def command(output_dir):
-        return [sys.executable, str(SCRIPT), *base_args(tmp_path / "images", output_dir, **common)]
-
-    def run(output_dir):
-        result = subprocess.run(command(output_dir), env=env, capture_output=True, text=True, timeout=300)
-        assert result.returncode == 0, result.stderr[-4000:]
+    def run(output_dir, kill_at=None):
+        program = [str(SCRIPT)] if kill_at is None else [str(ROOT / "tests" / "kill_worker.py"), kill_at]
+        command = [sys.executable, *program, *base_args(tmp_path / "images", output_dir, **common)]
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        expected = 0 if kill_at is None else -signal.SIGKILL
+        assert result.returncode == expected, (kill_at, result.returncode, result.stderr[-4000:])
+        return result.stdout + result.stderr
 
     reference = tmp_path / "reference"
     run(reference)
 
     killed = tmp_path / "killed"
-    process = subprocess.Popen(command(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not (killed / "checkpoint-8" / "trainer_state.json").exists():
-        assert process.poll() is None, "the run ended before it could be killed"
-        assert time.time() < deadline
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not (killed / "model.safetensors").exists()  # really interrupted
+    run(killed, "save:8")
+    assert (killed / "checkpoint-8" / "model.safetensors").is_file()
+    assert not (killed / "checkpoint-8" / "trainer_state.json").exists()  # a partial checkpoint
+    log = run(killed, "step:10")  # resumes from checkpoint-4, the last complete one
+    assert f"Resuming from {killed / 'checkpoint-4'}" in log
+    assert (killed / "checkpoint-8" / "trainer_state.json").is_file() and not (killed / "checkpoint-12").exists()
+    log = run(killed, "saved:12")
+    assert f"Resuming from {killed / 'checkpoint-8'}" in log
+    assert not (killed / "model.safetensors").exists()  # really interrupted before the final save
+    log = run(killed)  # the last checkpoint is the last step: nothing is trained again
+    assert f"Resuming from {killed / 'checkpoint-12'}" in log
 
-    run(killed)  # resumes by itself
-    ref_logs = {e["step"]: e for e in history(reference) if "loss" in e}
-    new_logs = {e["step"]: e for e in history(killed) if "loss" in e}
-    assert sorted(new_logs) == sorted(ref_logs) == list(range(1, 13))
-    for step in range(9, 13):
+    ref_logs = [e for e in history(reference) if "loss" in e]
+    new_logs = [e for e in history(killed) if "loss" in e]
+    assert [e["step"] for e in new_logs] == [e["step"] for e in ref_logs] == list(range(1, 13))
+    assert json.loads((killed / "trainer_state.json").read_text())["global_step"] == 12
+    for ref, new in zip(ref_logs, new_logs):
         for key in ("loss", "magma_weight", "magma_loss", "reconstruction_loss"):
-            assert new_logs[step][key] == ref_logs[step][key], (step, key)
+            assert new[key] == ref[key], (ref["step"], key)
     ref_weights, new_weights = load_file(reference / "model.safetensors"), load_file(killed / "model.safetensors")
     for name, tensor in ref_weights.items():
         torch.testing.assert_close(new_weights[name], tensor, rtol=0, atol=0)

@@ -218,6 +218,19 @@ class RunGuardMixin:
                     shutil.rmtree(folder, ignore_errors=True)
         return output
 
+    def _init_training_state(self, max_steps: int, num_update_steps_per_epoch: int, num_train_epochs: int,
+                             resume_from_checkpoint: str | None, trial: Any) -> tuple[int, int]:
+        epochs_trained, steps_trained = super()._init_training_state(
+            max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial
+        )
+        if resume_from_checkpoint is not None and self.state.global_step >= max_steps:
+            # A checkpoint saved at the last step: the Trainer would start the unfinished epoch and stop only after
+            # one more optimizer step (step max_steps + 1). There is nothing left to train.
+            logger.warning("%s is at step %d of %d: training is complete, nothing is trained again",
+                           resume_from_checkpoint, self.state.global_step, max_steps)
+            return num_train_epochs, 0
+        return epochs_trained, steps_trained
+
     def _check_settings(self, resume: str | None, marker: Mapping[str, Any] | None,
                         settings: Mapping[str, Any]) -> None:
         """Raise when the checkpoint to resume (or, starting afresh, the folder's run) has other settings."""
