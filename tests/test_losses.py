@@ -254,3 +254,18 @@ def test_non_finite_inputs_give_a_non_finite_loss_never_zero(where, bad):
     loss = magma_loss(x, y)
     assert not torch.isfinite(loss)
 
+
+
+def test_mean_pooling_honours_an_attention_mask_and_refuses_a_wrong_shape():
+    hidden = torch.randn(2, 5, 3)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    pooled = pool_hidden_state(hidden, "mean", mask)
+    torch.testing.assert_close(pooled[0], hidden[0, 1:3].mean(dim=0))  # CLS out, masked tokens out
+    torch.testing.assert_close(pooled[1], hidden[1, 1:].mean(dim=0))
+    regularizer = MAGMARegularizer(reference_layers=[0], target_layer=1, pooling="mean")
+    states = [torch.randn(4, 5, 3) for _ in range(3)]
+    with pytest.raises(ValueError, match=r"`attention_mask` must have shape \(batch, tokens\) = \(4, 5\).*\(4, 7\)"):
+        regularizer(states, attention_mask=torch.ones(4, 7))
+    full = regularizer(states, attention_mask=torch.ones(4, 5))
+    assert full == regularizer(states)
+    assert regularizer(states, attention_mask=torch.tensor([[1, 1, 0, 0, 0]] * 4)) != full

@@ -115,7 +115,15 @@ class HiddenStateSelection:
         elif output_hidden_states is None or output_hidden_states is False:  # not `in (False, None)`: 0 == False
             self.request = sorted(set(needed))
         else:
-            picks = [output_hidden_states] if isinstance(output_hidden_states, int) else output_hidden_states
+            picks = [output_hidden_states] if isinstance(output_hidden_states, int) else list(output_hidden_states)
+            wrong = [i for i in picks
+                     if isinstance(i, bool) or not isinstance(i, int) or not -num_states <= i < num_states]
+            if wrong:
+                raise ValueError(
+                    f"`output_hidden_states` asks for hidden states {wrong}, but this model returns {num_states} "
+                    f"(indices 0 to {num_states - 1}: the embeddings, then one per block; negative ones count from "
+                    "the end)"
+                )
             self.asked = {i % num_states for i in picks}
             self.request = sorted({*needed, *self.asked})
 
@@ -173,10 +181,14 @@ class ViTMAEWithMAGMA(ViTMAEForPreTraining):
 
         ``loss = reconstruction_loss + w * magma_loss + uniformity_weight * uniformity_loss`` with ``w`` the
         ``magma_weight`` argument (a schedule's value) or else the config's. A term whose weight is 0 is still
-        computed and reported, without an autograd graph.
+        computed and reported, without an autograd graph. ``return_dict=False`` gives the output as a tuple, as
+        the parent does (its fields in order, the three terms last).
         """
         weight = call_weight(magma_weight, self.config.magma_weight)
         uniformity_weight = self.config.uniformity_weight
+        return_dict = kwargs.pop("return_dict", None)
+        if return_dict is None:
+            return_dict = self.config.return_dict
 
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
@@ -209,7 +221,7 @@ class ViTMAEWithMAGMA(ViTMAEForPreTraining):
         if uniformity_weight > 0:
             loss = loss + uniformity_weight * uniformity.to(loss.dtype)
 
-        return ViTMAEWithMAGMAOutput(
+        output = ViTMAEWithMAGMAOutput(
             loss=loss,
             logits=outputs.logits,
             mask=outputs.mask,
@@ -220,6 +232,7 @@ class ViTMAEWithMAGMA(ViTMAEForPreTraining):
             magma_loss=magma,
             uniformity_loss=uniformity,
         )
+        return output if return_dict else output.to_tuple()
 
 
 # transformers renames legacy checkpoint keys by class name; a class defined outside the library gets none of
