@@ -254,6 +254,7 @@ class MAGMATrainer(HubPushMixin, RunGuardMixin, Trainer):
         self.model_accepts_loss_kwargs = False
         self.steps_per_epoch: int | None = None
         self._warned_schedule = False
+        self._warned_singleton = False
         self._sums: dict[str, dict[str, torch.Tensor]] = {"train": {}, "eval": {}}
         self.online_probe: OnlineLinearProbe | None = None
         if num_labels is not None and args.online_probe:
@@ -351,14 +352,22 @@ class MAGMATrainer(HubPushMixin, RunGuardMixin, Trainer):
         weight = self.magma_weight_at(self.state.global_step)
         probe = self.online_probe is not None and labels is not None
         last = unwrapped.config.num_hidden_layers
-        if pixel_values.shape[0] == 0:
-            # Every image of this batch was unreadable. The model still runs (on two blank images, weighted 0) so
-            # that the other processes' collectives (DDP, the MAGMA all-gather) find this one; nothing is logged.
+        # SimCLR's BatchNorm projector and VICReg's variance need two images: a batch of one (the last of an
+        # epoch, or one whose other images were unreadable) is left out like an empty one.
+        too_small = pixel_values.shape[0] == 0 or (isinstance(unwrapped, ViTForSSL) and pixel_values.shape[0] < 2)
+        if too_small:
+            if pixel_values.shape[0] and not self._warned_singleton:
+                self._warned_singleton = True
+                logger.warning("A batch of one image is left out: %s needs two per batch (set "
+                               "--dataloader_drop_last true to drop the short last batch instead)",
+                               unwrapped.config.ssl_objective)
+            # The model still runs (on two blank images, weighted 0) so that the other processes' collectives (DDP,
+            # the MAGMA all-gather) find this one; nothing is logged.
             blank = {name: value.new_zeros(2, *value.shape[1:]) for name, value in inputs.items()
                      if name.startswith("pixel_values")}
             loss = model(**blank, magma_weight=weight).loss * 0.0
             if probe and phase == "train":
-                self.online_probe.step(torch.zeros(0, unwrapped.config.hidden_size, device=loss.device), labels)
+                self.online_probe.step(torch.zeros(0, unwrapped.config.hidden_size, device=loss.device), labels[:0])
             return (loss, None) if return_outputs else loss
 
         views = {name: value for name, value in inputs.items() if name.startswith("pixel_values")}
