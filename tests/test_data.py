@@ -158,3 +158,25 @@ def test_streaming_image_folder(tmp_path):
     train, validation = list(splits["train"]), list(splits["validation"])
     assert len(train) == 7 and len(validation) == 3
     assert collator(train + validation)["pixel_values"].shape == (10, 3, 8, 8)
+
+
+def test_sample_limits_draw_with_the_seed_and_keep_every_class(tmp_path):
+    # A class-sorted folder: the first rows are all of one class.
+    for split, per_class in (("train", 10), ("val", 4)):
+        for label in ("a", "b", "c"):
+            folder = tmp_path / split / label
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                PIL.Image.new("RGB", (8, 8), (i * 20, 0, 0)).save(folder / f"{i}.png")
+    args = ImageDataArguments(train_dir=str(tmp_path / "train"), validation_dir=str(tmp_path / "val"),
+                              max_train_samples=6, max_eval_samples=3)
+    splits = load_image_datasets(args, seed=0)
+    names = splits["train"].features["label"].names
+    assert len(splits["train"]) == 6 and len(splits["validation"]) == 3
+    assert sorted(set(splits["train"]["label"])) == [0, 1, 2] and sorted(splits["validation"]["label"]) == [0, 1, 2]
+    assert names == ["a", "b", "c"]
+    again = load_image_datasets(args, seed=0)["train"]
+    other = load_image_datasets(args, seed=1)["train"]
+    paths = [entry["path"] for entry in splits["train"]["image"]]
+    assert paths == [entry["path"] for entry in again["image"]]  # reproducible with the seed
+    assert paths != [entry["path"] for entry in other["image"]]

@@ -308,7 +308,7 @@ def load_image_datasets(
         if isinstance(dataset, IterableDataset):
             splits[name] = dataset.take(limit)
         else:
-            splits[name] = dataset.select(range(min(limit, len(dataset))))
+            splits[name] = select_subset(dataset, limit, seed, data_args.label_column_name)
 
     image_column = data_args.image_column_name or find_image_column(splits["train"])
     for name, dataset in splits.items():
@@ -323,6 +323,33 @@ def load_image_datasets(
         if isinstance(dataset, Dataset) and len(dataset) == 0:
             raise ValueError(f"The {name} split of {source or 'the dataset'} is empty")
     return splits
+
+
+def select_subset(dataset: Dataset, limit: int, seed: int, label_column: str | None = None) -> Dataset:
+    """``limit`` examples of ``dataset`` drawn at random with ``seed`` (not its first rows, which may all be of one
+    class in a class-sorted folder), one example of every class first when it has a label column.
+
+    Args:
+        dataset: the split to subsample.
+        limit: how many examples to keep (all of them when it has fewer).
+        seed: the seed of the draw.
+        label_column: the label column; found by `find_label_column` when None.
+    Returns:
+        The subset, in the drawn order.
+    """
+    order = np.random.default_rng(seed).permutation(len(dataset))
+    label_column = label_column or find_label_column(dataset)
+    if label_column is not None and label_column in (dataset.column_names or []):
+        labels = dataset[label_column]
+        first_of_class: dict[Any, int] = {}
+        try:
+            for position, index in enumerate(order):
+                first_of_class.setdefault(labels[index], position)
+        except TypeError:  # unhashable labels: no classes to keep
+            first_of_class = {}
+        firsts = sorted(first_of_class.values())
+        order = np.concatenate([order[firsts], np.delete(order, firsts)])
+    return dataset.select(order[: min(limit, len(dataset))].tolist())
 
 
 def prepare_image_column(dataset: Dataset | IterableDataset, image_column: str) -> Dataset | IterableDataset:
