@@ -180,3 +180,20 @@ def test_sample_limits_draw_with_the_seed_and_keep_every_class(tmp_path):
     paths = [entry["path"] for entry in splits["train"]["image"]]
     assert paths == [entry["path"] for entry in again["image"]]  # reproducible with the seed
     assert paths != [entry["path"] for entry in other["image"]]
+
+
+@pytest.mark.parametrize(
+    "pixels, file_format",
+    [
+        (np.full((8, 8), 32896, dtype=np.uint16), "PNG"),  # 16-bit grey: 32896 / 257 = 128
+        (np.full((8, 8), 128 / 255, dtype=np.float32), "TIFF"),  # float in [0, 1]
+        (np.full((8, 8), 128.0, dtype=np.float32), "TIFF"),  # float in [0, 255]
+    ],
+)
+def test_wide_images_are_scaled_to_8_bits(pixels, file_format):
+    buffer = io.BytesIO()
+    PIL.Image.fromarray(pixels).save(buffer, format=file_format)
+    for channels, mode in ((3, "RGB"), (1, "L")):
+        image = to_pil(PIL.Image.open(io.BytesIO(buffer.getvalue())), num_channels=channels)
+        assert image.mode == mode
+        assert np.asarray(image).mean() == pytest.approx(128, abs=1)  # not white (255) nor black (0)

@@ -406,8 +406,41 @@ def image_name(value: Any) -> str:
     return f"<{type(value).__name__}>"
 
 
+# PIL modes of one channel wider than 8 bits (16-bit PNGs, 32-bit integer and float TIFFs): PIL's own conversion
+# to "L"/"RGB" clips them to 255 (16-bit: nearly white) or truncates them (floats in [0, 1]: black).
+_WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+def wide_to_uint8(array: np.ndarray, mode: str) -> np.ndarray:
+    """A one-channel image wider than 8 bits as uint8: 16-bit modes divided by 257 (65535 -> 255); 32-bit
+    integer and float images by their range: [0, 1] floats x 255, values up to 255 as they are, up to 65535
+    divided by 257, larger ones scaled by their maximum.
+
+    Args:
+        array: the (H, W) pixels.
+        mode: the PIL mode they came in (e.g. ``"I;16"``, ``"F"``).
+    Returns:
+        The (H, W) uint8 pixels.
+    """
+    values = array.astype(np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError(f"the {mode} image holds NaN or infinite pixel values")
+    top = float(values.max()) if values.size else 0.0
+    if mode.startswith("I;16"):
+        values = values / 257.0
+    elif mode == "F" and top <= 1.0:
+        values = values * 255.0
+    elif top > 65535:
+        values = values * (255.0 / top)
+    elif top > 255:
+        values = values / 257.0
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+
+
 def to_pil(image: PIL.Image.Image | np.ndarray, num_channels: int = 3) -> PIL.Image.Image:
-    """Grey, RGBA (composited on white), palette and CMYK images as RGB; or as grey with ``num_channels=1``."""
+    """Grey, RGBA (composited on white), palette and CMYK images as RGB; or as grey with ``num_channels=1``.
+
+    16-bit, 32-bit integer and float images are scaled to 8 bits first (see `wide_to_uint8`)."""
     if isinstance(image, np.ndarray):
         array = image
         if array.dtype != np.uint8:
@@ -424,6 +457,8 @@ def to_pil(image: PIL.Image.Image | np.ndarray, num_channels: int = 3) -> PIL.Im
     target = "L" if num_channels == 1 else "RGB"
     if image.mode == target:
         return image
+    if image.mode in _WIDE_MODES:
+        image = PIL.Image.fromarray(wide_to_uint8(np.asarray(image), image.mode))
     if image.mode == "P":
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA"):
