@@ -197,3 +197,22 @@ def test_wide_images_are_scaled_to_8_bits(pixels, file_format):
         image = to_pil(PIL.Image.open(io.BytesIO(buffer.getvalue())), num_channels=channels)
         assert image.mode == mode
         assert np.asarray(image).mean() == pytest.approx(128, abs=1)  # not white (255) nor black (0)
+
+
+def test_the_collator_stops_when_the_data_is_unreadable_as_a_whole():
+    transform = ImageTransform(8, train=False)
+    broken = {"image": {"bytes": b"not an image", "path": "broken.png"}}
+    good = {"image": np.zeros((8, 8, 3), dtype=np.uint8)}
+    collator = ImageCollator(transform)
+    for _ in range(3):  # a few empty batches in a row are tolerated
+        assert collator([broken, broken])["pixel_values"].shape[0] == 0
+    with pytest.raises(ValueError, match=r"4 batches in a row held no readable image \(e.g. broken.png.*--train_dir"):
+        collator([broken, broken])
+    collator = ImageCollator(transform)
+    collator([good, broken, broken, broken])  # 3 of 4 skipped: too few images to judge yet
+    collator([good] * 4 + [broken] * 4)
+    with pytest.raises(ValueError, match=r"9 of the 16 images read so far were unreadable, more than the 50% allowed"):
+        collator([good] * 2 + [broken] * 2)
+    collator = ImageCollator(transform)
+    for _ in range(10):  # a broken image now and then is skipped, as before
+        assert collator([good, good, good, broken])["pixel_values"].shape[0] == 3

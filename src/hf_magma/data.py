@@ -601,26 +601,65 @@ class ImageTransform:
 # Collation
 
 
+# The collator stops the run when more than this share of the images read so far were unreadable (counted from
+# MIN_IMAGES_FOR_SHARE images on), or when more than MAX_EMPTY_BATCHES batches in a row held no readable image.
+MAX_SKIPPED_SHARE = 0.5
+MIN_IMAGES_FOR_SHARE = 16
+MAX_EMPTY_BATCHES = 3
+
+
 class ImageCollator:
     """Decodes and transforms a list of raw examples into ``{"pixel_values": (B, C, H, W)[, "labels": (B,)]}``.
 
     An image that cannot be read is left out of its batch, counted (across DataLoader workers) and named in the
-    log; the run goes on. ``skipped`` is the number left out so far.
+    log; the run goes on. ``skipped`` is the number left out so far. When the data looks unreadable as a whole
+    (more than ``max_skipped_share`` of the images read so far, counted from 16 images on, or more than
+    ``max_empty_batches`` batches in a row without a readable image) it raises ``ValueError`` naming examples.
     """
 
-    def __init__(self, transform: ImageTransform, image_column: str = "image", label_column: str | None = None):
+    def __init__(self, transform: ImageTransform, image_column: str = "image", label_column: str | None = None,
+                 *, max_skipped_share: float = MAX_SKIPPED_SHARE, max_empty_batches: int = MAX_EMPTY_BATCHES):
         self.transform = transform
         self.image_column = image_column
         self.label_column = label_column
-        # A shared counter, so that workers' skips add up in the main process.
-        self._skipped = multiprocessing.get_context().Value("q", 0)
+        self.max_skipped_share = max_skipped_share
+        self.max_empty_batches = max_empty_batches
+        # Shared counters, so that workers' skips add up in the main process.
+        context = multiprocessing.get_context()
+        self._skipped = context.Value("q", 0)
+        self._seen = context.Value("q", 0)
+        self._empty_in_a_row = context.Value("q", 0)
+        self._examples: list[str] = []
 
     @property
     def skipped(self) -> int:
         """How many unreadable images were left out so far."""
         return int(self._skipped.value)
 
+    def _check_skipped(self, count: int, kept: int) -> None:
+        """Stop when the data looks unreadable as a whole rather than for a few broken files."""
+        with self._seen.get_lock():
+            self._seen.value += count
+            seen = self._seen.value
+        with self._empty_in_a_row.get_lock():
+            self._empty_in_a_row.value = self._empty_in_a_row.value + 1 if count and not kept else 0
+            empty = self._empty_in_a_row.value
+        skipped = self.skipped
+        problem = None
+        if empty > self.max_empty_batches:
+            problem = f"{empty} batches in a row held no readable image"
+        elif seen >= MIN_IMAGES_FOR_SHARE and skipped > self.max_skipped_share * seen:
+            problem = (f"{skipped} of the {seen} images read so far were unreadable, more than the "
+                       f"{self.max_skipped_share:.0%} allowed")
+        if problem is not None:
+            raise ValueError(
+                f"{problem} (e.g. {', '.join(self._examples) or 'see the warnings above'}): the data is not readable "
+                f"as images. Check --train_dir / --dataset_name and --image_column_name (now {self.image_column!r}), "
+                "or remove the broken files."
+            )
+
     def __call__(self, examples: Iterable[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        examples = list(examples)
         pixel_values: list[np.ndarray] = []
         labels: list[int] = []
         for example in examples:
@@ -637,10 +676,13 @@ class ImageCollator:
                     self._skipped.value += 1
                     total = self._skipped.value
                 logger.warning("Skipping unreadable image %s (%s); %d skipped so far", image_name(value), error, total)
+                if len(self._examples) < 3:
+                    self._examples.append(image_name(value))
                 continue
             pixel_values.append(pixels)
             if self.label_column is not None:
                 labels.append(int(example[self.label_column]))
+        self._check_skipped(len(examples), len(pixel_values))
         if not pixel_values:
             channels, (height, width) = self.transform.num_channels, self.transform.size
             batch = {"pixel_values": torch.empty(0, channels, height, width)}
