@@ -2,6 +2,8 @@
 
     python tests/kill_worker.py POINT [run_mae_magma.py options]
 
+or `run` as the target of a process forked from a forkserver that imported this module (no import cost per run).
+
 POINT is ``step:N`` (right after optimizer step N, before that step is logged or saved), ``saved:N`` (right
 after checkpoint-N is complete), ``save:N`` (in the middle
 of saving checkpoint-N: its weights, config and probe state written, its optimizer, scheduler, RNG and trainer
@@ -53,6 +55,22 @@ def kill_while_saving(model, step: int) -> None:
             die()
 
     model.save_pretrained = save_then_die
+
+
+def run(point: str, argv: list[str], log_path: str | None = None) -> None:
+    """`main` in a fresh single-threaded child process, its output (fd 1 and 2) written to ``log_path``."""
+    import torch
+
+    torch.set_num_threads(1)
+    if log_path is not None:
+        log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 (the process ends with the run)
+        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+    main(point, argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
 
 
 def main(point: str, argv: list[str]) -> None:

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import kill_worker
 from test_data import make_image_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,23 +118,33 @@ def write_flat_colour_folder(root, n=24):
         PIL.Image.new("RGB", (16, 16), colour).save(folder / f"{i}.png")
 
 
-def test_exact_resume_after_sigkill(tmp_path):
+def test_exact_resume_after_sigkill(tmp_path, monkeypatch):
     """Killed (SIGKILL, by itself, at chosen points) in the middle of saving checkpoint-8, then between steps 10 and
     11, then right after the last checkpoint: each run resumes by itself and the result is bit for bit that of an
     uninterrupted run, with each of the 12 optimizer steps done and logged once."""
     write_flat_colour_folder(tmp_path / "images")
     common = dict(max_steps=12, magma_start_step=3, magma_steps=6, save_steps=4)
-    # Every run in a fresh single-threaded process, so that the reference and the resumed run share the same
-    # arithmetic (thread count and order of reductions) and can be compared bit for bit.
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    # Every run in its own single-threaded process, forked from a server that imported the libraries once, so that
+    # the reference and the resumed runs share the same arithmetic and can be compared bit for bit.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests")]))
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["kill_worker"])
+    logs = iter(range(100))
 
-    def run(output_dir, kill_at=None):
-        program = [str(SCRIPT)] if kill_at is None else [str(ROOT / "tests" / "kill_worker.py"), kill_at]
-        command = [sys.executable, *program, *base_args(tmp_path / "images", output_dir, **common)]
-        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-        expected = 0 if kill_at is None else -signal.SIGKILL
-        assert result.returncode == expected, (kill_at, result.returncode, result.stderr[-4000:])
-        return result.stdout + result.stderr
+    def run(output_dir, kill_at="none"):
+        log = tmp_path / f"run_{next(logs)}.log"
+        process = context.Process(target=kill_worker.run,
+                                  args=(kill_at, base_args(tmp_path / "images", output_dir, **common), str(log)))
+        process.start()
+        process.join(600)
+        if process.is_alive():
+            process.kill()
+            process.join()
+        expected = 0 if kill_at == "none" else -signal.SIGKILL
+        text = log.read_text()
+        assert process.exitcode == expected, (kill_at, process.exitcode, text[-4000:])
+        return text
 
     reference = tmp_path / "reference"
     run(reference)
