@@ -298,3 +298,20 @@ def test_run_unmasked_returns_every_token_in_order_and_passes_options():
     assert encoder.config.mask_ratio == 0.75
     with pytest.raises(ValueError, match="batch, channels, height, width"):
         run_unmasked(encoder, torch.randn(3, 16, 16))
+
+
+def test_a_label_fraction_lifted_by_the_one_per_class_floor_is_recorded_and_logged(caplog):
+    from hf_magma.evaluation import EvaluationArguments, evaluate_features
+
+    g = torch.Generator().manual_seed(0)
+    train_x, test_x = torch.randn(120, 4, generator=g), torch.randn(20, 4, generator=g)
+    train_y, test_y = torch.arange(120) % 10, torch.arange(20) % 10
+    args = EvaluationArguments(model_name_or_path="unused", knn_k=0, linear_epochs=1,
+                               label_fractions=[0.001, 0.5, 1.0])
+    subsets = {}
+    results = evaluate_features(train_x, train_y, test_x, test_y, args, label_subsets=subsets, show_progress=False)
+    assert set(results) == {"linear_accuracy_0.1pct", "linear_accuracy_50pct", "linear_accuracy"}
+    assert subsets["linear_accuracy_0.1pct"] == {"requested_fraction": 0.001, "num_labelled": 10, "fraction": 10 / 120}
+    assert subsets["linear_accuracy_50pct"]["num_labelled"] == 60 and subsets["linear_accuracy"]["num_labelled"] == 120
+    assert "--label_fractions 0.001: 10 of the 120 training labels (8.33 %), not 0.1 %" in caplog.text
+    assert "--label_fractions 0.5" not in caplog.text

@@ -668,11 +668,14 @@ def evaluate_features(
     *,
     seed: int = 0,
     show_progress: bool = True,
+    label_subsets: dict[str, dict[str, float]] | None = None,
 ) -> dict[str, float]:
     """k-NN and linear-probe top-1 accuracies on cached features, with the settings of ``args``.
 
     Keys: ``knn_accuracy``; ``linear_accuracy`` (all labels) and ``linear_accuracy_<p>pct`` for each other
-    fraction, whose subset is drawn by `sample_label_fraction` with ``seed``.
+    fraction, whose subset is drawn by `sample_label_fraction` with ``seed``. ``label_subsets``, when given, is
+    filled with ``{key: {"requested_fraction", "num_labelled", "fraction"}}``: the subset really used (at least one
+    example per class, which can lift a small fraction; that is also logged).
     """
     results: dict[str, float] = {}
     if args.knn_k > 0:
@@ -683,6 +686,17 @@ def evaluate_features(
         num_classes = int(max(train_y.max(), test_y.max())) + 1
         for fraction in args.label_fractions:
             subset = sample_label_fraction(train_y, fraction, seed=seed)
+            key = "linear_accuracy" if fraction == 1 else f"linear_accuracy_{fraction_suffix(fraction)}"
+            real = subset.numel() / train_y.numel()
+            if label_subsets is not None:
+                label_subsets[key] = {"requested_fraction": fraction, "num_labelled": int(subset.numel()),
+                                      "fraction": real}
+            if real > 1.5 * fraction:
+                logger.warning(
+                    "--label_fractions %g: %d of the %d training labels (%.3g %%), not %.3g %%: every class keeps at "
+                    "least one example. %s is measured with that many labels.",
+                    fraction, subset.numel(), train_y.numel(), 100 * real, 100 * fraction, key,
+                )
             probe = linear_probe(
                 train_x[subset],
                 train_y[subset],
@@ -700,7 +714,6 @@ def evaluate_features(
                 num_classes=num_classes,
                 show_progress=show_progress,
             )
-            key = "linear_accuracy" if fraction == 1 else f"linear_accuracy_{fraction_suffix(fraction)}"
             results[key] = probe["accuracy"]
     return results
 
@@ -911,7 +924,9 @@ def run_evaluation(
 
     train_x, train_y = features_of(train)
     test_x, test_y = features_of(test)
-    results = evaluate_features(train_x, train_y, test_x, test_y, eval_args, seed=training_args.seed)
+    label_subsets: dict[str, dict[str, float]] = {}
+    results = evaluate_features(train_x, train_y, test_x, test_y, eval_args, seed=training_args.seed,
+                                label_subsets=label_subsets)
     if eval_args.finetune:
         num_labels = int(max(train_y.max(), test_y.max())) + 1
         results.update(
@@ -941,6 +956,7 @@ def run_evaluation(
         "num_test": int(test_x.shape[0]),
         "feature_dim": int(train_x.shape[1]),
         "settings": dataclasses.asdict(eval_args),
+        "label_subsets": label_subsets,
         "results": results,
     }
     (output_dir / "eval_results.json").write_text(json.dumps(record, indent=2) + "\n")
