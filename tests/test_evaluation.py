@@ -315,3 +315,29 @@ def test_a_label_fraction_lifted_by_the_one_per_class_floor_is_recorded_and_logg
     assert subsets["linear_accuracy_50pct"]["num_labelled"] == 60 and subsets["linear_accuracy"]["num_labelled"] == 120
     assert "--label_fractions 0.001: 10 of the 120 training labels (8.33 %), not 0.1 %" in caplog.text
     assert "--label_fractions 0.5" not in caplog.text
+
+
+def test_unreadable_images_are_skipped_and_named_with_their_labels(caplog):
+    import io
+
+    import datasets
+    import numpy as np
+    import PIL.Image
+
+    def png(value):
+        buffer = io.BytesIO()
+        PIL.Image.fromarray(np.full((16, 16, 3), value, dtype=np.uint8)).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    good = png(10)
+    rows = [
+        {"image": {"bytes": good, "path": "a.png"}, "label": 0},
+        {"image": {"bytes": png(200)[:60], "path": "truncated.png"}, "label": 1},
+        {"image": {"bytes": b"not an image", "path": "corrupt.png"}, "label": 2},
+        {"image": {"bytes": good, "path": "b.png"}, "label": 3},
+    ]
+    features = datasets.Features({"image": datasets.Image(decode=False), "label": datasets.Value("int64")})
+    data = datasets.Dataset.from_list(rows, features=features)
+    x, y = extract_features(ViTMAEModel(ViTMAEConfig(**TINY, mask_ratio=0.0)), data, batch_size=3, show_progress=False)
+    assert x.shape[0] == 2 and y.tolist() == [0, 3]
+    assert "truncated.png" in caplog.text and "corrupt.png" in caplog.text

@@ -397,6 +397,10 @@ def decode_image(value: Any) -> PIL.Image.Image | np.ndarray:
     return image
 
 
+# What PIL raises for a file that is not a readable image (truncated, corrupt, not an image, too large).
+UNREADABLE_IMAGE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, PIL.Image.DecompressionBombError)
+
+
 def image_name(value: Any) -> str:
     """A readable name for an image entry (its path when known), for log messages."""
     if isinstance(value, Mapping) and value.get("path"):
@@ -671,7 +675,7 @@ class ImageCollator:
             value = example[self.image_column]
             try:
                 pixels = self.transform.pixels(value)
-            except (OSError, ValueError, SyntaxError, EOFError, PIL.Image.DecompressionBombError) as error:
+            except UNREADABLE_IMAGE_ERRORS as error:
                 with self._skipped.get_lock():
                     self._skipped.value += 1
                     total = self._skipped.value

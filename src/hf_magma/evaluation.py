@@ -40,9 +40,11 @@ from transformers import (
 from .data import (
     FASHION_MNIST_HUB_ID,
     ImageDataArguments,
+    UNREADABLE_IMAGE_ERRORS,
     ImageTransform,
     find_image_column,
     find_label_column,
+    image_name,
     load_image_datasets,
 )
 from .hub import push_model_card
@@ -276,10 +278,22 @@ def _iter_hf_dataset(data, batch_size, transform, image_column, label_column):
     total = math.ceil(len(data) / batch_size) if isinstance(data, Sized) else None
 
     def batches():
+        skipped = 0
         for batch in data.iter(batch_size=batch_size):
-            images = batch[image_column]
-            pixel_values = torch.stack([transform(image) for image in images])
-            yield pixel_values, (batch[label_column] if label_column is not None else None)
+            # An unreadable image is left out with its label and named, as in pretraining.
+            kept, labels = [], []
+            for index, image in enumerate(batch[image_column]):
+                try:
+                    kept.append(transform(image))
+                except UNREADABLE_IMAGE_ERRORS as error:
+                    skipped += 1
+                    logger.warning("Skipping unreadable image %s (%s); %d skipped so far", image_name(image), error,
+                                   skipped)
+                    continue
+                if label_column is not None:
+                    labels.append(batch[label_column][index])
+            if kept:
+                yield torch.stack(kept), (labels if label_column is not None else None)
 
     return batches(), total
 
