@@ -2,6 +2,7 @@
 
 import logging
 import math
+import os
 
 import datasets
 import numpy as np
@@ -272,13 +273,24 @@ def test_last_checkpoint_skips_folders_a_kill_left_incomplete(tmp_path):
     assert last_checkpoint(tmp_path / "missing") is None
 
 
-def test_the_probe_state_is_written_before_the_trainer_state(tmp_path):
-    # A checkpoint counts as complete once `trainer_state.json` exists, so nothing may be written after it.
+def test_the_probe_state_is_written_before_the_trainer_state(tmp_path, monkeypatch):
+    # A checkpoint counts as complete once `trainer_state.json` exists, so nothing may be written after it. File
+    # times cannot tell two quick writes apart: the folder is listed at the moment the state is written.
+    from transformers.trainer_callback import TrainerState
+
+    listed = {}
+    save_to_json = TrainerState.save_to_json
+
+    def record(self, json_path):
+        folder = os.path.dirname(json_path)
+        listed[os.path.basename(folder)] = sorted(os.listdir(folder))
+        return save_to_json(self, json_path)
+
+    monkeypatch.setattr(TrainerState, "save_to_json", record)
     args = make_args(tmp_path, max_steps=2, save_strategy="steps", save_steps=2)
     trainer = MAGMATrainer(model=tiny_model(), args=args, train_dataset=labelled_dataset(), data_collator=collator(),
                            num_labels=3)
     trainer.train()
-    folder = tmp_path / "checkpoint-2"
-    state_written = (folder / "trainer_state.json").stat().st_mtime_ns
-    assert (folder / "online_probe.pt").is_file()
-    assert all(path.stat().st_mtime_ns <= state_written for path in folder.iterdir())
+    assert "online_probe.pt" in listed["checkpoint-2"] and "hf_magma_run.json" in listed["checkpoint-2"]
+    assert "model.safetensors" in listed["checkpoint-2"]  # the recording itself works
+    assert (tmp_path / "checkpoint-2" / "online_probe.pt").is_file()
