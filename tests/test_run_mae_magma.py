@@ -179,7 +179,7 @@ def test_two_processes_on_cpu(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
     torchrun = Path(sys.executable).with_name("torchrun")
-    command = [str(torchrun), "--nproc_per_node", "2", "--master_port", "29517", str(SCRIPT),
+    command = [str(torchrun), "--standalone", "--nproc_per_node", "2", str(SCRIPT),  # --standalone: a free port
                *base_args(tmp_path / "images", out, max_steps=4, magma_start_step=1, magma_steps=2,
                           save_steps=4, magma_gather="true", per_device_train_batch_size=3)]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
@@ -192,6 +192,28 @@ def test_two_processes_on_cpu(tmp_path):
         # The Trainer's loss is the mean over processes; the terms must be that same mean to add up to it.
         expected = entry["reconstruction_loss"] + entry["magma_weight"] * entry["magma_loss"]
         assert entry["loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_two_processes_stream_disjoint_shards_that_cover_the_data(tmp_path):
+    make_image_folder(tmp_path / "images", n_per_class=10)
+    make_image_folder(tmp_path / "validation", n_per_class=2)
+    out, record = tmp_path / "out", tmp_path / "record"
+    record.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    torchrun = Path(sys.executable).with_name("torchrun")
+    command = [str(torchrun), "--standalone", "--nproc_per_node", "2", str(ROOT / "tests" / "streaming_worker.py"),
+               str(record), *base_args(tmp_path / "images", out, validation_dir=tmp_path / "validation",
+                                       streaming="true", max_steps=6, magma_start_step=2, magma_steps=3, save_steps=6,
+                                       per_device_train_batch_size=2, online_probe="false")]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    shards = [json.loads((record / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    every = sorted(str(path) for path in (tmp_path / "images").rglob("*.png"))
+    assert shards[0] and shards[1] and not set(shards[0]) & set(shards[1])  # disjoint
+    assert sorted(shards[0] + shards[1]) == every  # together, every example once
+    logs = [entry for entry in history(out) if "loss" in entry]
+    assert [entry["step"] for entry in logs] == [1, 2, 3, 4, 5, 6]  # the schedule counts optimizer steps
+    assert [entry["magma_weight"] for entry in logs] == [0.0, 0.0, 1.0, 1.0, 1.0, 0.0]
 
 
 # The reproduction recipes add the grid's own options: tests/test_reproduce.py reads them.

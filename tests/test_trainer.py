@@ -187,7 +187,7 @@ def test_magma_gather_matches_the_global_batch():
     torchrun = Path(sys.executable).with_name("torchrun")
     env = {**os.environ, "PYTHONPATH": str(root / "src"), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [str(torchrun), "--nproc_per_node", "2", "--master_port", "29531", str(root / "tests" / "distributed_gather_worker.py")],
+        [str(torchrun), "--standalone", "--nproc_per_node", "2", str(root / "tests" / "distributed_gather_worker.py")],
         env=env, capture_output=True, text=True, timeout=180,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]

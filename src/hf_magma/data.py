@@ -25,6 +25,7 @@ import numpy as np
 import PIL.Image
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict, IterableDataset, IterableDatasetDict
+from datasets.distributed import split_dataset_by_node
 
 logger = logging.getLogger(__name__)
 
@@ -318,7 +319,7 @@ def load_image_datasets(
         rank, world_size = _distributed_rank_and_size()
         splits["train"] = splits["train"].shuffle(seed=seed, buffer_size=data_args.shuffle_buffer_size)
         if world_size > 1:
-            splits["train"] = datasets.distributed.split_dataset_by_node(splits["train"], rank, world_size)
+            splits["train"] = split_dataset_by_node(splits["train"], rank, world_size)
     for name, dataset in splits.items():
         if isinstance(dataset, Dataset) and len(dataset) == 0:
             raise ValueError(f"The {name} split of {source or 'the dataset'} is empty")
