@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 from transformers import TrainingArguments
 
 from hf_magma.cli import MAGMAArgumentParser, setup_logging
 from hf_magma.data import ImageDataArguments
-from hf_magma.evaluation import EvaluationArguments, run_evaluation
+from hf_magma.evaluation import EvaluationArguments, HubPushError, run_evaluation
 
 logger = logging.getLogger("run_eval")
 
@@ -43,4 +44,7 @@ def make_parser() -> MAGMAArgumentParser:
 
 
 if __name__ == "__main__":
-    main(*make_parser().parse_args_and_config())
+    try:
+        main(*make_parser().parse_args_and_config())
+    except HubPushError as error:
+        sys.exit(f"run_eval: {error}")

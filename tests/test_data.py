@@ -216,3 +216,15 @@ def test_the_collator_stops_when_the_data_is_unreadable_as_a_whole():
     collator = ImageCollator(transform)
     for _ in range(10):  # a broken image now and then is skipped, as before
         assert collator([good, good, good, broken])["pixel_values"].shape[0] == 3
+
+
+def test_a_missing_or_empty_train_dir_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"--train_dir .*nowhere does not exist.*folder of images"):
+        load_image_datasets(ImageDataArguments(train_dir=str(tmp_path / "nowhere")))
+    (tmp_path / "empty" / "cat").mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"--train_dir .*empty holds no files"):
+        load_image_datasets(ImageDataArguments(train_dir=str(tmp_path / "empty")))
+    make_image_folder(tmp_path / "images", n_per_class=2)
+    with pytest.raises(FileNotFoundError, match=r"--validation_dir .*missing does not exist"):
+        load_image_datasets(ImageDataArguments(train_dir=str(tmp_path / "images"),
+                                               validation_dir=str(tmp_path / "missing")))

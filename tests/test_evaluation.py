@@ -341,3 +341,21 @@ def test_unreadable_images_are_skipped_and_named_with_their_labels(caplog):
     x, y = extract_features(ViTMAEModel(ViTMAEConfig(**TINY, mask_ratio=0.0)), data, batch_size=3, show_progress=False)
     assert x.shape[0] == 2 and y.tolist() == [0, 3]
     assert "truncated.png" in caplog.text and "corrupt.png" in caplog.text
+
+
+def test_a_local_checkpoint_path_that_does_not_exist_is_named(tmp_path):
+    for path in (str(tmp_path / "run" / "checkpoint-9"), "./outputs/m-mae", "~/no/such/run"):
+        with pytest.raises(FileNotFoundError, match=r"--model_name_or_path .*: no such folder.*Hub model id"):
+            load_encoder(path)
+
+
+def test_test_classes_absent_from_training_are_warned_about(caplog):
+    from hf_magma.evaluation import EvaluationArguments, evaluate_features
+
+    g = torch.Generator().manual_seed(0)
+    train_x, test_x = torch.randn(30, 4, generator=g), torch.randn(10, 4, generator=g)
+    train_y, test_y = torch.arange(30) % 2, torch.tensor([0, 1, 2, 2, 0, 1, 0, 1, 0, 1])
+    args = EvaluationArguments(model_name_or_path="unused", knn_k=3, linear_epochs=0)
+    evaluate_features(train_x, train_y, test_x, test_y, args, show_progress=False)
+    assert "The test split has 2 images of classes [2] that the training split lacks" in caplog.text
+    assert "at most 80.00 %" in caplog.text

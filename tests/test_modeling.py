@@ -273,3 +273,9 @@ def test_return_dict_false_gives_a_tuple_like_the_parent():
     for mine, reference in zip(ours[: len(theirs)], theirs):
         torch.testing.assert_close(mine, reference)
     assert model(pixels, noise=noise).loss.item() == ours[0].item()
+
+
+def test_a_mask_ratio_that_hides_every_patch_is_refused_at_the_start():
+    with pytest.raises(ValueError, match=r"mask_ratio 0.99 keeps int\(16 x 0.01\) = 0 of the 16 patches.*--mask_ratio"):
+        ViTMAEWithMAGMA(tiny_config(mask_ratio=0.99))
+    ViTMAEWithMAGMA(tiny_config(mask_ratio=0.9))  # one patch of 16 stays visible

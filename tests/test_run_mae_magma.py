@@ -346,3 +346,17 @@ def test_an_unchanged_command_resumes_and_says_so_at_the_default_log_level(tmp_p
     run_inprocess(base_args(tmp_path / "images", out, max_steps=3, save_steps=2, magma_start_step=0, magma_steps=4))
     assert f"Resuming from {out / 'checkpoint-2'}" in caplog.text
     assert [e["step"] for e in history(out) if "loss" in e] == [1, 2, 3]
+
+
+def test_yaml_lists_of_reference_layers_are_accepted(tmp_path):
+    config = tmp_path / "recipe.yaml"
+    config.write_text("magma_reference_layers: [0]\nconfig_overrides: " + TINY + "\n")
+    model_args = run_mae_magma.make_parser().parse_args_and_config(["--config", str(config), "--output_dir",
+                                                                    str(tmp_path / "out")])[2]
+    from hf_magma.model_config import load_model_and_image_processor
+
+    model, _ = load_model_and_image_processor(model_args)
+    assert model.config.magma_reference_layers == [0]
+    config.write_text("magma_reference_layers: [0.5]\n")
+    with pytest.raises(ValueError, match=r"`magma_reference_layers` must be block indices.*YAML list"):
+        run_mae_magma.make_parser().parse_args_and_config(["--config", str(config), "--output_dir", str(tmp_path)])

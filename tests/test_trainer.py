@@ -294,3 +294,37 @@ def test_the_probe_state_is_written_before_the_trainer_state(tmp_path, monkeypat
     assert "online_probe.pt" in listed["checkpoint-2"] and "hf_magma_run.json" in listed["checkpoint-2"]
     assert "model.safetensors" in listed["checkpoint-2"]  # the recording itself works
     assert (tmp_path / "checkpoint-2" / "online_probe.pt").is_file()
+
+# ---- messages that name the setting and the fix ----------------------------------------------------------------
+
+
+def test_a_batch_too_small_for_the_magma_term_is_announced_at_the_start(tmp_path, caplog):
+    args = make_args(tmp_path, per_device_train_batch_size=2, max_steps=1, magma_start_step=0, magma_steps=1)
+    trainer = MAGMATrainer(model=tiny_model(), args=args, train_dataset=labelled_dataset(n=8), data_collator=collator())
+    trainer.train()
+    assert "The MAGMA term is built on batches of 2 (--per_device_train_batch_size 2)" in caplog.text
+    assert "Use a batch of at least 3" in caplog.text
+    caplog.clear()
+    args = make_args(tmp_path / "b", per_device_train_batch_size=3, max_steps=1, magma_start_step=0, magma_steps=1)
+    MAGMATrainer(model=tiny_model(), args=args, train_dataset=labelled_dataset(n=8), data_collator=collator()).train()
+    assert "The MAGMA term is built on batches" not in caplog.text
+
+
+def test_drop_last_with_a_batch_larger_than_the_data_is_an_error(tmp_path):
+    args = make_args(tmp_path, per_device_train_batch_size=16, dataloader_drop_last=True, num_train_epochs=1)
+    trainer = MAGMATrainer(model=tiny_model(), args=args, train_dataset=labelled_dataset(n=10), data_collator=collator())
+    with pytest.raises(ValueError, match=r"--dataloader_drop_last .*--per_device_train_batch_size 16.*only 10"
+                                         r".*set --dataloader_drop_last false"):
+        trainer.train()
+    assert not (tmp_path / "model.safetensors").exists()
+
+
+def test_a_damaged_checkpoint_is_named_when_resuming(tmp_path):
+    args = make_args(tmp_path, max_steps=2, save_strategy="steps", save_steps=2)
+    MAGMATrainer(model=tiny_model(), args=args, train_dataset=labelled_dataset(), data_collator=collator()).train()
+    weights = tmp_path / "checkpoint-2" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    args = make_args(tmp_path, max_steps=3, save_strategy="steps", save_steps=2)
+    trainer = MAGMATrainer(model=tiny_model(), args=args, train_dataset=labelled_dataset(), data_collator=collator())
+    with pytest.raises(ValueError, match=r"Cannot read the weights in .*checkpoint-2 .*Move that checkpoint folder"):
+        trainer.train(resume_from_checkpoint=str(tmp_path / "checkpoint-2"))

@@ -236,6 +236,19 @@ def _distributed_rank_and_size() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
+def check_image_dir(option: str, folder: str | None) -> None:
+    """Raise naming ``--option`` unless ``folder`` (if given) is a folder holding at least one file."""
+    if folder is None:
+        return
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(
+            f"--{option} {folder} does not exist or is not a folder: give a folder of images (one subfolder per "
+            "class for labels)"
+        )
+    if not any(files for _, _, files in os.walk(folder)):
+        raise ValueError(f"--{option} {folder} holds no files: put the images there (one subfolder per class)")
+
+
 def load_image_datasets(
     data_args: ImageDataArguments, *, seed: int = 42
 ) -> dict[str, Dataset | IterableDataset]:
@@ -258,6 +271,8 @@ def load_image_datasets(
         )
         source = data_args.dataset_name
     elif data_args.train_dir is not None:
+        for option in ("train_dir", "validation_dir"):
+            check_image_dir(option, getattr(data_args, option))
         data_files = {"train": os.path.join(data_args.train_dir, "**")}
         if data_args.validation_dir is not None:
             data_files["validation"] = os.path.join(data_args.validation_dir, "**")

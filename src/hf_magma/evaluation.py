@@ -89,6 +89,7 @@ def load_encoder(
         raise TypeError(
             f"expected a checkpoint path, a Hub model id or a model, got {type(source).__name__}"
         )
+    check_local_path(source)
     config = AutoConfig.from_pretrained(source, revision=revision, token=token)
     model_type = getattr(config, "model_type", None)
     if model_type == "vit_mae":
@@ -112,6 +113,19 @@ def load_encoder(
             f"{missing[:8]}{' ...' if len(missing) > 8 else ''}"
         )
     return encoder.eval()
+
+
+def check_local_path(source: str | os.PathLike) -> None:
+    """Raise naming ``source`` when it is written as a local path (not a Hub id ``name`` / ``org/name``) that does
+    not exist, instead of the Hub client's complaint about the form of repo ids."""
+    text = os.fspath(source)
+    looks_local = (isinstance(source, os.PathLike) or os.path.isabs(text) or text.startswith((".", "~"))
+                   or text.count("/") > 1 or os.sep != "/" and os.sep in text)
+    if looks_local and not os.path.exists(os.path.expanduser(text)):
+        raise FileNotFoundError(
+            f"--model_name_or_path {text}: no such folder. Give a checkpoint folder that exists (the output_dir of "
+            "a pretraining run, or one of its checkpoint-N folders) or a Hub model id such as org/name."
+        )
 
 
 def _encoder_of(model: nn.Module) -> Encoder:
@@ -692,6 +706,15 @@ def evaluate_features(
     example per class, which can lift a small fraction; that is also logged).
     """
     results: dict[str, float] = {}
+    unseen = sorted(set(test_y.unique().tolist()) - set(train_y.unique().tolist()))
+    if unseen:
+        logger.warning(
+            "The test split has %d images of classes %s that the training split lacks: no classifier trained on "
+            "it can get them right, so every accuracy is at most %.2f %%. Check that both splits use the same "
+            "classes (same class folder names, same label column).",
+            int(torch.isin(test_y, torch.tensor(unseen, dtype=test_y.dtype)).sum()), unseen,
+            100 * float((~torch.isin(test_y, torch.tensor(unseen, dtype=test_y.dtype))).float().mean()),
+        )
     if args.knn_k > 0:
         results["knn_accuracy"] = knn_accuracy(
             train_x, train_y, test_x, test_y, k=args.knn_k, weighting=args.knn_weighting, show_progress=show_progress
@@ -836,6 +859,10 @@ def _minimal_card(directory: Path, model_id: str) -> None:
     card.save(directory / "README.md")
 
 
+class HubPushError(RuntimeError):
+    """A push to the Hub failed after the results were saved locally (the message says where and how to push)."""
+
+
 def record_results_in_card(
     model_name_or_path: str,
     results: dict[str, float],
@@ -867,8 +894,15 @@ def record_results_in_card(
             _minimal_card(card_dir, model_name_or_path)
     add_evaluation_results(card_dir, results, dataset_name=dataset_name, dataset_split=dataset_split)
     if push_to is not None:
-        create_repo(push_to, exist_ok=True, token=token)
-        push_model_card(push_to, card_dir, token=token, commit_message="Add evaluation results")
+        try:
+            create_repo(push_to, exist_ok=True, token=token)
+            push_model_card(push_to, card_dir, token=token, commit_message="Add evaluation results")
+        except Exception as error:  # the Hub's and the network's errors alike
+            raise HubPushError(
+                f"The results are saved locally ({Path(output_dir) / 'eval_results.json'}, and the model card "
+                f"{card_dir / 'README.md'}), but pushing the card to {push_to} failed ({type(error).__name__}: "
+                f"{error}). Push it later with `hf upload {push_to} {card_dir / 'README.md'} README.md`."
+            ) from error
     return card_dir / "README.md"
 
 

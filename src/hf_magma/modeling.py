@@ -58,6 +58,7 @@ def resolve_magma_config(config: ViTMAEConfig) -> ViTMAEConfig:
         )
     if target in refs:
         raise ValueError(f"`magma_reference_layers` {list(refs)} must not contain `magma_target_layer` ({target})")
+    check_visible_patches(config)
     for name in ("magma_weight", "uniformity_weight"):
         value = getattr(config, name, None)
         value = MAGMA_CONFIG_DEFAULTS[name] if value is None else value
@@ -65,6 +66,23 @@ def resolve_magma_config(config: ViTMAEConfig) -> ViTMAEConfig:
     config.magma_reference_layers = [int(r) for r in refs]
     config.magma_target_layer = int(target)
     return config
+
+
+def check_visible_patches(config: ViTMAEConfig) -> None:
+    """Raise naming ``mask_ratio`` when the encoder would see no patch: MAGMA's mean over the visible patch tokens
+    (CLS excluded) needs at least one."""
+    size, patch = config.image_size, config.patch_size
+    sizes = size if isinstance(size, (list, tuple)) else (size, size)
+    patches = patch if isinstance(patch, (list, tuple)) else (patch, patch)
+    num_patches = (sizes[0] // patches[0]) * (sizes[1] // patches[1])
+    ratio = getattr(config, "mask_ratio", 0.0) or 0.0
+    visible = int(num_patches * (1 - ratio))  # as ViTMAE's random masking counts them
+    if visible < 1:
+        raise ValueError(
+            f"mask_ratio {ratio} keeps int({num_patches} x {1 - ratio:.3g}) = {visible} of the {num_patches} patches "
+            "visible, and MAGMA averages the visible patch tokens: lower --mask_ratio (MAE uses 0.75) or use more "
+            "patches (a larger image_size or smaller patch_size)"
+        )
 
 
 def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:

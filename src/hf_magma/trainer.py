@@ -15,6 +15,7 @@ import datasets
 import torch
 import torch.nn.functional as F
 from accelerate.data_loader import prepare_data_loader
+from safetensors import SafetensorError
 from torch import nn
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import EvalLoopOutput
@@ -34,6 +35,8 @@ LOGGED_TERMS = (
     "objective_loss", "invariance_loss", "variance_loss", "covariance_loss",
 )
 ONLINE_PROBE_FILE = "online_probe.pt"
+# The smallest batch on which the MAGMA term is not 0: its kernel bandwidth is the spread of the pairwise distances.
+MAGMA_MIN_BATCH = 3
 
 
 @dataclass
@@ -299,6 +302,13 @@ class MAGMATrainer(HubPushMixin, RunGuardMixin, Trainer):
             length = len(dataloader)
         except TypeError:
             length = None
+        if length == 0:
+            raise ValueError(
+                f"The training data gives no batch: --dataloader_drop_last drops every batch of fewer than "
+                f"--per_device_train_batch_size {self._train_batch_size} examples, and there are only "
+                f"{len(dataset) if hasattr(dataset, '__len__') else 'a few'} (per process). Lower "
+                "--per_device_train_batch_size or set --dataloader_drop_last false."
+            )
         accumulation = self.args.gradient_accumulation_steps
         self.steps_per_epoch = None if length is None else max(math.ceil(length / accumulation), 1)
         self._check_schedule()
@@ -307,6 +317,15 @@ class MAGMATrainer(HubPushMixin, RunGuardMixin, Trainer):
     def _check_schedule(self) -> None:
         if self.args.magma_weight == 0 or self._warned_schedule:
             return
+        batch = self.args.per_device_train_batch_size * (self.args.world_size if self.args.magma_gather else 1)
+        if batch < MAGMA_MIN_BATCH:
+            logger.warning(
+                "The MAGMA term is built on batches of %d (--per_device_train_batch_size %d%s): it needs %d samples "
+                "(two give a single distance, whose spread is 0) and will be 0 at every step. Use a batch of at "
+                "least %d%s.", batch, self.args.per_device_train_batch_size,
+                ", gathered over all processes" if self.args.magma_gather else "", MAGMA_MIN_BATCH, MAGMA_MIN_BATCH,
+                "" if self.args.magma_gather or self.args.world_size == 1 else ", or --magma_gather true",
+            )
         start, end = self.args.magma_window(self.steps_per_epoch)  # raises for streaming without steps
         if self.args.max_steps > 0:
             total = self.args.max_steps
@@ -440,7 +459,14 @@ class MAGMATrainer(HubPushMixin, RunGuardMixin, Trainer):
         weights. `from_pretrained` applies the key conversion; the copy is then loaded strictly.
         """
         target = self.accelerator.unwrap_model(model if model is not None else self.model)
-        loaded = type(target).from_pretrained(checkpoint, config=copy.deepcopy(target.config))
+        try:
+            loaded = type(target).from_pretrained(checkpoint, config=copy.deepcopy(target.config))
+        except (SafetensorError, OSError) as error:
+            raise ValueError(
+                f"Cannot read the weights in {checkpoint} ({type(error).__name__}: {error}): the file is damaged, e.g. "
+                "by a run killed while saving. Move that checkpoint folder away to resume from the one before, or "
+                "pass --resume_from_checkpoint with another checkpoint."
+            ) from error
         target.load_state_dict(loaded.state_dict(), strict=True)
 
     def _load_best_model(self) -> None:
