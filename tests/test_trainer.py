@@ -328,3 +328,15 @@ def test_a_damaged_checkpoint_is_named_when_resuming(tmp_path):
     trainer = MAGMATrainer(model=tiny_model(), args=args, train_dataset=labelled_dataset(), data_collator=collator())
     with pytest.raises(ValueError, match=r"Cannot read the weights in .*checkpoint-2 .*Move that checkpoint folder"):
         trainer.train(resume_from_checkpoint=str(tmp_path / "checkpoint-2"))
+
+
+def test_resuming_a_checkpoint_of_the_last_step_trains_no_extra_step(tmp_path, caplog):
+    # 48 examples / 8 = 6 steps per epoch; max_steps 8 ends in the middle of the second epoch. The Trainer used to
+    # restart that epoch and stop only after step 9.
+    args = make_args(tmp_path, max_steps=8, save_strategy="steps", save_steps=8, logging_steps=1)
+    MAGMATrainer(model=tiny_model(), args=args, train_dataset=labelled_dataset(), data_collator=collator()).train()
+    trainer = MAGMATrainer(model=tiny_model(), args=args, train_dataset=labelled_dataset(), data_collator=collator())
+    trainer.train(resume_from_checkpoint=str(tmp_path / "checkpoint-8"))
+    assert trainer.state.global_step == 8
+    assert [entry["step"] for entry in trainer.state.log_history if "loss" in entry] == list(range(1, 9))
+    assert "checkpoint-8 is at step 8 of 8: training is complete" in caplog.text
