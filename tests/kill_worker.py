@@ -21,8 +21,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from hf_magma.cli.pretraining import prepare_run, pretrain
 from hf_magma.model_config import load_model_and_image_processor
-from hf_magma.pretraining import prepare_run, pretrain
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "run_mae_magma.py"
 

@@ -20,6 +20,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from .trainer_state import last_checkpoint
+
 logger = logging.getLogger(__name__)
 
 RUN_MARKER = "hf_magma_run.json"
@@ -191,8 +193,6 @@ class RunGuardMixin:
         args = self.args
         marker = check_output_dir(args.output_dir)  # on every process, before any of them writes
         if resume_from_checkpoint is True:
-            from .trainer import last_checkpoint  # noqa: PLC0415 (the trainer module imports this one)
-
             resume_from_checkpoint = last_checkpoint(args.output_dir)
             if resume_from_checkpoint is None:
                 raise ValueError(f"No complete checkpoint to resume from in --output_dir {args.output_dir}")
