@@ -6,9 +6,15 @@ The program is `hf_magma.commands.run_eval`, also installed as the `hf-magma-eva
 lists examples and options.
 """
 
+import sys
+
 from hf_magma.commands.run_eval import main, make_parser
+from hf_magma.evaluation import HubPushError
 
 __all__ = ["main", "make_parser"]
 
 if __name__ == "__main__":
-    main(*make_parser().parse_args_and_config())
+    try:
+        main(*make_parser().parse_args_and_config())
+    except HubPushError as error:
+        sys.exit(f"run_eval: {error}")

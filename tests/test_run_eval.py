@@ -177,3 +177,15 @@ def test_run_eval_on_a_hub_checkpoint(run_eval, checkpoint, image_dirs, tmp_path
     pushed = ModelCard(hub_server.files("someone/hub-m-mae")["README.md"].decode())
     for card in (local, pushed):
         assert {r.metric_name: r.metric_value for r in card.data.eval_results} == pytest.approx(results)
+
+
+def test_a_failed_push_says_the_results_are_saved_and_how_to_push_later(run_eval, checkpoint, image_dirs, tmp_path,
+                                                                         hub_server):
+    from hf_magma.evaluation import HubPushError
+
+    args = base_args(checkpoint, image_dirs, tmp_path / "eval") + ["--linear_epochs", "2", "--linear_milestones", "1"]
+    hub_server.stop()
+    with pytest.raises(HubPushError, match=r"(?s)results are saved locally .*eval_results.json.*pushing the card to "
+                                           r"someone/down failed.*hf upload someone/down"):
+        run(run_eval, args + ["--push_to_hub", "--hub_model_id", "someone/down"])
+    assert (tmp_path / "eval" / "eval_results.json").is_file()

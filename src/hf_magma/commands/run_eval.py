@@ -15,6 +15,8 @@ Examples:
 
 from __future__ import annotations
 
+import sys
+
 from ..cli import evaluation as command
 from ..cli.parser import MAGMAArgumentParser
 
@@ -27,4 +29,9 @@ def make_parser() -> MAGMAArgumentParser:
 
 def entry_point() -> None:
     """The `hf-magma-eval` console command."""
-    main(*make_parser().parse_args_and_config())
+    from ..evaluation import HubPushError
+
+    try:
+        main(*make_parser().parse_args_and_config())
+    except HubPushError as error:
+        sys.exit(f"hf-magma-eval: {error}")
