@@ -12,42 +12,26 @@ from types import ModuleType
 import numpy as np
 import PIL.Image
 import pytest
-from transformers import ViTConfig, ViTMAEConfig
 
 sys.path.insert(0, os.path.dirname(__file__))
 
 from hub_server import HubServer  # noqa: E402
+from utils import TINY_DECODER, TINY_VIT, tiny_vit_config, tiny_vit_mae_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-
-#: A two-block ViT on 16x16 images in 4x4 patches: small enough for any test on a CPU.
-TINY_VIT = dict(
-    hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=16, patch_size=4
-)
-#: The matching one-block MAE decoder.
-TINY_DECODER = dict(
-    decoder_hidden_size=32, decoder_num_hidden_layers=1, decoder_num_attention_heads=2, decoder_intermediate_size=64
-)
-
 
 @pytest.fixture(scope="session")
 def vit_mae_config():
     """A factory of tiny `ViTMAEConfig`s: ``vit_mae_config(num_hidden_layers=3, ...)`` overrides `TINY_VIT`."""
 
-    def make(**overrides) -> ViTMAEConfig:
-        return ViTMAEConfig(**{**TINY_VIT, **TINY_DECODER, **overrides})
-
-    return make
+    return tiny_vit_mae_config
 
 
 @pytest.fixture(scope="session")
 def vit_config():
     """A factory of tiny `ViTConfig`s (`TINY_VIT` with overrides)."""
 
-    def make(**overrides) -> ViTConfig:
-        return ViTConfig(**{**TINY_VIT, **overrides})
-
-    return make
+    return tiny_vit_config
 
 
 @pytest.fixture(scope="session")
@@ -147,18 +131,3 @@ def hide_packages():
     """``hide_packages(*names)``: Python source that, run first in a fresh interpreter, makes those top-level
     packages look uninstalled (for subprocess tests of optional dependencies)."""
     return lambda *names: HIDE_PACKAGES.format(hidden=set(names))
-
-
-@pytest.fixture
-def tiny_mae_config():
-    """``tiny_mae_config(**overrides)``: a ViT-MAE config of 2 blocks x 32 wide on 16 px images in 4 px patches
-    (16 patches) with a 1-block, 16-wide decoder."""
-    from transformers import ViTMAEConfig
-
-    def make(**overrides):
-        settings = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                        image_size=16, patch_size=4, decoder_hidden_size=16, decoder_num_hidden_layers=1,
-                        decoder_num_attention_heads=2, decoder_intermediate_size=32)
-        return ViTMAEConfig(**{**settings, **overrides})
-
-    return make

@@ -8,10 +8,9 @@ import torch.distributed as dist
 from transformers import ViTMAEConfig
 
 from hf_magma.modeling import ViTMAEWithMAGMA
+from utils import TINY_DECODER, TINY_VIT
 
-TINY = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64, image_size=16,
-            patch_size=4, decoder_hidden_size=32, decoder_num_hidden_layers=1, decoder_num_attention_heads=2,
-            decoder_intermediate_size=64, uniformity_weight=0.5)
+TINY = {**TINY_VIT, **TINY_DECODER, "num_hidden_layers": 3, "uniformity_weight": 0.5}
 
 
 def main() -> int:

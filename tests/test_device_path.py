@@ -17,12 +17,10 @@ from hf_magma.in_memory import InMemoryCollator, InMemoryImageDataset, decode_in
 from hf_magma.modeling import ViTMAEWithMAGMA
 from hf_magma.in_memory import device_batch_transforms
 from hf_magma.trainer import MAGMATrainer, MAGMATrainingArguments
+from utils import TINY_DECODER, TINY_VIT
 
 PACKAGE = str(Path(hf_magma.__file__).resolve().parent)
-TINY = dict(
-    hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64, image_size=16, patch_size=4,
-    decoder_hidden_size=32, decoder_num_hidden_layers=1, decoder_num_attention_heads=2, decoder_intermediate_size=64,
-)
+TINY = {**TINY_VIT, **TINY_DECODER, "num_hidden_layers": 3}
 CROP = {"scale": (0.2, 1.0), "ratio": (3 / 4, 4 / 3), "hflip": 0.5, "random_crop": True}
 
 

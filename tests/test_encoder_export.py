@@ -136,8 +136,8 @@ def test_checkpoint_features_through_pipeline_and_automodel_equal_run_eval(hub_s
         torch.testing.assert_close(vit(pixel_values=pixels).last_hidden_state, reference.last_hidden_state)
 
 
-def test_continuing_pretraining_from_the_checkpoint_still_masks(tmp_path, tiny_mae_config):
-    config = tiny_mae_config()
+def test_continuing_pretraining_from_the_checkpoint_still_masks(tmp_path, vit_mae_config):
+    config = vit_mae_config()
     model = ViTMAEWithMAGMA(config)
     model.save_pretrained(tmp_path)
     save_encoder(model.config, model.state_dict(), tmp_path)

@@ -22,16 +22,9 @@ from hf_magma.evaluation import (
     sample_label_fraction,
     top1_accuracy,
 )
+from utils import TINY_DECODER, TINY_VIT
 
-TINY = dict(
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    intermediate_size=64,
-    image_size=16,
-    patch_size=4,
-)
-TINY_DECODER = dict(decoder_hidden_size=32, decoder_num_hidden_layers=1, decoder_num_attention_heads=2, decoder_intermediate_size=64)
+TINY = TINY_VIT
 
 
 def tiny_magma(**overrides) -> ViTMAEWithMAGMA:

@@ -26,8 +26,8 @@ def test_forward_has_the_parents_parameters_and_annotations():
     assert issubclass(our_hints["return"], parent_hints["return"])
 
 
-def test_output_attentions_through_the_typed_kwargs(tiny_mae_config):
-    config = tiny_mae_config(attn_implementation="eager")
+def test_output_attentions_through_the_typed_kwargs(vit_mae_config):
+    config = vit_mae_config(attn_implementation="eager")
     assert "output_attentions" in TransformersKwargs.__annotations__
     outputs = ViTMAEWithMAGMA(config)(torch.randn(2, 3, 16, 16), output_attentions=True)
     assert outputs.attentions is not None and len(outputs.attentions) == 2

@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 from transformers import Trainer, TrainerCallback, TrainingArguments, ViTImageProcessor, ViTMAEConfig
 
 from hf_magma import HubPushMixin, ViTMAEWithMAGMA
+from utils import tiny_vit_mae_config
 
 TOKEN_ENV = "HF_TOKEN"
 
@@ -38,11 +39,7 @@ class RandomImages(torch.utils.data.Dataset):
 
 
 def tiny_config() -> ViTMAEConfig:
-    return ViTMAEConfig(
-        image_size=16, patch_size=4, num_channels=3, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
-        intermediate_size=64, decoder_hidden_size=32, decoder_num_hidden_layers=1, decoder_num_attention_heads=2,
-        decoder_intermediate_size=64, mask_ratio=0.5, magma_weight=1.0,
-    )  # fmt: skip
+    return tiny_vit_mae_config(num_hidden_layers=3, mask_ratio=0.5, magma_weight=1.0)
 
 
 def make_trainer(

@@ -11,25 +11,11 @@ from safetensors.torch import load_file
 from transformers import ViTMAEConfig, ViTMAEForPreTraining
 
 from hf_magma import ViTMAEWithMAGMA, magma_loss, uniformity_loss
+from utils import tiny_vit_mae_config
 
 
 def tiny_config(**kwargs) -> ViTMAEConfig:
-    settings = dict(
-        image_size=16,
-        patch_size=4,
-        num_channels=3,
-        hidden_size=32,
-        num_hidden_layers=4,
-        num_attention_heads=2,
-        intermediate_size=64,
-        decoder_hidden_size=32,
-        decoder_num_hidden_layers=1,
-        decoder_num_attention_heads=2,
-        decoder_intermediate_size=64,
-        mask_ratio=0.75,
-    )
-    settings.update(kwargs)
-    return ViTMAEConfig(**settings)
+    return tiny_vit_mae_config(**{"num_hidden_layers": 4, "mask_ratio": 0.75, **kwargs})
 
 
 def inputs(batch: int = 8, seed: int = 0):

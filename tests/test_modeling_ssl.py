@@ -10,21 +10,11 @@ from safetensors.torch import load_file
 from transformers import ViTConfig
 
 from hf_magma import MAGMARegularizer, ViTForSSL, magma_loss, nt_xent_loss, vicreg_loss
+from utils import tiny_vit_config
 
 
 def tiny_config(**kwargs) -> ViTConfig:
-    settings = dict(
-        image_size=16,
-        patch_size=4,
-        hidden_size=32,
-        num_hidden_layers=3,
-        num_attention_heads=2,
-        intermediate_size=64,
-        projector_hidden_size=64,
-        projector_output_size=32,
-    )
-    settings.update(kwargs)
-    return ViTConfig(**settings)
+    return tiny_vit_config(**{"num_hidden_layers": 3, "projector_hidden_size": 64, "projector_output_size": 32, **kwargs})
 
 
 def views(batch: int = 8, seed: int = 0):

@@ -14,11 +14,9 @@ from transformers import ViTMAEConfig
 from hf_magma.data import ImageCollator, ImageTransform
 from hf_magma.modeling import ViTMAEWithMAGMA, all_gather_with_grad
 from hf_magma.trainer import MAGMATrainer, MAGMATrainingArguments, last_checkpoint
+from utils import TINY_DECODER, TINY_VIT
 
-TINY = dict(
-    hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64, image_size=16, patch_size=4,
-    decoder_hidden_size=32, decoder_num_hidden_layers=1, decoder_num_attention_heads=2, decoder_intermediate_size=64,
-)
+TINY = {**TINY_VIT, **TINY_DECODER, "num_hidden_layers": 3}
 
 
 def tiny_model(seed=0):

@@ -14,27 +14,14 @@ from transformers import ViTConfig, ViTMAEConfig, ViTModel
 import hf_magma
 from hf_magma import MAGMATrainer, MAGMATrainingArguments, ViTMAEWithMAGMA
 from hf_magma import visualize as viz
+from utils import tiny_vit_mae_config
 
 pytest.importorskip("matplotlib")
 
 
 def tiny_config(**overrides) -> ViTMAEConfig:
-    settings = dict(
-        image_size=32,
-        patch_size=4,
-        num_channels=3,
-        hidden_size=32,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        intermediate_size=64,
-        decoder_hidden_size=32,
-        decoder_num_hidden_layers=1,
-        decoder_num_attention_heads=4,
-        decoder_intermediate_size=64,
-        mask_ratio=0.75,
-    )
-    settings.update(overrides)
-    return ViTMAEConfig(**settings)
+    settings = dict(image_size=32, num_hidden_layers=3, num_attention_heads=4, decoder_num_attention_heads=4, mask_ratio=0.75)
+    return tiny_vit_mae_config(**{**settings, **overrides})
 
 
 def tiny_model(seed: int, **overrides) -> ViTMAEWithMAGMA:
