@@ -594,8 +594,15 @@ def sample_label_fraction(labels: torch.Tensor, fraction: float, seed: int = 0) 
 class EvaluationArguments:
     """What to evaluate and how (parsed by ``HfArgumentParser``); defaults are the paper's protocol."""
 
-    model_name_or_path: str = field(
-        metadata={"help": "A checkpoint folder or Hub model id: ours, a plain ViT-MAE, or a ViT."}
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "A checkpoint folder or Hub model id: ours, a plain ViT-MAE, or a ViT. With --pixels: "
+                  "optional, the image processor whose mean/std normalise the pixels."},
+    )
+    pixels: bool = field(
+        default=False,
+        metadata={"help": "Score the normalised pixels instead of an encoder's features (the model-free floor): "
+                  "same splits, k-NN and linear probe."},
     )
     revision: str | None = field(default=None, metadata={"help": "The Hub revision of the checkpoint."})
     pooling: str = field(
@@ -640,6 +647,11 @@ class EvaluationArguments:
     )
 
     def __post_init__(self) -> None:
+        if self.model_name_or_path is None and not self.pixels:
+            raise ValueError("--model_name_or_path is required (a checkpoint to evaluate), unless --pixels scores "
+                             "the raw pixels")
+        if self.pixels and (self.finetune or self.figures):
+            raise ValueError("--pixels scores the pixels with k-NN and the linear probe only; drop --finetune/--figures")
         if self.pooling not in POOLINGS:
             raise ValueError(f"--pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if self.knn_weighting not in KNN_WEIGHTINGS:
@@ -853,6 +865,34 @@ def format_results_table(results: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+def load_evaluation_splits(
+    eval_args: EvaluationArguments, data_args: ImageDataArguments, *, seed: int
+) -> tuple[Any, Any, str, str, str]:
+    """The labelled train split and the split scored on (``--test_split``, else ``test``, else ``validation``).
+
+    Returns:
+        ``(train, test, test_split_name, image_column, label_column)``; a missing split or label column raises
+        ``ValueError`` naming the fix.
+    """
+    splits = load_image_datasets(data_args, seed=seed)
+    test_name = eval_args.test_split or ("test" if "test" in splits else "validation")
+    if test_name not in splits:
+        raise ValueError(f"no {test_name!r} split to evaluate on; the data has {sorted(splits)}")
+    train, test = splits["train"], splits[test_name]
+    image_column = data_args.image_column_name or find_image_column(train)
+    label_column = data_args.label_column_name or find_label_column(train)
+    if label_column is None:
+        raise ValueError(
+            f"the dataset has no label column (columns: {train.column_names}): evaluation needs class labels; "
+            "pass --label_column_name if they have an unusual name"
+        )
+    for name, split in (("train", train), (test_name, test)):
+        if split.features is not None and label_column not in split.features:
+            raise ValueError(f"the {name} split has no label column {label_column!r}")
+        check_label_feature(split.features, label_column)
+    return train, test, test_name, image_column, label_column
+
+
 def run_evaluation(
     eval_args: EvaluationArguments, data_args: ImageDataArguments, training_args: TrainingArguments
 ) -> dict[str, float]:
@@ -876,22 +916,9 @@ def run_evaluation(
 
     # Features are extracted on the run's device (a GPU when there is one); k-NN and the probe run on the CPU.
     encoder = load_encoder(model_id, revision=eval_args.revision).to(training_args.device)
-    splits = load_image_datasets(data_args, seed=training_args.seed)
-    test_name = eval_args.test_split or ("test" if "test" in splits else "validation")
-    if test_name not in splits:
-        raise ValueError(f"no {test_name!r} split to evaluate on; the data has {sorted(splits)}")
-    train, test = splits["train"], splits[test_name]
-    image_column = data_args.image_column_name or find_image_column(train)
-    label_column = data_args.label_column_name or find_label_column(train)
-    if label_column is None:
-        raise ValueError(
-            f"the dataset has no label column (columns: {train.column_names}): evaluation needs class labels; "
-            "pass --label_column_name if they have an unusual name"
-        )
-    for name, split in (("train", train), (test_name, test)):
-        if split.features is not None and label_column not in split.features:
-            raise ValueError(f"the {name} split has no label column {label_column!r}")
-        check_label_feature(split.features, label_column)
+    train, test, test_name, image_column, label_column = load_evaluation_splits(
+        eval_args, data_args, seed=training_args.seed
+    )
     processor = load_image_processor(model_id, encoder.config.image_size, revision=eval_args.revision)
     train_transform, eval_transform = (
         ImageTransform.from_image_processor(processor, train=train, num_channels=encoder.config.num_channels)
