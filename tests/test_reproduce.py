@@ -109,3 +109,24 @@ def test_reproduction_recipes_parse(recipe, tmp_path):
     )
     assert training_args.magma_weight > 0 and training_args.uniformity_weight > 0  # the methods switch them off
     assert reproduce_args.seeds and reproduce_args.methods
+
+
+def test_processes_give_the_serial_cells_and_the_pixel_row(tmp_path):
+    make_image_folder(tmp_path / "images", n_per_class=16)
+    serial = run(grid_args(tmp_path, results_dir=tmp_path / "serial", output_dir=tmp_path / "out1",
+                           num_threads=1))
+    parallel_args = grid_args(tmp_path, results_dir=tmp_path / "parallel", output_dir=tmp_path / "out2",
+                              num_threads=1, processes=2)
+    parallel = run([*parallel_args, "--pixels", "true", "--label_fractions", "0.5", "1"])
+    assert list(parallel) == [("mae", 0), ("m-mae", 0)]
+    for key in serial:
+        # Same seeds, one thread each: the cells trained in their own processes match the serial ones.
+        assert parallel[key]["training_curve"] == serial[key]["training_curve"]
+        assert set(parallel[key]["results"]) == {"knn_accuracy", "linear_accuracy", "linear_accuracy_50pct"}
+    pixels = json.loads((tmp_path / "parallel" / "pixels.json").read_text())
+    # The encoders' input size (16), three channels: the first image is RGB.
+    assert pixels["feature_dim"] == 16 * 16 * 3 and pixels["command"] == "test" and pixels["eval_seconds"] >= 0
+    assert set(pixels["results"]) == {"knn_accuracy", "linear_accuracy", "linear_accuracy_50pct"}
+    summary = (tmp_path / "parallel" / "summary.md").read_text()
+    assert "| pixels (no model, 768 values) | - | - |" in summary and "50% labels" in summary
+    assert "pixels" not in (tmp_path / "serial" / "summary.md").read_text()
