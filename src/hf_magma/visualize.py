@@ -946,11 +946,15 @@ def write_figures(
             if feature is not None and hasattr(feature, "names"):
                 class_names = feature.names
             path = output_dir / FIGURES["pacmap"][0]
-            plot_pacmap(
+            panels = plot_pacmap(
                 features, path, num_classes=num_classes, seed=seed, max_samples_per_class=None,
                 linear_accuracy=linear_accuracy, class_names=class_names,
                 davies_bouldin_space=davies_bouldin_space, dpi=dpi,
             )
+            # The panels' scores beside the figure, for tables (`hf_magma.comparison`).
+            scores = {p.name: {"davies_bouldin": p.davies_bouldin, "davies_bouldin_space": davies_bouldin_space,
+                               "num_points": int(len(p.labels))} for p in panels}
+            path.with_suffix(".json").write_text(json.dumps(scores, indent=2) + "\n")
             written["pacmap"] = path
     return {f: written[f] for f in FIGURES if f in written}
 
