@@ -177,7 +177,7 @@ def test_fashion_mnist_folder_from_the_environment(tmp_path):
         _write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
         _write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) + 4)
     code = ("from hf_magma.data import ImageDataArguments, load_image_datasets; "
-            "s = load_image_datasets(ImageDataArguments()); print(len(s['train']), len(s['test']), s['test']['label'])")
+            "s = load_image_datasets(ImageDataArguments()); print(len(s['train']), len(s['test']), list(s['test']['label']))")
     env = {**os.environ, "HF_MAGMA_FASHION_MNIST_DIR": str(tmp_path)}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "3 2 [4, 5]"
