@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from hf_magma.comparison import comparison_table
+from hf_magma.cli.comparison import comparison_table
 
 
 def main(argv: list[str] | None = None) -> str:

@@ -16,35 +16,14 @@ Examples:
 
 from __future__ import annotations
 
-import argparse
-import shlex
-import sys
+from hf_magma.cli import reproduce as command
+from hf_magma.cli.parser import MAGMAArgumentParser
 
-from hf_magma.cli import MAGMAArgumentParser
-from hf_magma.data import ImageDataArguments
-from hf_magma.model_config import MAGMAModelArguments
-from hf_magma.reproduce import ReproduceArguments, run_grid
-from hf_magma.trainer import MAGMATrainingArguments
-
-
-def main(
-    reproduce_args: ReproduceArguments,
-    data_args: ImageDataArguments,
-    training_args: MAGMATrainingArguments,
-    model_args: MAGMAModelArguments,
-    command: str | None = None,
-) -> dict:
-    """Run the selected cells that are not done yet and rewrite the summary; returns the cells' records."""
-    command = command or shlex.join(["python", "scripts/reproduce.py", *sys.argv[1:]])
-    return run_grid(reproduce_args, data_args, training_args, model_args, command=command)
+main = command.main
 
 
 def make_parser() -> MAGMAArgumentParser:
-    return MAGMAArgumentParser(
-        (ReproduceArguments, ImageDataArguments, MAGMATrainingArguments, MAGMAModelArguments),
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    return command.make_parser(__doc__)
 
 
 if __name__ == "__main__":

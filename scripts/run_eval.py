@@ -17,35 +17,14 @@ Examples:
 
 from __future__ import annotations
 
-import argparse
-import logging
+from hf_magma.cli import evaluation as command
+from hf_magma.cli.parser import MAGMAArgumentParser
 
-from transformers import TrainingArguments
-
-from hf_magma.cli import MAGMAArgumentParser, setup_logging
-from hf_magma.data import ImageDataArguments
-from hf_magma.evaluation import EvaluationArguments, run_evaluation
-from hf_magma.pixel_floor import run_pixel_evaluation
-
-logger = logging.getLogger("run_eval")
-
-
-def main(
-    script_args: EvaluationArguments, data_args: ImageDataArguments, training_args: TrainingArguments
-) -> dict[str, float]:
-    """Evaluate, write ``eval_results.json`` and the model card, print a table; returns the results."""
-    setup_logging("run_eval", training_args.get_process_log_level())
-    if script_args.pixels:
-        return run_pixel_evaluation(script_args, data_args, training_args)["results"]
-    return run_evaluation(script_args, data_args, training_args)
+main = command.main
 
 
 def make_parser() -> MAGMAArgumentParser:
-    return MAGMAArgumentParser(
-        (EvaluationArguments, ImageDataArguments, TrainingArguments),
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    return command.make_parser(__doc__)
 
 
 if __name__ == "__main__":

@@ -20,33 +20,14 @@ A run resumes automatically from the last checkpoint in --output_dir (or from --
 
 from __future__ import annotations
 
-import argparse
+from hf_magma.cli import pretraining as command
+from hf_magma.cli.parser import MAGMAArgumentParser
 
-from hf_magma.cli import MAGMAArgumentParser
-from hf_magma.data import ImageDataArguments
-from hf_magma.model_config import SSLModelArguments, load_ssl_model_and_image_processor
-from hf_magma.pretraining import prepare_run, pretrain
-from hf_magma.trainer import MAGMATrainingArguments
-
-
-def main(
-    script_args: ImageDataArguments, training_args: MAGMATrainingArguments, model_args: SSLModelArguments
-) -> dict[str, float]:
-    """Pretrain, save (weights, config, image processor, model card), evaluate; returns the final metrics."""
-    resume = prepare_run(script_args, training_args, "run_ssl_magma")
-    model, image_processor = load_ssl_model_and_image_processor(model_args)
-    return pretrain(
-        script_args, training_args, model, image_processor, resume=resume, base_model=model_args.model_name_or_path,
-        two_view_augmentation={}, tags=(model_args.objective, "magma"),
-    )
+main = command.main_ssl
 
 
 def make_parser() -> MAGMAArgumentParser:
-    return MAGMAArgumentParser(
-        (ImageDataArguments, MAGMATrainingArguments, SSLModelArguments),
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    return command.make_parser(__doc__, ssl=True)
 
 
 if __name__ == "__main__":

@@ -14,59 +14,14 @@ Examples:
 
 from __future__ import annotations
 
-import argparse
-import logging
-import sys
+from hf_magma.cli import visualize as command
+from hf_magma.cli.parser import MAGMAArgumentParser
 
-from hf_magma.cli import MAGMAArgumentParser
-from hf_magma.data import ImageDataArguments, load_image_datasets
-from hf_magma.visualize import FIGURES, VisualizationArguments, parse_figures, write_figures
-
-logger = logging.getLogger("visualize")
-
-
-def main(script_args: VisualizationArguments, data_args: ImageDataArguments) -> dict[str, str]:
-    """Write the figures into ``--output_dir``; returns ``{figure: path}``."""
-    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%H:%M:%S",
-                        handlers=[logging.StreamHandler(sys.stdout)], level=logging.INFO)
-    names = script_args.checkpoint_names()
-    figures = parse_figures(script_args.figures)
-    dataset = None
-    if figures is None or set(figures) - {"curves"}:
-        splits = load_image_datasets(data_args, seed=script_args.seed)
-        if script_args.split not in splits:
-            raise ValueError(f"The dataset has no {script_args.split!r} split; it has {sorted(splits)}")
-        dataset = splits[script_args.split]
-    written = write_figures(
-        dict(zip(names, script_args.model_name_or_path)),
-        script_args.output_dir,
-        figures=figures,
-        dataset=dataset,
-        image_column=data_args.image_column_name,
-        label_column=data_args.label_column_name,
-        runs=dict(zip(names, script_args.runs)) if script_args.runs else None,
-        linear_accuracy=dict(zip(names, script_args.linear_accuracy)) if script_args.linear_accuracy else None,
-        num_classes=script_args.num_classes,
-        max_samples_per_class=script_args.max_samples_per_class,
-        image_indices=script_args.image_indices,
-        num_images=script_args.num_images,
-        pooling=script_args.pooling,
-        batch_size=script_args.batch_size,
-        davies_bouldin_space=script_args.davies_bouldin_space,
-        seed=script_args.seed,
-        dpi=script_args.dpi,
-    )
-    for figure, path in written.items():
-        logger.info("%s: %s (%s)", figure, path, FIGURES[figure][1])
-    return {figure: str(path) for figure, path in written.items()}
+main = command.main
 
 
 def make_parser() -> MAGMAArgumentParser:
-    return MAGMAArgumentParser(
-        (VisualizationArguments, ImageDataArguments),
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    return command.make_parser(__doc__)
 
 
 if __name__ == "__main__":

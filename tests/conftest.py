@@ -1,15 +1,105 @@
-"""Shared fixtures."""
+"""Shared fixtures: tiny ViT-MAE / ViT configs, an image-folder factory, a loader of the scripts and examples, and
+the localhost Hub server."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
+from pathlib import Path
+from types import ModuleType
 
+import numpy as np
+import PIL.Image
 import pytest
+from transformers import ViTConfig, ViTMAEConfig
 
 sys.path.insert(0, os.path.dirname(__file__))
 
 from hub_server import HubServer  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: A two-block ViT on 16x16 images in 4x4 patches: small enough for any test on a CPU.
+TINY_VIT = dict(
+    hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=16, patch_size=4
+)
+#: The matching one-block MAE decoder.
+TINY_DECODER = dict(
+    decoder_hidden_size=32, decoder_num_hidden_layers=1, decoder_num_attention_heads=2, decoder_intermediate_size=64
+)
+
+
+@pytest.fixture(scope="session")
+def vit_mae_config():
+    """A factory of tiny `ViTMAEConfig`s: ``vit_mae_config(num_hidden_layers=3, ...)`` overrides `TINY_VIT`."""
+
+    def make(**overrides) -> ViTMAEConfig:
+        return ViTMAEConfig(**{**TINY_VIT, **TINY_DECODER, **overrides})
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def vit_config():
+    """A factory of tiny `ViTConfig`s (`TINY_VIT` with overrides)."""
+
+    def make(**overrides) -> ViTConfig:
+        return ViTConfig(**{**TINY_VIT, **overrides})
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def config_overrides():
+    """``--config_overrides`` text of the tiny ViT-MAE (with ``decoder=False``: of the tiny ViT), plus overrides."""
+
+    def make(decoder: bool = True, **overrides) -> str:
+        values = {**TINY_VIT, **(TINY_DECODER if decoder else {}), **overrides}
+        return ",".join(f"{key}={value}" for key, value in values.items())
+
+    return make
+
+
+def _make_image_folder(root, n_per_class=6, size=20, modes=("RGB", "L", "RGBA", "P"), corrupt=0):
+    """Write a tiny two-class image folder with mixed colour modes (and optionally corrupt files)."""
+    rng = np.random.default_rng(0)
+    for label in ("cat", "dog"):
+        folder = root / label
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(n_per_class):
+            array = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+            image = PIL.Image.fromarray(array).convert(modes[i % len(modes)])
+            image.save(folder / f"{label}_{i}.png")
+        for i in range(corrupt):
+            (folder / f"broken_{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def make_image_folder():
+    """``make_image_folder(root, n_per_class=6, size=20, modes=..., corrupt=0)``: a two-class image folder."""
+    return _make_image_folder
+
+
+_SCRIPTS: dict[Path, ModuleType] = {}
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """``load_script("scripts/run_eval.py")``: a script or example (path relative to the repository) as a module,
+    loaded once per session without running its ``__main__`` block."""
+
+    def load(path: str | os.PathLike) -> ModuleType:
+        path = (ROOT / path).resolve()
+        if path not in _SCRIPTS:
+            spec = importlib.util.spec_from_file_location(f"script_{path.stem}", path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            _SCRIPTS[path] = module
+        return _SCRIPTS[path]
+
+    return load
 
 
 @pytest.fixture(scope="session")

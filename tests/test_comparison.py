@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from hf_magma.comparison import comparison_rows, comparison_table
+from hf_magma.cli.comparison import comparison_rows, comparison_table
 
 
 def write_cell(folder, method, seed, linear, knn):

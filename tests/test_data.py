@@ -25,21 +25,6 @@ from hf_magma.data import (
 )
 
 
-def make_image_folder(root, n_per_class=6, size=20, modes=("RGB", "L", "RGBA", "P"), corrupt=0):
-    """Write a tiny two-class image folder with mixed colour modes (and optionally corrupt files)."""
-    rng = np.random.default_rng(0)
-    for label in ("cat", "dog"):
-        folder = root / label
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in range(n_per_class):
-            array = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-            image = PIL.Image.fromarray(array).convert(modes[i % len(modes)])
-            image.save(folder / f"{label}_{i}.png")
-        for i in range(corrupt):
-            (folder / f"broken_{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
-    return root
-
-
 @pytest.mark.skipif(not (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").exists(), reason="offline copy absent")
 def test_fashion_mnist_default(caplog):
     splits = load_image_datasets(ImageDataArguments())
@@ -56,7 +41,7 @@ def test_fashion_mnist_missing_files_message(tmp_path):
         load_fashion_mnist(tmp_path)
 
 
-def test_image_folder_validation_split_and_columns(tmp_path):
+def test_image_folder_validation_split_and_columns(make_image_folder, tmp_path):
     make_image_folder(tmp_path / "train", n_per_class=10)
     args = ImageDataArguments(train_dir=str(tmp_path / "train"), validation_split_percentage=20)
     splits = load_image_datasets(args, seed=0)
@@ -129,7 +114,7 @@ def test_train_augmentation_is_random_and_flips():
     assert (slopes > 0).any() and (slopes < 0).any()
 
 
-def test_collator_skips_counts_and_names_corrupt_images(tmp_path, caplog):
+def test_collator_skips_counts_and_names_corrupt_images(make_image_folder, tmp_path, caplog):
     make_image_folder(tmp_path / "train", n_per_class=3, corrupt=1)
     splits = load_image_datasets(ImageDataArguments(train_dir=str(tmp_path / "train"), validation_split_percentage=10))
     dataset = datasets.concatenate_datasets([splits["train"], splits["validation"]])
@@ -142,7 +127,7 @@ def test_collator_skips_counts_and_names_corrupt_images(tmp_path, caplog):
     assert empty["pixel_values"].shape == (0, 3, 8, 8) and collator.skipped == 3
 
 
-def test_collator_counts_across_dataloader_workers(tmp_path):
+def test_collator_counts_across_dataloader_workers(make_image_folder, tmp_path):
     make_image_folder(tmp_path / "train", n_per_class=4, corrupt=2)
     dataset = datasets.load_dataset("imagefolder", data_dir=str(tmp_path / "train"), split="train")
     dataset = dataset.cast_column("image", datasets.Image(decode=False))
@@ -152,7 +137,7 @@ def test_collator_counts_across_dataloader_workers(tmp_path):
     assert images == 8 and collator.skipped == 4
 
 
-def test_streaming_image_folder(tmp_path):
+def test_streaming_image_folder(make_image_folder, tmp_path):
     make_image_folder(tmp_path / "train", n_per_class=5)
     args = ImageDataArguments(train_dir=str(tmp_path / "train"), streaming=True, shuffle_buffer_size=4,
                               max_eval_samples=3)

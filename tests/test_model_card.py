@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from huggingface_hub import ModelCard
-from transformers import TrainingArguments, ViTMAEConfig
+from transformers import TrainingArguments
 
 from hf_magma import add_evaluation_results, add_figures, create_model_card
 from hf_magma.model_card import magma_method_name, template_text
@@ -14,18 +14,13 @@ from hf_magma.model_card import magma_method_name, template_text
 SECRET = "hf_doNotLeakThisToken987654321"
 
 
-def tiny_config(**overrides) -> ViTMAEConfig:
-    settings = dict(
-        image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
-        intermediate_size=64, decoder_hidden_size=32, decoder_num_hidden_layers=1, decoder_num_attention_heads=2,
-        decoder_intermediate_size=64,
-    )  # fmt: skip
-    settings.update(overrides)
-    return ViTMAEConfig(**settings)
+@pytest.fixture
+def tiny_config(vit_mae_config):
+    return lambda **overrides: vit_mae_config(**{"num_hidden_layers": 4, **overrides})
 
 
 @pytest.fixture
-def card_dir(tmp_path) -> Path:
+def card_dir(tiny_config, tmp_path) -> Path:
     args = TrainingArguments(str(tmp_path), hub_model_id="org/m-mae-tiny", hub_token=SECRET, report_to="none")
     args.magma_start_epoch, args.magma_epochs = 10, 100  # what MAGMATrainingArguments adds
     create_model_card(
@@ -62,7 +57,7 @@ def test_card_states_what_was_trained(card_dir):
 @pytest.mark.parametrize(
     ("magma", "uniformity", "name"), [(1.0, 0.0, "M-MAE"), (1.0, 0.01, "MU-MAE"), (0.0, 0.01, "U-MAE"), (0.0, 0.0, "MAE")]
 )
-def test_method_follows_the_weights(tmp_path, magma, uniformity, name):
+def test_method_follows_the_weights(tiny_config, tmp_path, magma, uniformity, name):
     assert magma_method_name(magma, uniformity) == name
     args = TrainingArguments(str(tmp_path), report_to="none")
     args.magma_weight, args.uniformity_weight = magma, uniformity  # the training weights win over the config's
@@ -117,7 +112,7 @@ def test_figures_are_embedded_and_kept(card_dir):
         add_figures(card_dir, {"escape": "../x.png"})
 
 
-def test_recreating_the_card_keeps_results_and_figures_via_the_trainer_path(card_dir):
+def test_recreating_the_card_keeps_results_and_figures_via_the_trainer_path(tiny_config, card_dir):
     from hf_magma.model_card import read_card_extras
 
     (card_dir / "fig.png").write_bytes(b"\x89PNG")

@@ -1,24 +1,24 @@
 """The reproduction grid end to end on a generated image folder (tiny model, two steps per cell)."""
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 
-from hf_magma.reproduce import ReproduceArguments, method_training_args, summary_table
+from hf_magma.cli.reproduce import ReproduceArguments, method_training_args, summary_table
 from hf_magma.trainer import MAGMATrainingArguments
-from test_data import make_image_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "reproduce.py"
 TINY = ("hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64,image_size=16,patch_size=4,"
         "decoder_hidden_size=32,decoder_num_hidden_layers=1,decoder_num_attention_heads=2,decoder_intermediate_size=64")
 
-spec = importlib.util.spec_from_file_location("reproduce_script", SCRIPT)
-reproduce_script = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(reproduce_script)
+
+
+@pytest.fixture(scope="module")
+def reproduce_script(load_script):
+    return load_script(SCRIPT)
 
 
 def grid_args(tmp_path, **overrides):
@@ -36,13 +36,13 @@ def grid_args(tmp_path, **overrides):
     return args
 
 
-def run(args):
+def run(reproduce_script, args):
     return reproduce_script.main(*reproduce_script.make_parser().parse_args_and_config(args), command="test")
 
 
-def test_grid_cells_skip_on_rerun_and_summary(tmp_path):
+def test_grid_cells_skip_on_rerun_and_summary(make_image_folder, reproduce_script, tmp_path):
     make_image_folder(tmp_path / "images", n_per_class=16)  # 24 train / 8 held-out images
-    cells = run(grid_args(tmp_path))
+    cells = run(reproduce_script, grid_args(tmp_path))
     assert set(cells) == {("mae", 0), ("m-mae", 0)}
 
     results = tmp_path / "results"
@@ -69,14 +69,14 @@ def test_grid_cells_skip_on_rerun_and_summary(tmp_path):
     # A rerun trains nothing: the deleted checkpoints are not rebuilt and the JSONs are untouched.
     before = {p.name: p.read_text() for p in results.glob("*.json")}
     shutil.rmtree(tmp_path / "outputs")
-    again = run(grid_args(tmp_path))
+    again = run(reproduce_script, grid_args(tmp_path))
     assert not (tmp_path / "outputs").exists()
     assert {p.name: p.read_text() for p in results.glob("*.json")} == before
     assert again[("m-mae", 0)]["linear_top1"] == m_mae["linear_top1"]
 
     # A finished cell made with another budget is refused, not mixed into the table.
     with pytest.raises(ValueError, match="max_steps: 2 .* vs 3"):
-        run(grid_args(tmp_path, max_steps=3))
+        run(reproduce_script, grid_args(tmp_path, max_steps=3))
 
 
 def test_summary_table_mean_and_sample_std():
@@ -103,7 +103,7 @@ def test_methods_and_recipe_checked(tmp_path):
 
 
 @pytest.mark.parametrize("recipe", sorted((ROOT / "recipes").glob("reproduce_*.yaml")), ids=lambda p: p.name)
-def test_reproduction_recipes_parse(recipe, tmp_path):
+def test_reproduction_recipes_parse(reproduce_script, recipe, tmp_path):
     reproduce_args, _, training_args, _ = reproduce_script.make_parser().parse_args_and_config(
         ["--config", str(recipe), "--output_dir", str(tmp_path), "--bf16", "false", "--use_cpu", "true"]
     )
@@ -111,20 +111,20 @@ def test_reproduction_recipes_parse(recipe, tmp_path):
     assert reproduce_args.seeds and reproduce_args.methods
 
 
-def test_processes_give_the_serial_cells_and_the_pixel_row(tmp_path):
+def test_processes_give_the_serial_cells_and_the_pixel_row(make_image_folder, reproduce_script, tmp_path):
     make_image_folder(tmp_path / "images", n_per_class=16)
-    serial = run(grid_args(tmp_path, results_dir=tmp_path / "serial", output_dir=tmp_path / "out1",
+    serial = run(reproduce_script, grid_args(tmp_path, results_dir=tmp_path / "serial", output_dir=tmp_path / "out1",
                            num_threads=1))
     parallel_args = grid_args(tmp_path, results_dir=tmp_path / "parallel", output_dir=tmp_path / "out2",
                               num_threads=1, processes=2)
-    parallel = run([*parallel_args, "--pixels", "true", "--label_fractions", "0.5", "1"])
+    parallel = run(reproduce_script, [*parallel_args, "--pixels", "true", "--label_fractions", "0.5", "1"])
     assert list(parallel) == [("mae", 0), ("m-mae", 0)]
     for key in serial:
         # Same seeds, one thread each: the cells trained in their own processes match the serial ones.
         assert parallel[key]["training_curve"] == serial[key]["training_curve"]
         assert set(parallel[key]["results"]) == {"knn_accuracy", "linear_accuracy", "linear_accuracy_50pct"}
     pixels = json.loads((tmp_path / "parallel" / "pixels.json").read_text())
-    # The encoders' input size (16), three channels: the first image is RGB.
+    # The encoders' input size (16), three channels: the folder holds colour images.
     assert pixels["feature_dim"] == 16 * 16 * 3 and pixels["command"] == "test" and pixels["eval_seconds"] >= 0
     assert set(pixels["results"]) == {"knn_accuracy", "linear_accuracy", "linear_accuracy_50pct"}
     summary = (tmp_path / "parallel" / "summary.md").read_text()

@@ -1,5 +1,4 @@
 import json
-import sys
 from pathlib import Path
 
 import datasets
@@ -8,33 +7,22 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 from PIL import Image
-from transformers import BertConfig, BertModel, ViTMAEConfig
+from transformers import BertConfig, BertModel
 
 from hf_magma import ViTMAEWithMAGMA
 from hf_magma.evaluation import check_label_feature, extract_features, image_classifier_from_encoder, load_encoder
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import run_eval  # noqa: E402
 
-TINY = dict(
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    intermediate_size=64,
-    image_size=16,
-    patch_size=4,
-    decoder_hidden_size=32,
-    decoder_num_hidden_layers=1,
-    decoder_num_attention_heads=2,
-    decoder_intermediate_size=64,
-)
 
+@pytest.fixture(scope="module")
+def run_eval(load_script):
+    return load_script("scripts/run_eval.py")
 
 @pytest.fixture
-def checkpoint(tmp_path) -> Path:
+def checkpoint(vit_mae_config, tmp_path) -> Path:
     torch.manual_seed(0)
     path = tmp_path / "tiny-m-mae"
-    ViTMAEWithMAGMA(ViTMAEConfig(**TINY)).save_pretrained(path)
+    ViTMAEWithMAGMA(vit_mae_config()).save_pretrained(path)
     return path
 
 
@@ -56,7 +44,7 @@ def image_dirs(tmp_path) -> tuple[Path, Path]:
     return train, test
 
 
-def run(argv: list[str]) -> dict[str, float]:
+def run(run_eval, argv: list[str]) -> dict[str, float]:
     return run_eval.main(*run_eval.make_parser().parse_args_and_config(argv))
 
 
@@ -77,9 +65,9 @@ def base_args(checkpoint, image_dirs, output_dir) -> list[str]:
     ]  # fmt: skip
 
 
-def test_run_eval_end_to_end_updates_the_checkpoints_card(checkpoint, image_dirs, tmp_path, capsys):
+def test_run_eval_end_to_end_updates_the_checkpoints_card(run_eval, checkpoint, image_dirs, tmp_path, capsys):
     output_dir = tmp_path / "eval"
-    results = run(base_args(checkpoint, image_dirs, output_dir))
+    results = run(run_eval, base_args(checkpoint, image_dirs, output_dir))
 
     assert set(results) == {"knn_accuracy", "linear_accuracy", "linear_accuracy_50pct"}
     # Brightness separates the classes even through a random encoder.
@@ -98,8 +86,8 @@ def test_run_eval_end_to_end_updates_the_checkpoints_card(checkpoint, image_dirs
     assert "knn_accuracy" in card.text
 
 
-def test_run_eval_writes_figures_into_the_checkpoint_and_its_card(checkpoint, image_dirs, tmp_path):
-    results = run([*base_args(checkpoint, image_dirs, tmp_path / "eval"), "--figures", "pacmap,attention"])
+def test_run_eval_writes_figures_into_the_checkpoint_and_its_card(run_eval, checkpoint, image_dirs, tmp_path):
+    results = run(run_eval, [*base_args(checkpoint, image_dirs, tmp_path / "eval"), "--figures", "pacmap,attention"])
     assert (checkpoint / "figures" / "pacmap.png").is_file()
     assert (checkpoint / "figures" / "attention_maps.png").is_file()
     card = ModelCard.load(checkpoint / "README.md")
@@ -107,28 +95,28 @@ def test_run_eval_writes_figures_into_the_checkpoint_and_its_card(checkpoint, im
     assert {r.metric_name for r in card.data.eval_results} == set(results)  # the results survive the figures
 
 
-def test_run_eval_figures_need_a_local_checkpoint(image_dirs, tmp_path):
+def test_run_eval_figures_need_a_local_checkpoint(run_eval, image_dirs, tmp_path):
     args = base_args("org/not-local", image_dirs, tmp_path / "eval")
     with pytest.raises(ValueError, match="local checkpoint"):
-        run([*args, "--figures", "pacmap"])
+        run(run_eval, [*args, "--figures", "pacmap"])
     with pytest.raises(ValueError, match="Unknown figure"):
-        run([*args, "--figures", "histogram"])
+        run(run_eval, [*args, "--figures", "histogram"])
 
 
-def test_run_eval_pushes_the_card(checkpoint, image_dirs, tmp_path, hub_server):
+def test_run_eval_pushes_the_card(run_eval, checkpoint, image_dirs, tmp_path, hub_server):
     args = base_args(checkpoint, image_dirs, tmp_path / "eval") + ["--linear_epochs", "2", "--linear_milestones", "1"]
     with pytest.raises(ValueError, match="--hub_model_id"):
-        run(args + ["--push_to_hub"])
-    results = run(args + ["--push_to_hub", "--hub_model_id", "someone/tiny-m-mae"])
+        run(run_eval, args + ["--push_to_hub"])
+    results = run(run_eval, args + ["--push_to_hub", "--hub_model_id", "someone/tiny-m-mae"])
     pushed = ModelCard(hub_server.files("someone/tiny-m-mae")["README.md"].decode())
     assert {r.metric_name: r.metric_value for r in pushed.data.eval_results} == pytest.approx(results)
 
 
 @pytest.mark.slow
-def test_run_eval_finetunes(checkpoint, image_dirs, tmp_path):
+def test_run_eval_finetunes(run_eval, checkpoint, image_dirs, tmp_path):
     args = base_args(checkpoint, image_dirs, tmp_path / "eval")
     args += ["--finetune", "--max_steps", "3", "--per_device_train_batch_size", "8", "--linear_epochs", "0"]
-    results = run(args)
+    results = run(run_eval, args)
     assert 0.0 <= results["finetune_accuracy"] <= 1.0
     assert (tmp_path / "eval" / "model.safetensors").exists() or any((tmp_path / "eval").glob("checkpoint-*"))
 
@@ -144,14 +132,14 @@ def test_classifier_gets_every_encoder_weight(checkpoint):
         assert model(pixel_values=pixel_values).logits.shape == (2, 3)
 
 
-def test_dataset_without_labels_is_rejected(checkpoint, tmp_path):
+def test_dataset_without_labels_is_rejected(run_eval, checkpoint, tmp_path):
     flat = tmp_path / "flat"
     flat.mkdir()
     for i in range(4):
         Image.fromarray(np.zeros((16, 16, 3), dtype=np.uint8)).save(flat / f"{i}.png")
     args = ["--model_name_or_path", str(checkpoint), "--train_dir", str(flat), "--output_dir", str(tmp_path / "o")]
     with pytest.raises(ValueError, match="no label column"):
-        run(args + ["--report_to", "none"])
+        run(run_eval, args + ["--report_to", "none"])
 
 
 def test_label_column_that_is_not_integer_classes_is_rejected(checkpoint):
@@ -174,30 +162,30 @@ def test_empty_split_is_rejected(checkpoint):
         extract_features(str(checkpoint), data, show_progress=False)
 
 
-def test_checkpoint_that_is_not_a_vit_is_rejected(image_dirs, tmp_path):
+def test_checkpoint_that_is_not_a_vit_is_rejected(run_eval, image_dirs, tmp_path):
     BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, vocab_size=50)).save_pretrained(tmp_path / "bert")
     with pytest.raises(ValueError, match="not a ViT"):
-        run(base_args(tmp_path / "bert", image_dirs, tmp_path / "eval"))
+        run(run_eval, base_args(tmp_path / "bert", image_dirs, tmp_path / "eval"))
 
 
-def test_run_eval_on_a_hub_checkpoint(checkpoint, image_dirs, tmp_path, hub_server):
+def test_run_eval_on_a_hub_checkpoint(run_eval, checkpoint, image_dirs, tmp_path, hub_server):
     ViTMAEWithMAGMA.from_pretrained(checkpoint).push_to_hub("someone/hub-m-mae")
     output_dir = tmp_path / "eval"
     args = base_args("someone/hub-m-mae", image_dirs, output_dir) + ["--linear_epochs", "2", "--linear_milestones", "1"]
-    results = run(args + ["--push_to_hub"])
+    results = run(run_eval, args + ["--push_to_hub"])
     local = ModelCard.load(output_dir / "README.md")
     pushed = ModelCard(hub_server.files("someone/hub-m-mae")["README.md"].decode())
     for card in (local, pushed):
         assert {r.metric_name: r.metric_value for r in card.data.eval_results} == pytest.approx(results)
 
 
-def test_run_eval_pixels_scores_the_normalised_pixels(image_dirs, tmp_path):
+def test_run_eval_pixels_scores_the_normalised_pixels(run_eval, image_dirs, tmp_path):
     train, test = image_dirs
     output_dir = tmp_path / "pixels"
     argv = ["--pixels", "--train_dir", str(train), "--validation_dir", str(test), "--output_dir", str(output_dir),
             "--knn_k", "3", "--linear_epochs", "30", "--linear_milestones", "20", "25", "--linear_batch_size", "8",
             "--label_fractions", "0.5", "1", "--report_to", "none"]
-    results = run(argv)
+    results = run(run_eval, argv)
     assert set(results) == {"knn_accuracy", "linear_accuracy", "linear_accuracy_50pct"}
     assert results["knn_accuracy"] == 1.0 and results["linear_accuracy"] >= 0.9  # brightness is in the pixels
     record = json.loads((output_dir / "eval_results.json").read_text())
@@ -208,7 +196,7 @@ def test_run_eval_pixels_scores_the_normalised_pixels(image_dirs, tmp_path):
 
 def test_pixel_features_are_the_eval_transforms_output(image_dirs):
     from hf_magma.data import load_image_datasets, ImageDataArguments
-    from hf_magma.pixel_floor import image_channels, pixel_features, pixel_transform
+    from hf_magma.cli.pixel_floor import image_channels, pixel_features, pixel_transform
 
     train, test = image_dirs
     split = load_image_datasets(ImageDataArguments(train_dir=str(train), validation_dir=str(test)))["validation"]
@@ -221,8 +209,8 @@ def test_pixel_features_are_the_eval_transforms_output(image_dirs):
     assert -1 <= features.min() and features.max() <= 1
 
 
-def test_run_eval_needs_a_checkpoint_unless_pixels(image_dirs, tmp_path):
+def test_run_eval_needs_a_checkpoint_unless_pixels(run_eval, image_dirs, tmp_path):
     with pytest.raises(ValueError, match="--model_name_or_path is required .* --pixels"):
-        run(["--output_dir", str(tmp_path), "--train_dir", str(image_dirs[0])])
+        run(run_eval, ["--output_dir", str(tmp_path), "--train_dir", str(image_dirs[0])])
     with pytest.raises(ValueError, match="--pixels .* drop --finetune"):
-        run(["--pixels", "--finetune", "--output_dir", str(tmp_path), "--train_dir", str(image_dirs[0])])
+        run(run_eval, ["--pixels", "--finetune", "--output_dir", str(tmp_path), "--train_dir", str(image_dirs[0])])

@@ -1,6 +1,5 @@
 """End-to-end tests of scripts/run_mae_magma.py on generated image folders (tiny models, a few steps)."""
 
-import importlib.util
 import json
 import os
 import signal
@@ -15,16 +14,18 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from test_data import make_image_folder
+from hf_magma.trainer_state import load_log_history
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "run_mae_magma.py"
 TINY = ("hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64,image_size=16,patch_size=4,"
         "decoder_hidden_size=32,decoder_num_hidden_layers=1,decoder_num_attention_heads=2,decoder_intermediate_size=64")
 
-spec = importlib.util.spec_from_file_location("run_mae_magma", SCRIPT)
-run_mae_magma = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(run_mae_magma)
+
+
+@pytest.fixture(scope="module")
+def run_mae_magma(load_script):
+    return load_script(SCRIPT)
 
 
 def base_args(train_dir, output_dir, **overrides):
@@ -40,22 +41,18 @@ def base_args(train_dir, output_dir, **overrides):
     return args
 
 
-def run_inprocess(args):
+def run_inprocess(run_mae_magma, args):
     return run_mae_magma.main(*run_mae_magma.make_parser().parse_args_and_config(args))
 
 
-def history(output_dir):
-    return json.loads((Path(output_dir) / "trainer_state.json").read_text())["log_history"]
-
-
-def test_end_to_end_image_folder_schedule_and_outputs(tmp_path):
+def test_end_to_end_image_folder_schedule_and_outputs(make_image_folder, run_mae_magma, tmp_path):
     make_image_folder(tmp_path / "images", n_per_class=10)  # 16 train images: 4 steps per epoch
     out = tmp_path / "out"
     config = tmp_path / "recipe.yaml"
     config.write_text("magma_start_epoch: 1\nmagma_epochs: 1\nmagma_weight: 0.5\nnum_train_epochs: 1\n")
-    metrics = run_inprocess(["--config", str(config), *base_args(tmp_path / "images", out, num_train_epochs=3,
+    metrics = run_inprocess(run_mae_magma, ["--config", str(config), *base_args(tmp_path / "images", out, num_train_epochs=3,
                                                                  eval_strategy="epoch")])
-    logs = [entry for entry in history(out) if "loss" in entry]
+    logs = [entry for entry in load_log_history(out) if "loss" in entry]
     assert [entry["step"] for entry in logs] == list(range(1, 13))  # the command line's 3 epochs beat the YAML's 1
     # On for epoch 1 = steps [4, 8); the entry logged after optimizer step s describes step s - 1.
     assert [entry["magma_weight"] for entry in logs] == [0.0] * 4 + [0.5] * 4 + [0.0] * 4
@@ -69,39 +66,39 @@ def test_end_to_end_image_folder_schedule_and_outputs(tmp_path):
     assert "M-MAE" in (out / "README.md").read_text()
 
 
-def test_figures_are_written_next_to_the_checkpoint_and_embedded_in_its_card(tmp_path):
+def test_figures_are_written_next_to_the_checkpoint_and_embedded_in_its_card(make_image_folder, run_mae_magma, tmp_path):
     make_image_folder(tmp_path / "images", n_per_class=6)
     out = tmp_path / "out"
-    run_inprocess(base_args(tmp_path / "images", out, max_steps=3, magma_start_step=1, magma_steps=1,
+    run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, max_steps=3, magma_start_step=1, magma_steps=1,
                             figures="curves,keys,attention"))
     card = (out / "README.md").read_text()
     for png in ("training_curves.png", "key_pca.png", "attention_maps.png"):
         assert (out / "figures" / png).stat().st_size > 1000
         assert f"figures/{png}" in card
     with pytest.raises(ValueError, match="Unknown figure"):
-        run_inprocess(base_args(tmp_path / "images", tmp_path / "bad", max_steps=1, figures="histogram"))
+        run_inprocess(run_mae_magma, base_args(tmp_path / "images", tmp_path / "bad", max_steps=1, figures="histogram"))
 
 
-def test_streaming_path(tmp_path):
+def test_streaming_path(make_image_folder, run_mae_magma, tmp_path):
     make_image_folder(tmp_path / "images", n_per_class=8)
     out = tmp_path / "out"
-    run_inprocess(base_args(tmp_path / "images", out, streaming="true", max_steps=3, magma_start_step=1,
+    run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, streaming="true", max_steps=3, magma_start_step=1,
                             magma_steps=1, save_steps=3, max_eval_samples=4))
-    logs = [entry for entry in history(out) if "loss" in entry]
+    logs = [entry for entry in load_log_history(out) if "loss" in entry]
     assert [entry["magma_weight"] for entry in logs] == [0.0, 1.0, 0.0]
     assert (out / "checkpoint-3" / "model.safetensors").is_file()
 
 
-def test_streaming_needs_max_steps(tmp_path):
+def test_streaming_needs_max_steps(make_image_folder, run_mae_magma, tmp_path):
     make_image_folder(tmp_path / "images", n_per_class=2)
     with pytest.raises(ValueError, match="--streaming needs --max_steps"):
-        run_inprocess(base_args(tmp_path / "images", tmp_path / "out", streaming="true"))
+        run_inprocess(run_mae_magma, base_args(tmp_path / "images", tmp_path / "out", streaming="true"))
 
 
-def test_corrupt_images_are_skipped(tmp_path, caplog):
+def test_corrupt_images_are_skipped(make_image_folder, run_mae_magma, tmp_path, caplog):
     make_image_folder(tmp_path / "images", n_per_class=10, corrupt=3)
     out = tmp_path / "out"
-    metrics = run_inprocess(base_args(tmp_path / "images", out, num_train_epochs=1, magma_start_epoch=0))
+    metrics = run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, num_train_epochs=1, magma_start_epoch=0))
     assert metrics["train_skipped_images"] >= 1
     assert "broken_" in caplog.text and "Skipping unreadable image" in caplog.text
     assert (out / "model.safetensors").is_file()
@@ -146,8 +143,8 @@ def test_exact_resume_after_sigkill(tmp_path):
     assert not (killed / "model.safetensors").exists()  # really interrupted
 
     run(killed)  # resumes by itself
-    ref_logs = {e["step"]: e for e in history(reference) if "loss" in e}
-    new_logs = {e["step"]: e for e in history(killed) if "loss" in e}
+    ref_logs = {e["step"]: e for e in load_log_history(reference) if "loss" in e}
+    new_logs = {e["step"]: e for e in load_log_history(killed) if "loss" in e}
     assert sorted(new_logs) == sorted(ref_logs) == list(range(1, 13))
     for step in range(9, 13):
         for key in ("loss", "magma_weight", "magma_loss", "reconstruction_loss"):
@@ -157,7 +154,7 @@ def test_exact_resume_after_sigkill(tmp_path):
         torch.testing.assert_close(new_weights[name], tensor, rtol=0, atol=0)
 
 
-def test_two_processes_on_cpu(tmp_path):
+def test_two_processes_on_cpu(make_image_folder, tmp_path):
     make_image_folder(tmp_path / "images", n_per_class=10)
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
@@ -181,7 +178,7 @@ def test_two_processes_on_cpu(tmp_path):
 RECIPES = sorted(r for r in (ROOT / "recipes").rglob("*.yaml") if not r.name.startswith("reproduce_"))
 
 
-def test_recipes_use_only_known_options():
+def test_recipes_use_only_known_options(run_mae_magma):
     parser = run_mae_magma.make_parser()
     for recipe in RECIPES:
         assert parser._read_config(str(recipe)), recipe  # raises on an unknown option
@@ -189,7 +186,7 @@ def test_recipes_use_only_known_options():
 
 
 @pytest.mark.parametrize("recipe", ["fashion_mnist_cpu.yaml", "cifar100/mu_mae.yaml", "imagenet100/m_mae.yaml"])
-def test_recipes_parse(recipe, tmp_path):
+def test_recipes_parse(run_mae_magma, recipe, tmp_path):
     # bf16 needs a GPU; everything else is parsed and validated as on the GPU machine.
     data_args, training_args, model_args = run_mae_magma.make_parser().parse_args_and_config(
         ["--config", str(ROOT / "recipes" / recipe), "--output_dir", str(tmp_path), "--bf16", "false",
@@ -204,7 +201,7 @@ def test_recipes_parse(recipe, tmp_path):
         assert training_args.magma_weight == 1.0 and training_args.uniformity_weight == 0.01
 
 
-def test_config_file_errors(tmp_path):
+def test_config_file_errors(run_mae_magma, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("not_an_option: 1\n")
     with pytest.raises(ValueError, match="unknown options: not_an_option"):
@@ -222,11 +219,11 @@ def test_help_lists_the_options():
         assert option in result.stdout, option
 
 
-def test_script_pushes_to_the_hub_with_its_card_and_never_the_token(tmp_path, hub_server):
+def test_script_pushes_to_the_hub_with_its_card_and_never_the_token(make_image_folder, run_mae_magma, tmp_path, hub_server):
     make_image_folder(tmp_path / "images", n_per_class=6)
     out = tmp_path / "out"
     secret = "hf_scriptSecretToken1234567890"
-    run_inprocess(base_args(tmp_path / "images", out, max_steps=4, save_steps=2, magma_start_step=1, magma_steps=2,
+    run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, max_steps=4, save_steps=2, magma_start_step=1, magma_steps=2,
                             push_to_hub="true", hub_model_id="org/m-mae-script", hub_token=secret))
     files = hub_server.files("org/m-mae-script")
     assert {"model.safetensors", "config.json", "preprocessor_config.json", "README.md"} <= set(files)

@@ -1,6 +1,5 @@
 """End-to-end tests of scripts/run_ssl_magma.py on generated image folders (tiny models, a few steps)."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -10,19 +9,20 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from test_data import make_image_folder
-from test_run_mae_magma import history
+from hf_magma.trainer_state import load_log_history
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "run_ssl_magma.py"
 TINY = "hidden_size=32,num_hidden_layers=3,num_attention_heads=2,intermediate_size=64,image_size=16,patch_size=4"
 
-spec = importlib.util.spec_from_file_location("run_ssl_magma", SCRIPT)
-run_ssl_magma = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(run_ssl_magma)
 
 
-def run(train_dir, output_dir, **overrides):
+@pytest.fixture(scope="module")
+def run_ssl_magma(load_script):
+    return load_script(SCRIPT)
+
+
+def run(run_ssl_magma, train_dir, output_dir, **overrides):
     values = {
         "train_dir": train_dir, "output_dir": output_dir, "config_overrides": TINY, "per_device_train_batch_size": 4,
         "report_to": "none", "disable_tqdm": "true", "logging_steps": 1, "seed": 0, "learning_rate": 1e-3,
@@ -35,12 +35,12 @@ def run(train_dir, output_dir, **overrides):
 
 
 @pytest.mark.parametrize("objective", ["simclr", "vicreg"])
-def test_end_to_end_objective_schedule_card_and_plain_vit_checkpoint(tmp_path, objective):
+def test_end_to_end_objective_schedule_card_and_plain_vit_checkpoint(make_image_folder, run_ssl_magma, tmp_path, objective):
     make_image_folder(tmp_path / "images", n_per_class=10)  # 16 train images: 4 steps per epoch
     out = tmp_path / "out"
-    metrics = run(tmp_path / "images", out, objective=objective, max_steps=4, magma_start_step=2, magma_steps=10,
+    metrics = run(run_ssl_magma, tmp_path / "images", out, objective=objective, max_steps=4, magma_start_step=2, magma_steps=10,
                   eval_strategy="steps", eval_steps=4)
-    logs = [entry for entry in history(out) if "loss" in entry]
+    logs = [entry for entry in load_log_history(out) if "loss" in entry]
     assert [entry["magma_weight"] for entry in logs] == [0.0, 0.0, 1.0, 1.0]
     for entry in logs:
         assert {"objective_loss", "magma_loss", "online_accuracy"} <= set(entry)
@@ -71,6 +71,6 @@ def test_end_to_end_objective_schedule_card_and_plain_vit_checkpoint(tmp_path, o
     assert all((encoder[k] == v).all() for k, v in trained.items())
 
 
-def test_rejects_an_unknown_objective(tmp_path):
+def test_rejects_an_unknown_objective(run_ssl_magma, tmp_path):
     with pytest.raises(ValueError, match="objective"):
-        run(tmp_path, tmp_path / "out", objective="byol")
+        run(run_ssl_magma, tmp_path, tmp_path / "out", objective="byol")

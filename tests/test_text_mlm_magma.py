@@ -1,9 +1,9 @@
 """The generic regulariser on a text encoder (examples/text_mlm_magma.py): a tiny BERT MLM trained with MAGMA."""
 
-import importlib.util
 import math
 from pathlib import Path
 
+import pytest
 import torch
 from transformers import BertConfig, BertModel
 
@@ -12,11 +12,9 @@ from hf_magma import MAGMARegularizer, magma_loss
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "text_mlm_magma.py"
 
 
-def load_example():
-    spec = importlib.util.spec_from_file_location("text_mlm_magma", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture(scope="module")
+def example(load_script):
+    return load_script(EXAMPLE)
 
 
 def test_masked_mean_term_ignores_padding_and_reaches_the_encoder():
@@ -44,8 +42,8 @@ def test_masked_mean_term_ignores_padding_and_reaches_the_encoder():
     assert model.encoder.layer[0].output.dense.weight.grad.abs().sum() > 0
 
 
-def test_tiny_bert_trains_with_magma_and_logs_the_term():
-    history = load_example().main(max_steps=12, magma_weight=1.0, logging_steps=4)
+def test_tiny_bert_trains_with_magma_and_logs_the_term(example):
+    history = example.main(max_steps=12, magma_weight=1.0, logging_steps=4)
     logged = [entry for entry in history if "loss" in entry and "magma_loss" in entry]
     assert [entry["step"] for entry in logged] == [4, 8, 12]
     assert all(math.isfinite(entry["magma_loss"]) and entry["magma_loss"] > 0 for entry in logged)

@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import davies_bouldin_score
 from transformers import ViTConfig, ViTMAEConfig, ViTModel
 
+import hf_magma
 from hf_magma import MAGMATrainer, MAGMATrainingArguments, ViTMAEWithMAGMA
 from hf_magma import visualize as viz
 
@@ -336,7 +338,7 @@ def test_active_intervals():
 def test_import_stays_light_and_missing_extras_are_named(monkeypatch, tmp_path):
     code = "import sys, hf_magma.visualize; print('matplotlib' in sys.modules, 'pacmap' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                            env={"PYTHONPATH": str(viz.Path(viz.__file__).parents[1]), "PATH": ""})
+                            env={"PYTHONPATH": str(Path(hf_magma.__file__).parents[1]), "PATH": ""})
     assert result.stdout.split() == ["False", "False"]
 
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
@@ -449,14 +451,8 @@ def test_write_checkpoint_figures_embeds_them_in_the_model_card(saved_checkpoint
         assert f"![{caption}]({path})" in card.text
 
 
-def test_visualize_script_main(tmp_path, saved_checkpoints):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parents[1] / "scripts" / "visualize.py"
-    spec = importlib.util.spec_from_file_location("visualize_script", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+def test_visualize_script_main(tmp_path, saved_checkpoints, load_script):
+    script = load_script("scripts/visualize.py")
 
     images, labels = class_images(num_classes=3, per_class=8)
     for split in ("train", "val"):

@@ -1,4 +1,10 @@
-"""hf-magma: MAGMA manifold regularisation for Masked Autoencoders, native to Hugging Face transformers."""
+"""hf-magma: MAGMA manifold regularisation for Masked Autoencoders, native to Hugging Face transformers.
+
+Imports go one way (docs/architecture.md; tests/test_architecture.py keeps it so):
+losses -> models -> data -> training -> evaluation / figures -> entry points (`hf_magma.cli`).
+A module imports only from its own layer or the layers before it; evaluation and figures (visualize) are
+siblings that share `hf_magma.encoders` and never import each other. This root module re-exports the public API.
+"""
 
 from .augmentation import TwoViewAugmentation, TwoViewCollator
 from .data import (
@@ -10,27 +16,26 @@ from .data import (
     load_fashion_mnist,
     load_image_datasets,
 )
+from .encoders import extract_features, load_encoder, run_unmasked
 from .evaluation import (
     EvaluationArguments,
     evaluate_features,
-    extract_features,
     image_classifier_from_encoder,
     knn_accuracy,
     linear_probe,
-    load_encoder,
-    run_evaluation,
-    run_unmasked,
     sample_label_fraction,
 )
+from .cli.evaluation import run_evaluation
 from .hub import HubPushMixin, push_model_card
 from .losses import MAGMARegularizer, magma_loss, pool_hidden_state, uniformity_loss
 from .model_card import add_evaluation_results, add_figures, create_model_card, summarize_training
 from .model_config import MAGMAModelArguments, load_model_and_image_processor
 from .modeling import ViTMAEWithMAGMA, ViTMAEWithMAGMAOutput, all_gather_with_grad, resolve_magma_config
 from .modeling_ssl import ViTForSSL, ViTForSSLOutput, resolve_ssl_config
-from .reproduce import ReproduceArguments, run_grid, write_summary
-from .ssl import VICRegLossOutput, nt_xent_loss, vicreg_loss
-from .trainer import MAGMATrainer, MAGMATrainingArguments, OnlineLinearProbe, last_checkpoint
+from .ssl_objectives import VICRegLossOutput, nt_xent_loss, vicreg_loss
+from .trainer import MAGMATrainer, OnlineLinearProbe
+from .trainer_state import last_checkpoint
+from .training_args import MAGMATrainingArguments
 from .visualize import plot_attention_maps, plot_key_pca, plot_pacmap, plot_training_curves
 
 __version__ = "0.1.0"
@@ -46,7 +51,6 @@ __all__ = [
     "MAGMATrainer",
     "MAGMATrainingArguments",
     "OnlineLinearProbe",
-    "ReproduceArguments",
     "TwoViewAugmentation",
     "TwoViewCollator",
     "VICRegLossOutput",
@@ -81,11 +85,9 @@ __all__ = [
     "resolve_magma_config",
     "resolve_ssl_config",
     "run_evaluation",
-    "run_grid",
     "run_unmasked",
     "sample_label_fraction",
     "summarize_training",
     "uniformity_loss",
     "vicreg_loss",
-    "write_summary",
 ]

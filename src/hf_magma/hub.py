@@ -21,7 +21,7 @@ from typing import Any
 from huggingface_hub import HfApi, ModelCard
 from transformers.trainer_utils import HubStrategy
 
-from .model_card import _known_tokens, _redact, create_model_card, read_card_extras, summarize_training
+from .model_card import _known_tokens, _redact, card_path, create_model_card, read_card_extras, summarize_training
 
 logger = logging.getLogger(__name__)
 
@@ -224,11 +224,7 @@ def push_model_card(
     commit_message: str = "Update model card",
 ) -> str:
     """Upload a local model card (e.g. after `add_evaluation_results`) to ``repo_id``; returns the commit URL."""
-    path = Path(output_dir_or_card_path)
-    path = path / "README.md" if path.is_dir() else path
-    if not path.is_file():
-        raise FileNotFoundError(f"no model card at {str(path)!r}")
-    card = ModelCard.load(path)
+    card = ModelCard.load(card_path(output_dir_or_card_path))
     info = card.push_to_hub(repo_id, token=token, commit_message=commit_message)
     return str(info)
 

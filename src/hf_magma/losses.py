@@ -13,10 +13,11 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from .validation import check_number
+from .checks import check_layer_choice, check_number
 
-Pooling = Literal["mean", "cls", "masked_mean"]
-POOLINGS: tuple[str, ...] = ("mean", "cls", "masked_mean")
+# How `pool_hidden_state` (and so `MAGMARegularizer`) pools any model's tokens, text models included.
+HiddenStatePooling = Literal["mean", "cls", "masked_mean"]
+HIDDEN_STATE_POOLINGS: tuple[str, ...] = ("mean", "cls", "masked_mean")
 # The poolings of an image encoder's tokens, which carry no attention mask: frozen features, SSL representations.
 ImagePooling = Literal["cls", "mean"]
 IMAGE_POOLINGS: tuple[str, ...] = ("cls", "mean")
@@ -31,8 +32,8 @@ def check_matrix(name: str, tensor: torch.Tensor) -> None:
         raise TypeError(f"`{name}` must be a floating-point tensor, got {tensor.dtype}")
 
 
-def _kernel_dtype(tensor: torch.Tensor) -> torch.dtype:
-    # float64 stays float64 (gradcheck, analysis); everything narrower is computed in float32.
+def compute_dtype(tensor: torch.Tensor) -> torch.dtype:
+    """The dtype the losses compute in: float64 stays float64 (gradcheck, analysis), anything narrower float32."""
     return torch.float64 if tensor.dtype == torch.float64 else torch.float32
 
 
@@ -50,6 +51,16 @@ def magma_loss(
     ``trace(Y^T Lap Y) / B^2`` for the target representations ``Y``. Degenerate batches (fewer than two
     samples, or a bandwidth that is zero or not finite) give 0 with finite gradients. The kernel runs in
     float32 (float64 inputs stay float64), also under autocast.
+
+    Args:
+        reference: (B, D) representations of the reference layer; they define the graph.
+        target: (B, D') representations of the regularised layer, row ``i`` from the same sample as in
+            ``reference``.
+        rbf_scale: multiplies the squared distances in the RBF kernel (positive).
+        eps: added to the degrees before their inverse square root (positive).
+
+    Returns:
+        A scalar tensor (float32, or float64 for float64 inputs), differentiable in both inputs.
     """
     check_matrix("reference", reference)
     check_matrix("target", target)
@@ -61,7 +72,7 @@ def magma_loss(
     check_number("eps", eps, sign="positive")  # 0 would divide by a zero degree for a sample far from all others
 
     batch_size = reference.shape[0]
-    dtype = _kernel_dtype(reference if reference.dtype == torch.float64 else target)
+    dtype = compute_dtype(reference if reference.dtype == torch.float64 else target)
     if batch_size < 2:
         # A single sample has no neighbours; keep the graph so that backward() still works.
         return (reference.nan_to_num(0.0, 0.0, 0.0).sum() + target.nan_to_num(0.0, 0.0, 0.0).sum()).to(dtype) * 0.0
@@ -93,17 +104,21 @@ def magma_loss(
 def uniformity_loss(features: torch.Tensor) -> torch.Tensor:
     """U-MAE's uniformity term: ``mean((F F^T) ** 2)`` over L2-normalised rows, diagonal included.
 
-    ``features`` is (B, D), e.g. the encoder's CLS output after its final LayerNorm.
+    Args:
+        features: (B, D), e.g. the encoder's CLS output after its final LayerNorm.
+
+    Returns:
+        A scalar tensor in [1/B, 1] (float32, or float64 for float64 input).
     """
     check_matrix("features", features)
     with torch.autocast(device_type=features.device.type, enabled=False):
-        normed = F.normalize(features.to(_kernel_dtype(features)), dim=-1)
+        normed = F.normalize(features.to(compute_dtype(features)), dim=-1)
         return (normed @ normed.T).pow(2).mean()
 
 
 def pool_hidden_state(
     hidden_state: torch.Tensor,
-    pooling: Pooling = "mean",
+    pooling: HiddenStatePooling = "mean",
     attention_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Pool one layer's (B, T, D) tokens into (B, D).
@@ -128,7 +143,7 @@ def pool_hidden_state(
             )
         weights = attention_mask.to(hidden_state.dtype).unsqueeze(-1)
         return (hidden_state * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
-    raise ValueError(f"`pooling` must be one of {POOLINGS}, got {pooling!r}")
+    raise ValueError(f"`pooling` must be one of {HIDDEN_STATE_POOLINGS}, got {pooling!r}")
 
 
 class MAGMARegularizer:
@@ -141,31 +156,29 @@ class MAGMARegularizer:
         regularizer = MAGMARegularizer(reference_layers=[10], target_layer=11, pooling="mean")
         outputs = model(pixel_values, output_hidden_states=True)
         loss = task_loss + weight * regularizer(outputs.hidden_states)
+
+    Args:
+        reference_layers: one or several 0-based block indices whose pooled outputs define the graph.
+        target_layer: the 0-based block whose pooled output is regularised (not among ``reference_layers``).
+        pooling: ``mean`` (patch tokens, CLS excluded), ``cls`` or ``masked_mean`` (text, with an attention mask).
+        rbf_scale, eps: passed to `magma_loss`.
+        num_layers: the model's number of blocks, to check the indices against (optional).
     """
 
     def __init__(
         self,
         reference_layers: int | Sequence[int],
         target_layer: int,
-        pooling: Pooling = "mean",
+        pooling: HiddenStatePooling = "mean",
         *,
         rbf_scale: float = 1.0,
         eps: float = 1e-4,
         num_layers: int | None = None,
     ) -> None:
         refs = [reference_layers] if isinstance(reference_layers, int) else list(reference_layers)
-        if not refs:
-            raise ValueError("`reference_layers` must name at least one layer")
-        for name, index in [*(("reference_layers", r) for r in refs), ("target_layer", target_layer)]:
-            if isinstance(index, bool) or not isinstance(index, int):
-                raise ValueError(f"`{name}` must hold integer block indices, got {index!r}")
-            upper = f" and below num_hidden_layers={num_layers}" if num_layers is not None else ""
-            if index < 0 or (num_layers is not None and index >= num_layers):
-                raise ValueError(f"`{name}` index {index} is out of range: block indices are 0-based{upper}")
-        if target_layer in refs:
-            raise ValueError(f"`reference_layers` {refs} must not contain the target layer {target_layer}")
-        if pooling not in POOLINGS:
-            raise ValueError(f"`pooling` must be one of {POOLINGS}, got {pooling!r}")
+        refs, target_layer = check_layer_choice(refs, target_layer, num_layers)
+        if pooling not in HIDDEN_STATE_POOLINGS:
+            raise ValueError(f"`pooling` must be one of {HIDDEN_STATE_POOLINGS}, got {pooling!r}")
         check_number("rbf_scale", rbf_scale, sign="positive")
         check_number("eps", eps, sign="positive")
         self.reference_layers = refs
@@ -194,8 +207,18 @@ class MAGMARegularizer:
         attention_mask: torch.Tensor | None = None,
         gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """The term on this batch; ``gather`` (e.g. a differentiable all-gather) maps each pooled (B, D)
-        representation to the batch the graph is built on, such as the global batch of all processes."""
+        """The term on this batch.
+
+        Args:
+            hidden_states: the model's ``hidden_states``: ``num_blocks + 1`` tensors of shape (B, T, D)
+                (index 0 is the embedding output; unneeded entries may be ``None``).
+            attention_mask: (B, T), for ``masked_mean`` pooling.
+            gather: maps each pooled (B, D) representation to the batch the graph is built on, e.g. a
+                differentiable all-gather to the global batch of all processes.
+
+        Returns:
+            A scalar tensor: `magma_loss`, averaged over the reference layers.
+        """
         if hidden_states is None:
             raise ValueError("MAGMA needs the model's hidden states: call it with output_hidden_states=True")
         gather = gather if gather is not None else (lambda x: x)

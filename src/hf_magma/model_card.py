@@ -20,7 +20,8 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .modeling import resolve_magma_config
 from .modeling_ssl import resolve_ssl_config
-from .validation import check_number
+from .checks import check_number
+from .logged_metrics import METRIC_LABELS
 
 TEMPLATE_NAME = "m-mae.md"
 CARD_TAGS = ["vit-mae", "magma", "self-supervised", "image-feature-extraction"]
@@ -48,11 +49,10 @@ _SUMMARY_LABELS = {
     "global_step": "optimisation steps",
     "epoch": "epochs",
     "loss": "final loss",
-    "reconstruction_loss": "final reconstruction loss",
-    "magma_loss": "final MAGMA loss",
-    "uniformity_loss": "final uniformity loss",
-    "objective_loss": "final SimCLR / VICReg loss",
-    "magma_weight": "final MAGMA weight",
+    **{
+        name: f"final {METRIC_LABELS[name]}"
+        for name in ("reconstruction_loss", "magma_loss", "uniformity_loss", "objective_loss", "magma_weight")
+    },
     "eval_loss": "final eval loss",
     "train_runtime": "training time (s)",
     "train_samples_per_second": "training images / s",
@@ -171,6 +171,92 @@ def _redact(text: str, tokens: Iterable[str]) -> str:
     return text
 
 
+def _method(config: Any, training_args: Any) -> tuple[str, str | None, float, float]:
+    """The objective's name and description, and the MAGMA and uniformity weights (the run's over the config's)."""
+    ssl_objective = getattr(config, "ssl_objective", None)
+    magma_weight = getattr(training_args, "magma_weight", None)
+    magma_weight = config.magma_weight if magma_weight is None else float(magma_weight)
+    uniformity_weight = getattr(training_args, "uniformity_weight", None)
+    uniformity_weight = config.uniformity_weight if uniformity_weight is None else float(uniformity_weight)
+    method = magma_method_name(magma_weight, uniformity_weight)
+    method_description = _METHOD_DESCRIPTIONS.get(method)
+    if ssl_objective:
+        base = {"simclr": "SimCLR", "vicreg": "VICReg"}[config.ssl_objective]
+        method = f"M-{base}" if magma_weight > 0 else base
+        method_description = (
+            f"The objective is {base} on two SimCLR-style augmented views of each image (a ViT backbone and an MLP "
+            "projector), " + ("plus the MAGMA manifold regulariser on the first view's block outputs." if
+                              magma_weight > 0 else "without MAGMA (the term was computed and logged, not trained on).")
+        )
+    return method, method_description, magma_weight, uniformity_weight
+
+
+def _magma_settings(
+    config: Any, training_args: Any, method: str, magma_weight: float, uniformity_weight: float
+) -> list[tuple[str, Any]]:
+    """The card's MAGMA table: objective, layers, weight and schedule."""
+    ssl_objective = getattr(config, "ssl_objective", None)
+    start_epoch, epochs = getattr(training_args, "magma_start_epoch", None), getattr(training_args, "magma_epochs", None)
+    start_step, steps = getattr(training_args, "magma_start_step", None), getattr(training_args, "magma_steps", None)
+    magma_settings = [
+        ("objective", method),
+        ("reference layers (0-based blocks)", ", ".join(str(i) for i in config.magma_reference_layers)),
+        ("regularised (target) layer", config.magma_target_layer),
+        ("MAGMA weight (lambda)", _format(magma_weight)),
+    ]
+    if start_step is not None or steps is not None:
+        magma_settings += [("MAGMA start step", start_step), ("MAGMA duration (steps)", steps)]
+    elif start_epoch is not None or epochs is not None:
+        magma_settings += [("MAGMA start epoch (e_st)", start_epoch), ("MAGMA duration in epochs (e_dur)", epochs)]
+    else:
+        magma_settings.append(("MAGMA schedule", "constant weight"))
+    if not ssl_objective:
+        magma_settings.append(("uniformity weight (mu)", _format(uniformity_weight)))
+    return magma_settings
+
+
+def _model_settings(config: Any) -> list[tuple[str, Any]]:
+    """The card's model table: encoder and decoder (MAE) or projector and objective settings (SimCLR / VICReg)."""
+    ssl_objective = getattr(config, "ssl_objective", None)
+    return [
+        ("encoder", f"{config.num_hidden_layers} blocks x {config.hidden_size} wide, {config.num_attention_heads} heads"),
+        (
+            "decoder",
+            f"{config.decoder_num_hidden_layers} blocks x {config.decoder_hidden_size} wide, "
+            f"{config.decoder_num_attention_heads} heads",
+        ),
+        ("image size / patch size", f"{config.image_size} / {config.patch_size}"),
+        ("mask ratio", _format(config.mask_ratio)),
+        ("normalised-pixel loss", config.norm_pix_loss),
+    ] if not ssl_objective else [
+        ("encoder", f"{config.num_hidden_layers} blocks x {config.hidden_size} wide, {config.num_attention_heads} heads"),
+        ("projector", f"{config.projector_num_layers} layers, {config.projector_hidden_size} wide, "
+                      f"{config.projector_output_size} out"),
+        ("representation", config.representation_pooling),
+        ("image size / patch size", f"{config.image_size} / {config.patch_size}"),
+        *([("NT-Xent temperature", _format(config.simclr_temperature))] if config.ssl_objective == "simclr" else [
+            ("VICReg weights (invariance / variance / covariance)",
+             f"{_format(config.vicreg_sim_weight)} / {_format(config.vicreg_var_weight)} / "
+             f"{_format(config.vicreg_cov_weight)}")]),
+    ]
+
+
+def _training_settings(training_args: Any) -> list[tuple[str, Any]]:
+    """The card's training table: the hyperparameters named in `_TRAINING_FIELDS` and the total batch size."""
+    training_settings = []
+    if training_args is not None:
+        for attribute, label in _TRAINING_FIELDS:
+            value = getattr(training_args, attribute, None)
+            if value is None or (attribute == "max_steps" and value <= 0):
+                continue
+            value = getattr(value, "value", value)  # enums (optimizer, scheduler)
+            training_settings.append((label, _format(value)))
+        world_size = getattr(training_args, "world_size", 1) or 1
+        total = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps * world_size
+        training_settings.append(("total batch size", total))
+    return training_settings
+
+
 def create_model_card(
     *,
     output_dir: str | os.PathLike,
@@ -194,20 +280,7 @@ def create_model_card(
     """
     ssl_objective = getattr(model_config, "ssl_objective", None)
     config = (resolve_ssl_config if ssl_objective else resolve_magma_config)(copy.deepcopy(model_config))
-    magma_weight = getattr(training_args, "magma_weight", None)
-    magma_weight = config.magma_weight if magma_weight is None else float(magma_weight)
-    uniformity_weight = getattr(training_args, "uniformity_weight", None)
-    uniformity_weight = config.uniformity_weight if uniformity_weight is None else float(uniformity_weight)
-    method = magma_method_name(magma_weight, uniformity_weight)
-    method_description = _METHOD_DESCRIPTIONS.get(method)
-    if ssl_objective:
-        base = {"simclr": "SimCLR", "vicreg": "VICReg"}[config.ssl_objective]
-        method = f"M-{base}" if magma_weight > 0 else base
-        method_description = (
-            f"The objective is {base} on two SimCLR-style augmented views of each image (a ViT backbone and an MLP "
-            "projector), " + ("plus the MAGMA manifold regulariser on the first view's block outputs." if
-                              magma_weight > 0 else "without MAGMA (the term was computed and logged, not trained on).")
-        )
+    method, method_description, magma_weight, uniformity_weight = _method(config, training_args)
 
     repo_id = getattr(training_args, "hub_model_id", None) or Path(output_dir).resolve().name
     model_name = model_name or repo_id.split("/")[-1]
@@ -224,55 +297,10 @@ def create_model_card(
         eval_results=list(eval_results) if eval_results else None,
     )
 
-    start_epoch, epochs = getattr(training_args, "magma_start_epoch", None), getattr(training_args, "magma_epochs", None)
-    start_step, steps = getattr(training_args, "magma_start_step", None), getattr(training_args, "magma_steps", None)
-    magma_settings = [
-        ("objective", method),
-        ("reference layers (0-based blocks)", ", ".join(str(i) for i in config.magma_reference_layers)),
-        ("regularised (target) layer", config.magma_target_layer),
-        ("MAGMA weight (lambda)", _format(magma_weight)),
-    ]
-    if start_step is not None or steps is not None:
-        magma_settings += [("MAGMA start step", start_step), ("MAGMA duration (steps)", steps)]
-    elif start_epoch is not None or epochs is not None:
-        magma_settings += [("MAGMA start epoch (e_st)", start_epoch), ("MAGMA duration in epochs (e_dur)", epochs)]
-    else:
-        magma_settings.append(("MAGMA schedule", "constant weight"))
-    if not ssl_objective:
-        magma_settings.append(("uniformity weight (mu)", _format(uniformity_weight)))
+    magma_settings = _magma_settings(config, training_args, method, magma_weight, uniformity_weight)
 
-    model_settings = [
-        ("encoder", f"{config.num_hidden_layers} blocks x {config.hidden_size} wide, {config.num_attention_heads} heads"),
-        (
-            "decoder",
-            f"{config.decoder_num_hidden_layers} blocks x {config.decoder_hidden_size} wide, "
-            f"{config.decoder_num_attention_heads} heads",
-        ),
-        ("image size / patch size", f"{config.image_size} / {config.patch_size}"),
-        ("mask ratio", _format(config.mask_ratio)),
-        ("normalised-pixel loss", config.norm_pix_loss),
-    ] if not ssl_objective else [
-        ("encoder", f"{config.num_hidden_layers} blocks x {config.hidden_size} wide, {config.num_attention_heads} heads"),
-        ("projector", f"{config.projector_num_layers} layers, {config.projector_hidden_size} wide, "
-                      f"{config.projector_output_size} out"),
-        ("representation", config.representation_pooling),
-        ("image size / patch size", f"{config.image_size} / {config.patch_size}"),
-        *([("NT-Xent temperature", _format(config.simclr_temperature))] if config.ssl_objective == "simclr" else [
-            ("VICReg weights (invariance / variance / covariance)",
-             f"{_format(config.vicreg_sim_weight)} / {_format(config.vicreg_var_weight)} / "
-             f"{_format(config.vicreg_cov_weight)}")]),
-    ]
-    training_settings = []
-    if training_args is not None:
-        for attribute, label in _TRAINING_FIELDS:
-            value = getattr(training_args, attribute, None)
-            if value is None or (attribute == "max_steps" and value <= 0):
-                continue
-            value = getattr(value, "value", value)  # enums (optimizer, scheduler)
-            training_settings.append((label, _format(value)))
-        world_size = getattr(training_args, "world_size", 1) or 1
-        total = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps * world_size
-        training_settings.append(("total batch size", total))
+    model_settings = _model_settings(config)
+    training_settings = _training_settings(training_args)
     summary_rows = [(_SUMMARY_LABELS.get(k, k), _format(v)) for k, v in (train_summary or {}).items()]
 
     architecture = f"ViT, {config.num_hidden_layers} x {config.hidden_size}, patch {config.patch_size}"
@@ -302,7 +330,8 @@ def create_model_card(
     return card
 
 
-def _card_path(output_dir_or_card_path: str | os.PathLike) -> Path:
+def card_path(output_dir_or_card_path: str | os.PathLike) -> Path:
+    """The model card: ``README.md`` in a folder, or the file itself; ``FileNotFoundError`` when there is none."""
     path = Path(output_dir_or_card_path)
     if path.is_dir():
         path = path / "README.md"
@@ -340,7 +369,7 @@ def add_evaluation_results(
         if not isinstance(name, str) or not name:
             raise ValueError(f"metric names must be non-empty strings, got {name!r}")
         check_number(f"metric {name!r}", value, sign=None)
-    path = _card_path(output_dir_or_card_path)
+    path = card_path(output_dir_or_card_path)
     card = ModelCard.load(path)
     if card.data.model_name is None:
         card.data.model_name = path.resolve().parent.name
@@ -386,7 +415,7 @@ def add_figures(output_dir: str | os.PathLike, figures: Mapping[str, str], *, sa
     """Embed figures (caption -> PNG path relative to ``output_dir``) in the card, after any embedded before."""
     if not figures:
         raise ValueError("`figures` is empty: pass {caption: relative_png_path}")
-    path = _card_path(output_dir)
+    path = card_path(output_dir)
     checked = _check_figures(path.parent, figures)
     card = ModelCard.load(path)
     existing = read_card_extras(path.parent)[1] or {}

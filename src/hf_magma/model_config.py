@@ -13,7 +13,7 @@ from transformers.utils import is_torchvision_available
 
 from .modeling import ViTMAEWithMAGMA
 from .modeling_ssl import ViTForSSL
-from .ssl import SSL_OBJECTIVES
+from .ssl_objectives import SSL_OBJECTIVES
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from transformers.conversion_mapping import (
 from transformers.models.vit_mae.modeling_vit_mae import ViTMAEForPreTrainingOutput
 
 from .losses import MAGMARegularizer, uniformity_loss
-from .validation import check_non_negative
+from .checks import check_layer_choice, check_non_negative
 
 MAGMA_CONFIG_DEFAULTS = {
     "magma_reference_layers": None,  # resolved to [num_hidden_layers - 2]
@@ -43,27 +43,15 @@ def resolve_magma_config(config: ViTMAEConfig) -> ViTMAEConfig:
     target = getattr(config, "magma_target_layer", None)
     if target is None:
         target = num_layers - 1
-    if not isinstance(refs, (list, tuple)) or not refs:
-        raise ValueError(f"`magma_reference_layers` must be a non-empty list of block indices, got {refs!r}")
-    for name, value in (("magma_reference_layers", r) for r in refs):
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < num_layers:
-            raise ValueError(
-                f"`{name}` holds {value!r}, which is not a 0-based block index in [0, {num_layers - 1}] "
-                f"(num_hidden_layers={num_layers})"
-            )
-    if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target < num_layers:
-        raise ValueError(
-            f"`magma_target_layer` is {target!r}, which is not a 0-based block index in [0, {num_layers - 1}] "
-            f"(num_hidden_layers={num_layers})"
-        )
-    if target in refs:
-        raise ValueError(f"`magma_reference_layers` {list(refs)} must not contain `magma_target_layer` ({target})")
+    refs, target = check_layer_choice(
+        refs, target, num_layers, names=("magma_reference_layers", "magma_target_layer")
+    )
     for name in ("magma_weight", "uniformity_weight"):
         value = getattr(config, name, None)
         value = MAGMA_CONFIG_DEFAULTS[name] if value is None else value
         setattr(config, name, check_non_negative(name, value))
-    config.magma_reference_layers = [int(r) for r in refs]
-    config.magma_target_layer = int(target)
+    config.magma_reference_layers = refs
+    config.magma_target_layer = target
     return config
 
 
@@ -145,6 +133,9 @@ class ViTMAEWithMAGMA(ViTMAEForPreTraining):
 
     ``magma_gather`` (an attribute, off by default and not saved) computes both terms over the batch gathered
     from all processes with a differentiable all-gather, so that under DDP "the batch" is the global batch.
+
+    Args:
+        config: a `ViTMAEConfig`; its MAGMA settings are filled in and checked by `resolve_magma_config`.
     """
 
     magma_gather: bool = False
@@ -174,6 +165,19 @@ class ViTMAEWithMAGMA(ViTMAEForPreTraining):
         ``loss = reconstruction_loss + w * magma_loss + uniformity_weight * uniformity_loss`` with ``w`` the
         ``magma_weight`` argument (a schedule's value) or else the config's. A term whose weight is 0 is still
         computed and reported, without an autograd graph.
+
+        Args:
+            pixel_values: (B, C, H, W) images.
+            noise: (B, num_patches), the parent's masking noise (random when ``None``).
+            interpolate_pos_encoding, attention_mask: as in `ViTMAEForPreTraining.forward`.
+            output_hidden_states: ``True`` (all), ``False``/``None`` (none) or indices of the hidden states to
+                return (the others are ``None``); the MAGMA layers are computed either way.
+            magma_weight: the MAGMA weight of this call (a schedule's value); default ``config.magma_weight``.
+
+        Returns:
+            `ViTMAEWithMAGMAOutput`: ``loss`` (scalar), ``logits`` (B, num_patches, patch_size**2 * C), ``mask``
+            and ``ids_restore`` (B, num_patches), ``reconstruction_loss``, ``magma_loss`` and
+            ``uniformity_loss`` (unweighted scalars), ``hidden_states`` and ``attentions`` as asked.
         """
         weight = call_weight(magma_weight, self.config.magma_weight)
         uniformity_weight = self.config.uniformity_weight

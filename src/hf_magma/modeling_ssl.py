@@ -17,10 +17,8 @@ from transformers.models.vit.modeling_vit import ViTModel, ViTPreTrainedModel
 
 from .losses import IMAGE_POOLINGS, MAGMARegularizer, pool_hidden_state
 from .modeling import HiddenStateSelection, all_gather_with_grad, call_weight, resolve_magma_config
-from .ssl import SSL_OBJECTIVES, nt_xent_loss, vicreg_loss
-from .validation import check_non_negative, check_number
-
-REPRESENTATION_POOLINGS: tuple[str, ...] = IMAGE_POOLINGS
+from .ssl_objectives import SSL_OBJECTIVES, nt_xent_loss, vicreg_loss
+from .checks import check_non_negative, check_number
 
 # Per objective: (projector output size, projector layers), as in the SimCLR and VICReg papers' set-ups.
 _OBJECTIVE_PROJECTOR_DEFAULTS = {"simclr": (256, 2), "vicreg": (2048, 3)}
@@ -36,12 +34,6 @@ SSL_CONFIG_DEFAULTS = {
     "vicreg_var_weight": 25.0,
     "vicreg_cov_weight": 1.0,
 }
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
-    return value
 
 
 def resolve_ssl_config(config: ViTConfig) -> ViTConfig:
@@ -60,9 +52,9 @@ def resolve_ssl_config(config: ViTConfig) -> ViTConfig:
             setattr(config, name, default)
     if config.ssl_objective not in SSL_OBJECTIVES:
         raise ValueError(f"`ssl_objective` must be one of {SSL_OBJECTIVES}, got {config.ssl_objective!r}")
-    if config.representation_pooling not in REPRESENTATION_POOLINGS:
+    if config.representation_pooling not in IMAGE_POOLINGS:
         raise ValueError(
-            f"`representation_pooling` must be one of {REPRESENTATION_POOLINGS}, got {config.representation_pooling!r}"
+            f"`representation_pooling` must be one of {IMAGE_POOLINGS}, got {config.representation_pooling!r}"
         )
     output_size, num_layers = _OBJECTIVE_PROJECTOR_DEFAULTS[config.ssl_objective]
     if config.projector_output_size is None:
@@ -70,7 +62,7 @@ def resolve_ssl_config(config: ViTConfig) -> ViTConfig:
     if config.projector_num_layers is None:
         config.projector_num_layers = num_layers
     for name in ("projector_hidden_size", "projector_output_size", "projector_num_layers"):
-        _positive_int(name, getattr(config, name))
+        check_number(name, getattr(config, name), sign="positive", integer=True)
     config.simclr_temperature = float(check_number("simclr_temperature", config.simclr_temperature, sign="positive"))
     for name in ("vicreg_sim_weight", "vicreg_var_weight", "vicreg_cov_weight"):
         setattr(config, name, check_non_negative(name, getattr(config, name)))

@@ -1,14 +1,12 @@
 """`MAGMATrainer`: the transformers `Trainer` for MAE pretraining with the MAGMA schedule, per-term logging and an
-online linear probe; `MAGMATrainingArguments` holds its settings."""
+online linear probe; its settings are `hf_magma.training_args.MAGMATrainingArguments`."""
 
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
 import os
-from dataclasses import dataclass, field
 from typing import Any
 
 import datasets
@@ -16,161 +14,19 @@ import torch
 import torch.nn.functional as F
 from accelerate.data_loader import prepare_data_loader
 from torch import nn
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer
 from transformers.trainer_utils import EvalLoopOutput
 
 from .hub import HubPushMixin
+from .logged_metrics import LOGGED_METRICS, LOGGED_TERMS, ONLINE_ACCURACY
 from .modeling import ViTMAEWithMAGMA
 from .modeling_ssl import ViTForSSL
-from .validation import check_non_negative, check_number
-from .visualize import parse_figures
+from .trainer_state import last_checkpoint  # noqa: F401  (re-exported: resuming picks it)
+from .training_args import MAGMATrainingArguments
 
 logger = logging.getLogger(__name__)
 
-# Every term a model's output carries among these is logged (MAE's, then SimCLR's / VICReg's).
-LOGGED_TERMS = (
-    "reconstruction_loss", "magma_loss", "magma_weight", "uniformity_loss",
-    "objective_loss", "invariance_loss", "variance_loss", "covariance_loss",
-)
 ONLINE_PROBE_FILE = "online_probe.pt"
-
-
-@dataclass
-class MAGMATrainingArguments(TrainingArguments):
-    """`TrainingArguments` plus the MAGMA schedule, the U-MAE weight, MAE's learning-rate scaling and the probe.
-
-    The MAGMA weight is ``magma_weight`` from epoch ``magma_start_epoch`` (e_st) for ``magma_epochs`` (e_dur)
-    epochs and 0 outside; ``magma_start_step``/``magma_steps`` give the same window in optimizer steps (needed
-    for streamed data, whose epochs are unknown) and take precedence when set.
-    """
-
-    magma_weight: float = field(default=1.0, metadata={"help": "lambda: the MAGMA term's weight while it is on."})
-    magma_start_epoch: float = field(
-        default=10, metadata={"help": "e_st: the epoch at which the MAGMA term turns on (may be fractional)."}
-    )
-    magma_epochs: float = field(
-        default=100, metadata={"help": "e_dur: for how many epochs the MAGMA term stays on (may be fractional)."}
-    )
-    magma_start_step: int | None = field(
-        default=None,
-        metadata={"help": "Step-based e_st (optimizer steps), for streaming; overrides --magma_start_epoch."},
-    )
-    magma_steps: int | None = field(
-        default=None, metadata={"help": "Step-based e_dur (optimizer steps); required with --magma_start_step."}
-    )
-    uniformity_weight: float = field(
-        default=0.0, metadata={"help": "mu: weight of U-MAE's uniformity term (0.01 for MU-MAE, 0 for M-MAE)."}
-    )
-    magma_gather: bool = field(
-        default=False,
-        metadata={
-            "help": "Compute the MAGMA (and uniformity) term over the batch gathered from all processes with a "
-            "differentiable all-gather (the global batch, as on one GPU) instead of each process's own batch."
-        },
-    )
-    base_learning_rate: float | None = field(
-        default=None,
-        metadata={
-            "help": "MAE's base learning rate: when set, learning_rate = base_learning_rate * total batch / 256 "
-            "(total batch = per-device batch x processes x gradient accumulation)."
-        },
-    )
-    online_probe: bool = field(
-        default=True,
-        metadata={
-            "help": "Train a linear classifier on detached encoder features during pretraining when the data has "
-            "labels, and log its accuracy as `online_accuracy` (never affects the encoder)."
-        },
-    )
-    online_probe_learning_rate: float = field(
-        default=1e-3, metadata={"help": "Learning rate of the online probe's own AdamW optimizer."}
-    )
-    figures: str | None = field(
-        default=None,
-        metadata={"help": "Figures drawn at the end of training into output_dir/figures and embedded in the model "
-                  "card: comma-separated among pacmap, keys, attention, curves, or 'all' (needs hf-magma[viz])."},
-    )
-    remove_unused_columns: bool = field(
-        default=False,
-        metadata={"help": "Keep the raw image columns: the collator decodes them (must stay False here)."},
-    )
-
-    def __post_init__(self) -> None:
-        parse_figures(self.figures)
-        check_non_negative("magma_weight", self.magma_weight)
-        check_non_negative("uniformity_weight", self.uniformity_weight)
-        check_non_negative("magma_start_epoch", self.magma_start_epoch)
-        check_non_negative("magma_epochs", self.magma_epochs)
-        if self.magma_start_step is not None or self.magma_steps is not None:
-            if self.magma_start_step is None or self.magma_steps is None:
-                raise ValueError("`magma_start_step` and `magma_steps` must be given together")
-            check_number("magma_start_step", self.magma_start_step, integer=True)
-            check_number("magma_steps", self.magma_steps, integer=True)
-        if self.base_learning_rate is not None:
-            check_number("base_learning_rate", self.base_learning_rate, sign="positive")
-        check_number("online_probe_learning_rate", self.online_probe_learning_rate, sign="positive")
-        super().__post_init__()
-        if self.base_learning_rate is not None:
-            total_batch = self.per_device_train_batch_size * self.gradient_accumulation_steps * self.world_size
-            self.learning_rate = self.base_learning_rate * total_batch / 256
-            logger.info(
-                "learning_rate = base_learning_rate %g x total batch %d / 256 = %g",
-                self.base_learning_rate,
-                total_batch,
-                self.learning_rate,
-            )
-
-    def __getstate__(self) -> dict[str, Any]:
-        # The Trainer pickles these arguments into `training_args.bin` in every checkpoint and every Hub push: a
-        # token given as an argument must not travel with them (the live object keeps it).
-        state = self.__dict__.copy()
-        state["hub_token"] = None
-        return state
-
-    def __deepcopy__(self, memo: dict) -> MAGMATrainingArguments:
-        clone = object.__new__(type(self))
-        memo[id(self)] = clone
-        clone.__dict__.update(copy.deepcopy(self.__dict__, memo))
-        return clone
-
-    def magma_window(self, steps_per_epoch: int | None) -> tuple[int, int]:
-        """The optimizer steps ``[start, end)`` during which the MAGMA term is on."""
-        if self.magma_start_step is not None:
-            return self.magma_start_step, self.magma_start_step + self.magma_steps
-        if steps_per_epoch is None:
-            raise ValueError(
-                "The training data has no length (streaming), so the MAGMA schedule cannot be given in epochs: "
-                "set `magma_start_step` and `magma_steps`"
-            )
-        start = round(self.magma_start_epoch * steps_per_epoch)
-        return start, start + round(self.magma_epochs * steps_per_epoch)
-
-
-def last_checkpoint(output_dir: str | os.PathLike) -> str | None:
-    """The newest complete ``checkpoint-N`` folder in ``output_dir`` (its ``trainer_state.json`` written), or None.
-
-    A run killed while saving leaves a partial folder behind; resuming skips it and takes the one before.
-    """
-    if not os.path.isdir(output_dir):
-        return None
-    steps = []
-    for name in os.listdir(output_dir):
-        prefix, _, number = name.partition("-")
-        folder = os.path.join(output_dir, name)
-        if prefix == "checkpoint" and number.isdigit() and _complete_state(os.path.join(folder, "trainer_state.json")):
-            steps.append((int(number), folder))
-    return max(steps)[1] if steps else None
-
-
-def _complete_state(path: str) -> bool:
-    """Whether ``path`` is a whole ``trainer_state.json`` (a kill can leave it half-written: the Trainer writes it
-    in place, last in a checkpoint)."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            json.load(handle)
-    except (OSError, ValueError):
-        return False
-    return True
 
 
 class OnlineLinearProbe(nn.Module):
@@ -216,6 +72,13 @@ class MAGMATrainer(HubPushMixin, Trainer):
     ``uniformity_loss`` (for `ViTForSSL`: ``objective_loss`` and VICReg's parts), averaged over the logging window and across processes, and ``online_accuracy`` when
     ``num_labels`` is given and batches carry ``labels``. Evaluation gives ``eval_loss`` and the same terms.
     Hub pushes (`HubPushMixin`) carry the project's model card, and a failed push never stops training.
+
+    Args:
+        model: a `ViTMAEWithMAGMA` or a `ViTForSSL`.
+        args: `MAGMATrainingArguments` (``remove_unused_columns`` must stay False).
+        num_labels: the number of classes of the data's labels; turns the online probe on (>= 2).
+        eval_data_collator: the collator of evaluation batches (e.g. without augmentation).
+        **kwargs: the `transformers.Trainer` arguments (``train_dataset``, ``data_collator``...).
     """
 
     def __init__(self, model: ViTMAEWithMAGMA | ViTForSSL | None = None, args: MAGMATrainingArguments | None = None, *,
@@ -367,12 +230,12 @@ class MAGMATrainer(HubPushMixin, Trainer):
                 correct = self.online_probe.step(features, labels)
             else:
                 correct = self.online_probe.correct(features, labels)
-            self._accumulate(phase, {"online_accuracy": correct / labels.numel()}, count=float(labels.numel()))
+            self._accumulate(phase, {ONLINE_ACCURACY: correct / labels.numel()}, count=float(labels.numel()))
         return (outputs.loss, outputs) if return_outputs else outputs.loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and not any(key.startswith("eval_") for key in logs):
-            logs.update(self._reduce("train", (*LOGGED_TERMS, "online_accuracy")))
+            logs.update(self._reduce("train", LOGGED_METRICS))
         super().log(logs, start_time)
 
     # ---- evaluation ------------------------------------------------------------------------------------------
@@ -396,7 +259,7 @@ class MAGMATrainer(HubPushMixin, Trainer):
                         ignore_keys: list[str] | None = None, metric_key_prefix: str = "eval") -> EvalLoopOutput:
         self._sums["eval"] = {}
         output = super().evaluation_loop(dataloader, description, True, ignore_keys, metric_key_prefix)
-        terms = self._reduce("eval", (*LOGGED_TERMS, "online_accuracy"))
+        terms = self._reduce("eval", LOGGED_METRICS)
         metrics = dict(output.metrics)
         metrics.update({f"{metric_key_prefix}_{name}": value for name, value in terms.items()})
         return EvalLoopOutput(predictions=None, label_ids=None, metrics=metrics, num_samples=output.num_samples)

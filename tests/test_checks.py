@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from hf_magma.validation import check_non_negative, check_number
+from hf_magma.checks import check_non_negative, check_number
 
 
 @pytest.mark.parametrize("value", [0, 0.0, 2, 1.5, np.float32(0.25)])

@@ -9,7 +9,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from .reproduce import METHOD_TITLES, METHODS, load_cells, load_pixels
+from .reproduce import METHODS, load_cells, load_pixels, method_title
 
 
 def comparison_rows(
@@ -34,7 +34,7 @@ def comparison_rows(
         mine = [c for c in cells if c["method"] == method]
         if not mine:
             continue
-        title = METHOD_TITLES[method]
+        title = method_title(method)
         rows.append({
             "name": title,
             "seeds": sorted(c["seed"] for c in mine),

@@ -18,9 +18,10 @@ import torch
 import PIL.Image
 from transformers import AutoConfig, TrainingArguments, set_seed
 
-from .data import FASHION_MNIST_HUB_ID, ImageDataArguments, ImageTransform, decode_image
-from .evaluation import EvaluationArguments, evaluate_features, format_results_table, load_evaluation_splits
-from .model_config import load_image_processor
+from ..data import FASHION_MNIST_HUB_ID, ImageDataArguments, ImageTransform, decode_image
+from ..evaluation import EvaluationArguments, evaluate_features
+from ..model_config import load_image_processor
+from .evaluation import evaluation_splits, format_results_table
 
 logger = logging.getLogger(__name__)
 
@@ -95,9 +96,7 @@ def run_pixel_evaluation(
         feature-extraction and scoring times in seconds.
     """
     set_seed(training_args.seed)
-    train, test, test_name, image_column, label_column = load_evaluation_splits(
-        eval_args, data_args, seed=training_args.seed
-    )
+    train, test, test_name, image_column, label_column = evaluation_splits(eval_args, data_args, training_args.seed)
     if image_size is None:
         source = eval_args.model_name_or_path
         image_size = AutoConfig.from_pretrained(source).image_size if source is not None else DEFAULT_PIXEL_SIZE

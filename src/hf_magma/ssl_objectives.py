@@ -12,8 +12,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from .losses import check_matrix
-from .validation import check_non_negative
+from .losses import check_matrix, compute_dtype
+from .checks import check_non_negative, check_number
 
 SSL_OBJECTIVES: tuple[str, ...] = ("simclr", "vicreg")
 
@@ -27,10 +27,6 @@ def _check_pair(z1: torch.Tensor, z2: torch.Tensor, min_batch: int) -> None:
         raise ValueError(f"the objective needs a batch of at least {min_batch} samples, got {z1.shape[0]}")
 
 
-def _dtype(z: torch.Tensor) -> torch.dtype:
-    return torch.float64 if z.dtype == torch.float64 else torch.float32
-
-
 def nt_xent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
     """SimCLR's normalised temperature-scaled cross-entropy over the 2B embeddings of a batch.
 
@@ -39,11 +35,10 @@ def nt_xent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.2) -
     over the 2B anchors.
     """
     _check_pair(z1, z2, min_batch=1)
-    if not temperature > 0 or temperature == float("inf"):
-        raise ValueError(f"`temperature` must be a positive finite number, got {temperature}")
+    check_number("temperature", temperature, sign="positive")
     batch_size = z1.shape[0]
     with torch.autocast(device_type=z1.device.type, enabled=False):
-        z = F.normalize(torch.cat([z1, z2]).to(_dtype(z1)), dim=-1)
+        z = F.normalize(torch.cat([z1, z2]).to(compute_dtype(z1)), dim=-1)
         logits = z @ z.T / temperature
         self_mask = torch.eye(2 * batch_size, dtype=torch.bool, device=z.device)
         logits = logits.masked_fill(self_mask, float("-inf"))
@@ -86,11 +81,10 @@ def vicreg_loss(
     _check_pair(z1, z2, min_batch=2)
     for name, value in (("sim_weight", sim_weight), ("var_weight", var_weight), ("cov_weight", cov_weight)):
         check_non_negative(name, value)
-    if not eps > 0:
-        raise ValueError(f"`eps` must be positive (it keeps the std's gradient finite), got {eps}")
+    check_number("eps", eps, sign="positive")  # keeps the std's gradient finite
     batch_size, num_features = z1.shape
     with torch.autocast(device_type=z1.device.type, enabled=False):
-        x, y = z1.to(_dtype(z1)), z2.to(_dtype(z2))
+        x, y = z1.to(compute_dtype(z1)), z2.to(compute_dtype(z2))
         invariance = F.mse_loss(x, y)
         variance = x.new_zeros(())
         covariance = x.new_zeros(())

@@ -7,6 +7,7 @@ settings is refused rather than mixed into the table.
 
 from __future__ import annotations
 
+import argparse
 import concurrent.futures
 import dataclasses
 import datetime
@@ -15,8 +16,10 @@ import logging
 import multiprocessing
 import os
 import platform
+import shlex
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -27,11 +30,17 @@ from typing import Any
 import torch
 from transformers import TrainingArguments, ViTMAEConfig
 
-from .data import ImageDataArguments
-from .evaluation import EvaluationArguments, run_evaluation
-from .model_config import MAGMAModelArguments, _load_config, load_model_and_image_processor
+from ..checks import check_number
+from ..data import ImageDataArguments
+from ..evaluation import EvaluationArguments
+from ..logged_metrics import LOGGED_METRICS
+from ..model_card import magma_method_name
+from ..model_config import MAGMAModelArguments, _load_config, load_model_and_image_processor
+from ..trainer_state import load_log_history
+from ..training_args import MAGMATrainingArguments
+from .evaluation import run_evaluation
+from .parser import MAGMAArgumentParser
 from .pretraining import prepare_run, pretrain
-from .trainer import MAGMATrainingArguments
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +51,6 @@ METHODS: dict[str, tuple[bool, bool]] = {
     "u-mae": (False, True),
     "mu-mae": (True, True),
 }
-METHOD_TITLES = {"mae": "MAE", "m-mae": "M-MAE", "u-mae": "U-MAE", "mu-mae": "MU-MAE"}
 
 # The training settings that define a cell (and must match for a finished cell to be reused).
 TRAINING_SETTINGS = (
@@ -108,10 +116,9 @@ class ReproduceArguments:
                                  f"got {getattr(self, name)}")
         if not self.label_fractions or any(not 0 < f <= 1 for f in self.label_fractions):
             raise ValueError(f"--label_fractions must be in (0, 1], got {self.label_fractions}")
-        if self.processes < 1:
-            raise ValueError(f"--processes must be positive, got {self.processes}")
-        if self.num_threads is not None and self.num_threads < 1:
-            raise ValueError(f"--num_threads must be positive, got {self.num_threads}")
+        check_number("--processes", self.processes, sign="positive", integer=True)
+        if self.num_threads is not None:
+            check_number("--num_threads", self.num_threads, sign="positive", integer=True)
 
 
 def method_training_args(training_args: MAGMATrainingArguments, method: str, seed: int) -> MAGMATrainingArguments:
@@ -203,14 +210,18 @@ def git_commit(directory: str | os.PathLike = ".") -> str | None:
 
 
 def training_curve(output_dir: str | os.PathLike) -> list[dict[str, float]]:
-    """The logged training terms per logging step, from the run's ``trainer_state.json``."""
-    path = Path(output_dir) / "trainer_state.json"
-    if not path.is_file():
+    """The logged training terms per logging step, from the run's ``trainer_state.json`` (empty without one)."""
+    try:
+        history = load_log_history(output_dir)
+    except FileNotFoundError:
         return []
-    keys = ("step", "epoch", "loss", "reconstruction_loss", "magma_loss", "magma_weight", "uniformity_loss",
-            "online_accuracy")
-    history = json.loads(path.read_text())["log_history"]
+    keys = ("step", "epoch", "loss", *LOGGED_METRICS)
     return [{k: entry[k] for k in keys if k in entry} for entry in history if "reconstruction_loss" in entry]
+
+
+def method_title(method: str) -> str:
+    """The paper's name of a grid method (``m-mae`` -> ``M-MAE``); an unknown one as is."""
+    return magma_method_name(*(float(term) for term in METHODS[method])) if method in METHODS else method
 
 
 def cell_path(results_dir: str | os.PathLike, method: str, seed: int) -> Path:
@@ -234,7 +245,7 @@ def run_cell(
     started = datetime.datetime.now(datetime.timezone.utc)
 
     begin = time.perf_counter()
-    resume = prepare_run(data_args, args, "hf_magma.reproduce")
+    resume = prepare_run(data_args, args, "hf_magma.cli.reproduce")
     model, image_processor = load_model_and_image_processor(model_args)
     num_parameters = sum(p.numel() for p in model.vit.parameters())
     metrics = pretrain(data_args, args, model, image_processor, resume=resume, tags=("mae", "magma", method))
@@ -436,7 +447,7 @@ def summary_table(cells: Sequence[dict[str, Any]], pixels: dict[str, Any] | None
             for k in fractions
         )
         rows.append(
-            f"| {METHOD_TITLES[method]} | {len(mine)} | {', '.join(str(c['seed']) for c in mine)} "
+            f"| {method_title(method)} | {len(mine)} | {', '.join(str(c['seed']) for c in mine)} "
             f"| {_mean_std([c['linear_top1'] for c in mine])} | {_mean_std([c['knn_top1'] for c in mine])} |{extra}"
             f" {statistics.mean(c['pretrain_seconds'] for c in mine):.0f} "
             f"| {statistics.mean(c['eval_seconds'] for c in mine):.0f} |"
@@ -483,7 +494,7 @@ def write_summary(results_dir: str | os.PathLike) -> Path:
         "",
         "Cells (top-1 %, linear / k-NN): "
         + "; ".join(
-            f"{METHOD_TITLES.get(c['method'], c['method'])} seed {c['seed']}: {100 * c['linear_top1']:.2f} / "
+            f"{method_title(c['method'])} seed {c['seed']}: {100 * c['linear_top1']:.2f} / "
             f"{100 * c['knn_top1']:.2f}"
             for c in sorted(cells, key=lambda c: (list(METHODS).index(c["method"]), c["seed"]))
         )
@@ -511,3 +522,24 @@ def write_summary(results_dir: str | os.PathLike) -> Path:
         ]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def make_parser(description: str | None = None) -> MAGMAArgumentParser:
+    """The command line of ``scripts/reproduce.py``."""
+    return MAGMAArgumentParser(
+        (ReproduceArguments, ImageDataArguments, MAGMATrainingArguments, MAGMAModelArguments),
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def main(
+    reproduce_args: ReproduceArguments,
+    data_args: ImageDataArguments,
+    training_args: MAGMATrainingArguments,
+    model_args: MAGMAModelArguments,
+    command: str | None = None,
+) -> dict:
+    """Run the selected cells that are not done yet and rewrite the summary; returns the cells' records."""
+    command = command or shlex.join(["python", "scripts/reproduce.py", *sys.argv[1:]])
+    return run_grid(reproduce_args, data_args, training_args, model_args, command=command)

@@ -1,0 +1,63 @@
+"""Checks of the settings shared by the configs, losses and arguments (numbers, MAGMA's block indices), each
+raising a ``ValueError`` that names the setting."""
+
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+from collections.abc import Sequence
+from typing import Any, Literal
+
+
+def check_number(
+    name: str,
+    value: Any,
+    *,
+    sign: Literal["non-negative", "positive"] | None = "non-negative",
+    integer: bool = False,
+) -> Any:
+    """``value`` if it is a finite real number (an integer with ``integer=True``) of the given ``sign``.
+
+    Booleans are rejected. ``name`` is shown in backticks when it is an identifier (a setting), as is otherwise
+    (e.g. ``"metric 'accuracy'"``). Returns ``value`` unchanged.
+    """
+    ok = not isinstance(value, bool) and isinstance(value, Integral if integer else Real) and math.isfinite(value)
+    if ok and sign is not None:
+        ok = value > 0 if sign == "positive" else value >= 0
+    if not ok:
+        label = f"`{name}`" if name.isidentifier() else name
+        qualifier = f"{sign} " if sign is not None else ""
+        raise ValueError(f"{label} must be a finite {qualifier}{'integer' if integer else 'number'}, got {value!r}")
+    return value
+
+
+def check_non_negative(name: str, value: Any) -> float:
+    """``value`` as a float if it is a finite non-negative number (a loss weight, a schedule length...)."""
+    return float(check_number(name, value))
+
+
+def check_layer_choice(
+    reference_layers: Sequence[int],
+    target_layer: int,
+    num_layers: int | None = None,
+    *,
+    names: tuple[str, str] = ("reference_layers", "target_layer"),
+) -> tuple[list[int], int]:
+    """MAGMA's reference blocks and target block as ``(list, int)`` if they are distinct 0-based block indices
+    (below ``num_layers`` when it is known); ``names`` are the settings shown in the errors."""
+    reference_name, target_name = names
+    refs = list(reference_layers) if isinstance(reference_layers, (list, tuple)) else None
+    if not refs:
+        raise ValueError(
+            f"`{reference_name}` must name at least one layer (a non-empty list of block indices), "
+            f"got {reference_layers!r}"
+        )
+    for name, index in [*((reference_name, r) for r in refs), (target_name, target_layer)]:
+        if isinstance(index, bool) or not isinstance(index, Integral):
+            raise ValueError(f"`{name}` must hold integer block indices, got {index!r}")
+        if index < 0 or (num_layers is not None and index >= num_layers):
+            bound = f" in [0, {num_layers - 1}] (num_hidden_layers={num_layers})" if num_layers is not None else ""
+            raise ValueError(f"`{name}` index {index} is out of range: block indices are 0-based{bound}")
+    if target_layer in refs:
+        raise ValueError(f"`{reference_name}` {refs} must not contain `{target_name}` ({target_layer})")
+    return [int(r) for r in refs], int(target_layer)

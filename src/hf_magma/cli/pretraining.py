@@ -1,0 +1,183 @@
+"""The pretraining run shared by the scripts: data, collators, `MAGMATrainer`, checkpoints, metrics, card, Hub."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import transformers
+
+from ..augmentation import TwoViewAugmentation, TwoViewCollator
+from ..data import (
+    FASHION_MNIST_HUB_ID,
+    ImageCollator,
+    ImageDataArguments,
+    ImageTransform,
+    load_image_datasets,
+    num_classes,
+    resolve_columns,
+)
+from ..trainer import MAGMATrainer
+from ..trainer_state import last_checkpoint
+from ..training_args import MAGMATrainingArguments
+from ..model_config import (
+    MAGMAModelArguments,
+    SSLModelArguments,
+    load_model_and_image_processor,
+    load_ssl_model_and_image_processor,
+)
+from ..visualize import write_checkpoint_figures
+from .parser import MAGMAArgumentParser, setup_logging
+
+logger = logging.getLogger(__name__)
+
+
+def prepare_run(data_args: ImageDataArguments, training_args: MAGMATrainingArguments, logger_name: str) -> str | None:
+    """Set up logging, check the arguments, seed everything; returns the checkpoint to resume from, if any.
+
+    A run resumes from ``--resume_from_checkpoint`` or else from the last complete checkpoint in the output folder.
+    """
+    setup_logging(logger_name, training_args.get_process_log_level())
+    if data_args.streaming and training_args.max_steps <= 0:
+        raise ValueError("--streaming needs --max_steps: a streamed dataset has no known length")
+
+    resume = training_args.resume_from_checkpoint
+    if resume is None:
+        resume = last_checkpoint(training_args.output_dir) if training_args.output_dir else None
+        if resume is not None:
+            logger.info("Resuming from the last checkpoint in the output folder: %s", resume)
+    transformers.set_seed(training_args.seed)
+    return resume
+
+
+def _collator(
+    image_processor: Any,
+    model: Any,
+    image_column: str,
+    label_column: str | None,
+    two_view_augmentation: dict[str, Any] | None,
+    eval_seed: int | None,
+) -> ImageCollator | TwoViewCollator:
+    """The training collator (``eval_seed=None``) or the evaluation one (two views drawn from a seeded stream)."""
+    train = eval_seed is None
+    channels = model.config.num_channels
+    if two_view_augmentation is None:
+        transform = ImageTransform.from_image_processor(image_processor, train=train, num_channels=channels)
+        return ImageCollator(transform, image_column, label_column)
+    # The views are drawn on the resized, centre-cropped images; evaluation uses its own seeded stream.
+    transform = ImageTransform.from_image_processor(image_processor, train=False, num_channels=channels)
+    settings = dict(two_view_augmentation)
+    if not train:
+        settings["seed"] = eval_seed
+    augmentation = TwoViewAugmentation(
+        transform.size, transform.mean.flatten().tolist(), transform.std.flatten().tolist(), **settings
+    )
+    return TwoViewCollator(ImageCollator(transform, image_column, label_column), augmentation)
+
+
+def pretrain(
+    data_args: ImageDataArguments,
+    training_args: MAGMATrainingArguments,
+    model: Any,
+    image_processor: Any,
+    *,
+    resume: str | None = None,
+    base_model: str | None = None,
+    two_view_augmentation: dict[str, Any] | None = None,
+    tags: Sequence[str] = ("magma",),
+) -> dict[str, float]:
+    """Pretrain ``model`` on the data of ``data_args``, save it (weights, config, image processor, model card),
+    evaluate, push when asked; returns the final metrics.
+
+    With ``two_view_augmentation`` (keyword arguments of `TwoViewAugmentation`, ``{}`` for the defaults) every batch
+    holds two SimCLR-style views of its images (``pixel_values``, ``pixel_values_2``), for `ViTForSSL`.
+    """
+    splits = load_image_datasets(data_args, seed=training_args.data_seed or training_args.seed)
+    image_column, label_column = resolve_columns(
+        splits["train"], data_args.image_column_name, data_args.label_column_name
+    )
+    num_labels = num_classes(splits["train"], label_column) if label_column is not None else None
+    if label_column is not None and num_labels is None and training_args.online_probe:
+        logger.info("The label column %r is not a ClassLabel: the online probe is off", label_column)
+        label_column = None
+    trainer = MAGMATrainer(
+        model=model,
+        args=training_args,
+        train_dataset=splits["train"],
+        eval_dataset=splits.get("validation") if training_args.eval_strategy != "no" or training_args.do_eval else None,
+        data_collator=_collator(image_processor, model, image_column, label_column, two_view_augmentation, None),
+        eval_data_collator=_collator(
+            image_processor, model, image_column, label_column, two_view_augmentation, training_args.seed
+        ),
+        processing_class=image_processor,
+        num_labels=num_labels if label_column is not None else None,
+    )
+    dataset_name = data_args.dataset_name or data_args.train_dir or FASHION_MNIST_HUB_ID
+    trainer.model_card_kwargs = {"dataset_name": dataset_name, "base_model": base_model}
+
+    train_result = trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model()
+    metrics = dict(train_result.metrics)
+    train_collator = trainer.data_collator
+    skipped = (train_collator.collator if isinstance(train_collator, TwoViewCollator) else train_collator).skipped
+    metrics["train_skipped_images"] = skipped
+    if skipped:
+        logger.warning("%d unreadable training images were skipped (named above)", skipped)
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("train", metrics)
+    trainer.save_state()
+
+    if "validation" in splits and (training_args.do_eval or training_args.eval_strategy != "no"):
+        eval_metrics = trainer.evaluate(splits["validation"])
+        trainer.log_metrics("eval", eval_metrics)
+        trainer.save_metrics("eval", eval_metrics)
+        metrics.update(eval_metrics)
+
+    card = trainer.create_model_card()  # the pushes during training wrote it too; this one has the final summary
+    if card is not None:
+        logger.info("Model card written to %s/README.md", trainer.args.output_dir)
+        if training_args.figures:
+            written = write_checkpoint_figures(
+                training_args.output_dir, splits.get("validation"), figures=training_args.figures,
+                image_processor=image_processor, seed=training_args.seed,
+            )
+            logger.info("Figures written and embedded in the model card: %s", ", ".join(written.values()))
+    if training_args.push_to_hub:
+        trainer.push_to_hub(dataset=dataset_name, tags=list(tags))
+    return metrics
+
+
+def make_parser(description: str | None = None, *, ssl: bool = False) -> MAGMAArgumentParser:
+    """The command line of ``scripts/run_mae_magma.py`` (``scripts/run_ssl_magma.py`` with ``ssl=True``)."""
+    return MAGMAArgumentParser(
+        (ImageDataArguments, MAGMATrainingArguments, SSLModelArguments if ssl else MAGMAModelArguments),
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def main_mae(
+    data_args: ImageDataArguments, training_args: MAGMATrainingArguments, model_args: MAGMAModelArguments
+) -> dict[str, float]:
+    """``scripts/run_mae_magma.py``: pretrain, save (weights, config, image processor, model card), evaluate;
+    returns the final metrics."""
+    resume = prepare_run(data_args, training_args, "run_mae_magma")
+    model, image_processor = load_model_and_image_processor(model_args)
+    return pretrain(
+        data_args, training_args, model, image_processor, resume=resume, base_model=model_args.model_name_or_path,
+        tags=("mae", "magma"),
+    )
+
+
+def main_ssl(
+    data_args: ImageDataArguments, training_args: MAGMATrainingArguments, model_args: SSLModelArguments
+) -> dict[str, float]:
+    """``scripts/run_ssl_magma.py``: the same run for `ViTForSSL` on two views of every image."""
+    resume = prepare_run(data_args, training_args, "run_ssl_magma")
+    model, image_processor = load_ssl_model_and_image_processor(model_args)
+    return pretrain(
+        data_args, training_args, model, image_processor, resume=resume, base_model=model_args.model_name_or_path,
+        two_view_augmentation={}, tags=(model_args.objective, "magma"),
+    )

@@ -1,0 +1,59 @@
+"""``scripts/visualize.py``: the figures of one or several checkpoints side by side, from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ..data import ImageDataArguments, load_image_datasets
+from ..figure_options import FIGURES, parse_figures
+from ..visualize import VisualizationArguments, write_figures
+from .parser import MAGMAArgumentParser
+
+logger = logging.getLogger("visualize")
+
+
+def make_parser(description: str | None = None) -> MAGMAArgumentParser:
+    """The command line of ``scripts/visualize.py``: `VisualizationArguments` and `ImageDataArguments`."""
+    return MAGMAArgumentParser(
+        (VisualizationArguments, ImageDataArguments),
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def main(viz_args: VisualizationArguments, data_args: ImageDataArguments) -> dict[str, str]:
+    """Write the figures into ``--output_dir``; returns ``{figure: path}``."""
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%H:%M:%S",
+                        handlers=[logging.StreamHandler(sys.stdout)], level=logging.INFO)
+    names = viz_args.checkpoint_names()
+    figures = parse_figures(viz_args.figures)
+    dataset = None
+    if figures is None or set(figures) - {"curves"}:
+        splits = load_image_datasets(data_args, seed=viz_args.seed)
+        if viz_args.split not in splits:
+            raise ValueError(f"The dataset has no {viz_args.split!r} split; it has {sorted(splits)}")
+        dataset = splits[viz_args.split]
+    written = write_figures(
+        dict(zip(names, viz_args.model_name_or_path)),
+        viz_args.output_dir,
+        figures=figures,
+        dataset=dataset,
+        image_column=data_args.image_column_name,
+        label_column=data_args.label_column_name,
+        runs=dict(zip(names, viz_args.runs)) if viz_args.runs else None,
+        linear_accuracy=dict(zip(names, viz_args.linear_accuracy)) if viz_args.linear_accuracy else None,
+        num_classes=viz_args.num_classes,
+        max_samples_per_class=viz_args.max_samples_per_class,
+        image_indices=viz_args.image_indices,
+        num_images=viz_args.num_images,
+        pooling=viz_args.pooling,
+        batch_size=viz_args.batch_size,
+        davies_bouldin_space=viz_args.davies_bouldin_space,
+        seed=viz_args.seed,
+        dpi=viz_args.dpi,
+    )
+    for figure, path in written.items():
+        logger.info("%s: %s (%s)", figure, path, FIGURES[figure][1])
+    return {figure: str(path) for figure, path in written.items()}

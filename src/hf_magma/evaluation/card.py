@@ -1,0 +1,58 @@
+"""Recording evaluation results in a checkpoint's model card (local or on the Hub)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from huggingface_hub import ModelCard, create_repo, hf_hub_download
+from huggingface_hub.errors import EntryNotFoundError
+
+from ..hub import push_model_card
+from ..model_card import add_evaluation_results
+
+
+def _minimal_card(directory: Path, model_id: str) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    card = ModelCard(
+        f"---\nlibrary_name: transformers\ntags:\n- image-feature-extraction\n---\n\n# {model_id}\n\n"
+        "Evaluated with hf-magma's frozen-feature protocol.\n"
+    )
+    card.save(directory / "README.md")
+
+
+def record_results_in_card(
+    model_name_or_path: str,
+    results: dict[str, float],
+    *,
+    dataset_name: str,
+    dataset_split: str,
+    output_dir: str | os.PathLike,
+    revision: str | None = None,
+    push_to: str | None = None,
+    token: str | None = None,
+) -> Path:
+    """Record ``results`` in the checkpoint's model card and return the card's path.
+
+    A local checkpoint's own ``README.md`` is updated; a Hub checkpoint's card is fetched into ``output_dir``
+    and updated there. A checkpoint without a card gets a short one. With ``push_to`` the card is uploaded to
+    that Hub repo (created if needed).
+    """
+    if os.path.isdir(model_name_or_path):
+        card_dir = Path(model_name_or_path)
+        if not (card_dir / "README.md").is_file():
+            _minimal_card(card_dir, card_dir.resolve().name)
+    else:
+        card_dir = Path(output_dir)
+        card_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            fetched = hf_hub_download(model_name_or_path, "README.md", revision=revision, token=token)
+            shutil.copyfile(fetched, card_dir / "README.md")
+        except EntryNotFoundError:
+            _minimal_card(card_dir, model_name_or_path)
+    add_evaluation_results(card_dir, results, dataset_name=dataset_name, dataset_split=dataset_split)
+    if push_to is not None:
+        create_repo(push_to, exist_ok=True, token=token)
+        push_model_card(push_to, card_dir, token=token, commit_message="Add evaluation results")
+    return card_dir / "README.md"

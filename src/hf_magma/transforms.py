@@ -1,0 +1,266 @@
+"""Image transforms and collation: decoding any image entry, MAE's single-image transforms (`ImageTransform`) and a
+collator that skips unreadable images instead of stopping the run (`ImageCollator`).
+
+Images are decoded exactly once per access, in the DataLoader workers; a file that cannot be decoded is dropped
+from its batch, counted and named in the log.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import multiprocessing
+import os
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import torch
+
+logger = logging.getLogger(__name__)
+
+def decode_image(value: Any) -> PIL.Image.Image | np.ndarray:
+    """A PIL image or array from what a dataset column holds: PIL image, array, path, bytes or ``{"bytes", "path"}``.
+
+    Raises ``OSError``/``ValueError`` (from PIL) when the data is not a readable image.
+    """
+    if isinstance(value, PIL.Image.Image):
+        return value
+    if isinstance(value, np.ndarray):
+        return value
+    if isinstance(value, torch.Tensor):
+        return value.numpy()
+    if isinstance(value, Mapping):
+        data, path = value.get("bytes"), value.get("path")
+        if data is None and path is None:
+            raise ValueError("the image entry holds neither bytes nor a path")
+        value = data if data is not None else path
+    if isinstance(value, (bytes, bytearray)):
+        value = io.BytesIO(value)
+    elif isinstance(value, list):
+        return np.asarray(value, dtype=np.uint8)
+    image = PIL.Image.open(value)
+    image.load()  # decode now, so that truncated files fail here and not later
+    return image
+
+
+def image_name(value: Any) -> str:
+    """A readable name for an image entry (its path when known), for log messages."""
+    if isinstance(value, Mapping) and value.get("path"):
+        return str(value["path"])
+    if isinstance(value, (str, os.PathLike)):
+        return str(value)
+    return f"<{type(value).__name__}>"
+
+
+def to_pil(image: PIL.Image.Image | np.ndarray, num_channels: int = 3) -> PIL.Image.Image:
+    """Grey, RGBA (composited on white), palette and CMYK images as RGB; or as grey with ``num_channels=1``."""
+    if isinstance(image, np.ndarray):
+        array = image
+        if array.dtype != np.uint8:
+            if np.issubdtype(array.dtype, np.floating) and array.size and array.max() <= 1.0:
+                array = array * 255.0
+            array = np.clip(array, 0, 255).astype(np.uint8)
+        if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
+            array = np.moveaxis(array, 0, -1)  # (C, H, W) -> (H, W, C)
+        if array.ndim == 3 and array.shape[-1] == 1:
+            array = array[..., 0]
+        if array.ndim not in (2, 3):
+            raise ValueError(f"an image array must be (H, W) or (H, W, C), got shape {image.shape}")
+        image = PIL.Image.fromarray(array)
+    target = "L" if num_channels == 1 else "RGB"
+    if image.mode == target:
+        return image
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        background = PIL.Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = PIL.Image.alpha_composite(background, image.convert("RGBA"))
+    return image.convert(target)
+
+
+def check_crop_settings(
+    image_size: int | Sequence[int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    scale: Sequence[float],
+    ratio: Sequence[float],
+) -> tuple[tuple[int, int], list[float], list[float]]:
+    """Validate the settings shared by the image transforms; returns ``(size, mean, std)`` as (h, w) and floats."""
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    if len(size) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size):
+        raise ValueError(f"`image_size` must be a positive int or (height, width), got {image_size!r}")
+    mean, std = [float(m) for m in mean], [float(s) for s in std]
+    if len(mean) != len(std) or len(mean) not in (1, 3):
+        raise ValueError(f"`mean` and `std` need 1 or 3 values each (one per channel), got {mean} and {std}")
+    if any(s <= 0 for s in std):
+        raise ValueError(f"`std` must be positive, got {std}")
+    if not 0 < scale[0] <= scale[1] <= 1:
+        raise ValueError(f"`scale` must satisfy 0 < min <= max <= 1, got {scale}")
+    if not 0 < ratio[0] <= ratio[1]:
+        raise ValueError(f"`ratio` must satisfy 0 < min <= max, got {ratio}")
+    return size, mean, std
+
+
+class ImageTransform:
+    """One image -> normalised float tensor (C, H, W) at the model's resolution.
+
+    ``train=True`` is MAE's augmentation: a random resized crop (scale 0.2-1, aspect 3/4-4/3, bicubic) and a
+    horizontal flip; ``train=False`` resizes the shorter side (bicubic) and centre-crops. Both normalise with
+    ``mean``/``std``. Images become RGB, or grey when ``num_channels=1`` (then 3-value statistics are averaged).
+    Done in PIL on single images, so it runs in the DataLoader workers.
+    """
+
+    def __init__(
+        self,
+        image_size: int | tuple[int, int],
+        mean: Sequence[float] = (0.485, 0.456, 0.406),
+        std: Sequence[float] = (0.229, 0.224, 0.225),
+        train: bool = True,
+        *,
+        scale: tuple[float, float] = (0.2, 1.0),
+        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        hflip: float = 0.5,
+        num_channels: int = 3,
+    ) -> None:
+        if num_channels not in (1, 3):
+            raise ValueError(f"`num_channels` must be 1 (grey) or 3 (RGB), got {num_channels}")
+        size, mean, std = check_crop_settings(image_size, mean, std, scale, ratio)
+        if num_channels == 1 and len(mean) == 3:
+            mean, std = [sum(mean) / 3], [sum(std) / 3]
+        elif num_channels == 3 and len(mean) == 1:
+            mean, std = mean * 3, std * 3
+        self.size = size  # (height, width)
+        self.train = train
+        self.scale, self.ratio, self.hflip = scale, ratio, hflip
+        self.num_channels = num_channels
+        self.mean = torch.tensor(mean).view(-1, 1, 1)
+        self.std = torch.tensor(std).view(-1, 1, 1)
+
+    @classmethod
+    def from_image_processor(cls, processor: Any, train: bool, *, num_channels: int = 3, **kwargs) -> ImageTransform:
+        """Size and statistics from a transformers image processor (e.g. a ViT one)."""
+        size = processor.size
+        if isinstance(size, Mapping) or hasattr(size, "height"):
+            get = size.get if isinstance(size, Mapping) else lambda k: getattr(size, k, None)
+            if get("height") is not None:
+                image_size: int | tuple[int, int] = (int(get("height")), int(get("width")))
+            elif get("shortest_edge") is not None:
+                image_size = int(get("shortest_edge"))
+            else:
+                raise ValueError(f"Cannot read an image size from the processor's size {size!r}")
+        else:
+            image_size = int(size)
+        return cls(image_size, processor.image_mean, processor.image_std, train, num_channels=num_channels, **kwargs)
+
+    def _crop_box(self, width: int, height: int) -> tuple[float, float, float, float]:
+        area = width * height
+        log_ratio = (math.log(self.ratio[0]), math.log(self.ratio[1]))
+        for _ in range(10):
+            target_area = area * random.uniform(*self.scale)
+            aspect = math.exp(random.uniform(*log_ratio))
+            w = math.sqrt(target_area * aspect)
+            h = math.sqrt(target_area / aspect)
+            if 0 < w <= width and 0 < h <= height:
+                left = random.uniform(0, width - w)
+                top = random.uniform(0, height - h)
+                return left, top, left + w, top + h
+        # Fall back to a centre crop clamped to the allowed aspect ratios (as torchvision does).
+        in_ratio = width / height
+        if in_ratio < self.ratio[0]:
+            w, h = width, width / self.ratio[0]
+        elif in_ratio > self.ratio[1]:
+            w, h = height * self.ratio[1], height
+        else:
+            w, h = width, height
+        left, top = (width - w) / 2, (height - h) / 2
+        return left, top, left + w, top + h
+
+    def pixels(self, image: Any) -> np.ndarray:
+        """The decoded, converted, cropped (and, for training, augmented) image as a uint8 (H, W, C) array."""
+        image = to_pil(decode_image(image), self.num_channels)
+        height, width = self.size
+        if self.train:
+            image = image.resize((width, height), PIL.Image.BICUBIC, box=self._crop_box(*image.size))
+            if random.random() < self.hflip:
+                image = image.transpose(PIL.Image.FLIP_LEFT_RIGHT)
+        else:
+            scale = max(height / image.height, width / image.width)
+            new_w, new_h = max(width, round(image.width * scale)), max(height, round(image.height * scale))
+            if (new_w, new_h) != image.size:
+                image = image.resize((new_w, new_h), PIL.Image.BICUBIC)
+            left, top = (new_w - width) // 2, (new_h - height) // 2
+            image = image.crop((left, top, left + width, top + height))
+        array = np.asarray(image, dtype=np.uint8)
+        return array[:, :, None] if array.ndim == 2 else array
+
+    def normalize(self, pixels: np.ndarray) -> torch.Tensor:
+        """uint8 (B, H, W, C) arrays -> normalised float (B, C, H, W), in one pass over the batch."""
+        batch = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).float()
+        return batch.mul_(1.0 / 255.0).sub_(self.mean).div_(self.std)
+
+    def __call__(self, image: Any) -> torch.Tensor:
+        return self.normalize(self.pixels(image)[None])[0]
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(size={self.size}, train={self.train}, num_channels={self.num_channels}, "
+            f"mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()})"
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Collation
+
+
+class ImageCollator:
+    """Decodes and transforms a list of raw examples into ``{"pixel_values": (B, C, H, W)[, "labels": (B,)]}``.
+
+    An image that cannot be read is left out of its batch, counted (across DataLoader workers) and named in the
+    log; the run goes on. ``skipped`` is the number left out so far.
+    """
+
+    def __init__(self, transform: ImageTransform, image_column: str = "image", label_column: str | None = None):
+        self.transform = transform
+        self.image_column = image_column
+        self.label_column = label_column
+        # A shared counter, so that workers' skips add up in the main process.
+        self._skipped = multiprocessing.get_context().Value("q", 0)
+
+    @property
+    def skipped(self) -> int:
+        """How many unreadable images were left out so far."""
+        return int(self._skipped.value)
+
+    def __call__(self, examples: Iterable[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        pixel_values: list[np.ndarray] = []
+        labels: list[int] = []
+        for example in examples:
+            if self.image_column not in example:
+                raise KeyError(
+                    f"Examples have no image column {self.image_column!r}; they have {list(example)} "
+                    "(set --image_column_name)"
+                )
+            value = example[self.image_column]
+            try:
+                pixels = self.transform.pixels(value)
+            except (OSError, ValueError, SyntaxError, EOFError, PIL.Image.DecompressionBombError) as error:
+                with self._skipped.get_lock():
+                    self._skipped.value += 1
+                    total = self._skipped.value
+                logger.warning("Skipping unreadable image %s (%s); %d skipped so far", image_name(value), error, total)
+                continue
+            pixel_values.append(pixels)
+            if self.label_column is not None:
+                labels.append(int(example[self.label_column]))
+        if not pixel_values:
+            channels, (height, width) = self.transform.num_channels, self.transform.size
+            batch = {"pixel_values": torch.empty(0, channels, height, width)}
+        else:
+            batch = {"pixel_values": self.transform.normalize(np.stack(pixel_values))}
+        if self.label_column is not None:
+            batch["labels"] = torch.tensor(labels, dtype=torch.long)
+        return batch
