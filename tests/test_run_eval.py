@@ -196,7 +196,7 @@ def test_run_eval_pixels_scores_the_normalised_pixels(run_eval, image_dirs, tmp_
 
 def test_pixel_features_are_the_eval_transforms_output(image_dirs):
     from hf_magma.data import load_image_datasets, ImageDataArguments
-    from hf_magma.cli.pixel_floor import image_channels, pixel_features, pixel_transform
+    from hf_magma.evaluation.pixels import image_channels, pixel_features, pixel_transform
 
     train, test = image_dirs
     split = load_image_datasets(ImageDataArguments(train_dir=str(train), validation_dir=str(test)))["validation"]

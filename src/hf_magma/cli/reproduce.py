@@ -38,7 +38,7 @@ from ..model_card import magma_method_name
 from ..model_config import MAGMAModelArguments, _load_config, load_model_and_image_processor
 from ..trainer_state import load_log_history
 from ..training_args import MAGMATrainingArguments
-from .evaluation import run_evaluation
+from .evaluation import run_evaluation, run_pixel_evaluation
 from .parser import MAGMAArgumentParser
 from .pretraining import prepare_run, pretrain
 
@@ -385,8 +385,6 @@ def run_pixel_cell(
 ) -> dict[str, Any]:
     """The model-free floor of the grid: `run_pixel_evaluation` with the grid's protocol, recorded with its
     provenance in ``results_dir/pixels.json``; returns the record."""
-    from .pixel_floor import run_pixel_evaluation
-
     eval_args = EvaluationArguments(
         pixels=True, knn_k=reproduce_args.knn_k, linear_epochs=reproduce_args.linear_epochs,
         label_fractions=list(reproduce_args.label_fractions),
