@@ -114,9 +114,15 @@ def write_flat_colour_folder(root, n=24):
         PIL.Image.new("RGB", (16, 16), colour).save(folder / f"{i}.png")
 
 
-def test_exact_resume_after_sigkill(tmp_path):
-    write_flat_colour_folder(tmp_path / "images")
-    common = dict(max_steps=12, magma_start_step=3, magma_steps=6, save_steps=4)
+@pytest.mark.parametrize("in_memory", ["false", "true"])
+def test_exact_resume_after_sigkill(make_image_folder, tmp_path, in_memory):
+    if in_memory == "true":
+        # Textured images: the crops and flips drawn on the device change the batches, so the resumed run must
+        # draw exactly the uninterrupted run's augmentation.
+        make_image_folder(tmp_path / "images", n_per_class=12, size=16, modes=("RGB",))
+    else:
+        write_flat_colour_folder(tmp_path / "images")
+    common = dict(max_steps=12, magma_start_step=3, magma_steps=6, save_steps=4, in_memory=in_memory)
     # Every run in a fresh single-threaded process, so that the reference and the resumed run share the same
     # arithmetic (thread count and order of reductions) and can be compared bit for bit.
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}

@@ -1,7 +1,8 @@
 """SimCLR-style two-view augmentation of image batches, on tensors with kornia (any device).
 
-Each view is a random resized crop, a horizontal flip, colour jitter, random grayscale and Gaussian blur of
-the same images, drawn independently per image and per view.
+Each view is a random resized crop and a horizontal flip (the package's one crop, `hf_magma.crop`), then colour
+jitter, random grayscale and Gaussian blur (kornia) of the same images, drawn independently per image and per
+view.
 """
 
 from __future__ import annotations
@@ -14,7 +15,26 @@ import kornia.augmentation as K
 import torch
 from torch import nn
 
-from .data import check_crop_settings
+from .crop import check_crop_settings, resized_crop, sample_crop_boxes
+
+
+class RandomResizedCropFlip(nn.Module):
+    """The package's random resized crop (`hf_magma.crop`) and horizontal flip on a float (B, C, H, W) batch in
+    [0, 1], drawn from torch's global RNG on the batch's device; ``random_crop=False`` resizes the whole image."""
+
+    def __init__(self, size: tuple[int, int], scale: Sequence[float], ratio: Sequence[float], hflip: float,
+                 random_crop: bool = True) -> None:
+        super().__init__()
+        self.size, self.scale, self.ratio, self.hflip, self.random_crop = size, scale, ratio, hflip, random_crop
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        batch, _, height, width = images.shape
+        if self.random_crop:
+            boxes = sample_crop_boxes(batch, height, width, self.scale, self.ratio, device=images.device)
+        else:
+            boxes = torch.tensor([0.0, 0.0, width, height], device=images.device).expand(batch, 4)
+        flip = torch.rand(batch, device=images.device) < self.hflip
+        return resized_crop(images, boxes, self.size, flip)
 
 
 class TwoViewAugmentation(nn.Module):
@@ -46,6 +66,7 @@ class TwoViewAugmentation(nn.Module):
         grayscale_p: float = 0.2,
         blur_p: float = 0.5,
         blur_sigma: tuple[float, float] = (0.1, 2.0),
+        random_crop: bool = True,
         seed: int | None = None,
     ) -> None:
         super().__init__()
@@ -64,8 +85,7 @@ class TwoViewAugmentation(nn.Module):
         grey = self.num_channels == 1
         kernel = max(3, int(0.1 * min(size)) // 2 * 2 + 1)
         steps: list[nn.Module] = [
-            K.RandomResizedCrop(size, scale=scale, ratio=ratio, resample="bicubic"),
-            K.RandomHorizontalFlip(p=hflip),
+            RandomResizedCropFlip(size, scale, ratio, hflip, random_crop),
             K.ColorJitter(brightness, contrast, 0.0 if grey else saturation, 0.0 if grey else hue, p=color_jitter_p),
         ]
         if not grey:
@@ -85,6 +105,19 @@ class TwoViewAugmentation(nn.Module):
         torch.manual_seed(draw + (info.id if info is not None else 0))
         return stack
 
+    def batch_transform(self, base: nn.Module) -> Callable[[torch.Tensor, int], dict[str, torch.Tensor]]:
+        """A `MAGMATrainer` batch transform: uint8 images -> ``base`` (e.g. the evaluation resize and centre crop,
+        normalising with this augmentation's statistics) -> two views drawn from the given seed."""
+
+        def transform(pixels: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
+            images = base(pixels)
+            with torch.random.fork_rng(devices=[images.device] if images.device.type == "cuda" else []):
+                torch.manual_seed(seed)
+                view_1, view_2 = self._views(images)
+            return {"pixel_values": view_1, "pixel_values_2": view_2}
+
+        return transform
+
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if not isinstance(pixel_values, torch.Tensor) or pixel_values.dim() != 4:
             shape = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
@@ -96,12 +129,15 @@ class TwoViewAugmentation(nn.Module):
                 f"`pixel_values` has {pixel_values.shape[1]} channels but the augmentation was built for "
                 f"{self.num_channels} (the length of `mean`/`std`)"
             )
+        with self._random_state(pixel_values.device):
+            return self._views(pixel_values)
+
+    def _views(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, std = self.mean.to(pixel_values), self.std.to(pixel_values)
         images = (pixel_values * std + mean).clamp(0.0, 1.0)
-        with self._random_state(pixel_values.device):
-            # Bicubic resampling overshoots a little; views stay in the images' value range.
-            view_1 = self.pipeline(images).clamp(0.0, 1.0)
-            view_2 = self.pipeline(images).clamp(0.0, 1.0)
+        # Bicubic resampling overshoots a little; views stay in the images' value range.
+        view_1 = self.pipeline(images).clamp(0.0, 1.0)
+        view_2 = self.pipeline(images).clamp(0.0, 1.0)
         return (view_1 - mean) / std, (view_2 - mean) / std
 
     def extra_repr(self) -> str:

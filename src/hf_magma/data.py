@@ -22,6 +22,7 @@ import torch
 from datasets import ClassLabel, Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 
 from .checks import check_number
+from .crop import MAE_CROP_SCALE
 from .transforms import (  # noqa: F401  (re-exported: the transforms were first published here)
     ImageCollator,
     ImageTransform,
@@ -109,6 +110,37 @@ class ImageDataArguments:
     preprocessing_num_workers: int | None = field(
         default=None, metadata={"help": "Processes used to prepare an image folder or non-streamed dataset."}
     )
+    in_memory: str = field(
+        default="auto",
+        metadata={
+            "help": "Decode the images once into a uint8 tensor held in RAM and augment whole batches on the training "
+            "device (`true`), decode and augment in DataLoader workers (`false`), or `auto`: in memory when the "
+            "data is not streamed, its images share one size and the decoded training and validation images fit "
+            "in --in_memory_max_gb (Fashion-MNIST, CIFAR, STL-10, Tiny-ImageNet do).",
+            "choices": ["auto", "true", "false"],
+        },
+    )
+    in_memory_max_gb: float = field(
+        default=4.0,
+        metadata={"help": "RAM budget of --in_memory (GiB, per process): N x C x H x W bytes of decoded images."},
+    )
+    random_crop: bool = field(
+        default=True,
+        metadata={"help": "Augment with a random resized crop (false: the whole image, resized to the model's)."},
+    )
+    crop_scale: list[float] | None = field(
+        default=None,
+        metadata={"help": "The random resized crop's (min, max) fraction of the image area (default: MAE's 0.2 1; "
+                  "SimCLR's 0.08 1 for the two-view objectives)."},
+    )
+    crop_ratio: list[float] = field(
+        default_factory=lambda: [3 / 4, 4 / 3],
+        metadata={"help": "The random resized crop's (min, max) aspect ratio, width / height."},
+    )
+    horizontal_flip: bool = field(
+        default=True, metadata={"help": "Flip images left-right with probability 0.5 (false: never)."}
+    )
+
 
     def __post_init__(self) -> None:
         if self.dataset_name is not None and self.train_dir is not None:
@@ -125,6 +157,19 @@ class ImageDataArguments:
         check_number("--shuffle_buffer_size", self.shuffle_buffer_size, sign="positive", integer=True)
         if self.streaming and self.dataset_name is None and self.train_dir is None:
             raise ValueError("--streaming needs --dataset_name or --train_dir (the offline default is in memory)")
+        if self.in_memory not in ("auto", "true", "false"):
+            raise ValueError(f"--in_memory must be auto, true or false, got {self.in_memory!r}")
+        if self.in_memory == "true" and self.streaming:
+            raise ValueError("--in_memory true cannot hold a streamed dataset: drop --streaming or --in_memory")
+        if not self.in_memory_max_gb > 0:
+            raise ValueError(f"--in_memory_max_gb must be positive, got {self.in_memory_max_gb}")
+        check_crop_settings(1, [0.0], [1.0], self.crop_scale or MAE_CROP_SCALE, self.crop_ratio)
+
+    def augmentation_settings(self, default_scale: Sequence[float] = MAE_CROP_SCALE) -> dict[str, Any]:
+        """The crop and flip options as keyword arguments of `ImageTransform`/`BatchImageTransform`/
+        `TwoViewAugmentation` (``scale``, ``ratio``, ``hflip``, ``random_crop``)."""
+        return {"scale": tuple(self.crop_scale or default_scale), "ratio": tuple(self.crop_ratio),
+                "hflip": 0.5 if self.horizontal_flip else 0.0, "random_crop": self.random_crop}
 
 
 # ----------------------------------------------------------------------------------------------------------------

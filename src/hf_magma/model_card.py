@@ -269,6 +269,7 @@ def create_model_card(
     base_model: str | None = None,
     model_name: str | None = None,
     license: str = "apache-2.0",
+    augmentation: Mapping[str, Any] | None = None,
     save: bool = True,
 ) -> ModelCard:
     """Render the card of a MAGMA checkpoint from the package's template (and write it to ``output_dir/README.md``).
@@ -276,7 +277,8 @@ def create_model_card(
     ``training_args`` (a `TrainingArguments`, optionally with the MAGMA schedule fields) gives the schedule and
     hyperparameters; its ``magma_weight``/``uniformity_weight`` take precedence over the config's to name the
     method. ``train_summary`` is typically `summarize_training(trainer.state)`. ``figures`` maps captions to PNG
-    paths relative to ``output_dir``. No token or other secret from the arguments is ever written.
+    paths relative to ``output_dir``. ``augmentation`` maps names of the training augmentation's settings (crop,
+    flip, where it ran) to their values, listed under the training settings. No token or other secret from the arguments is ever written.
     """
     ssl_objective = getattr(model_config, "ssl_objective", None)
     config = (resolve_ssl_config if ssl_objective else resolve_magma_config)(copy.deepcopy(model_config))
@@ -301,6 +303,7 @@ def create_model_card(
 
     model_settings = _model_settings(config)
     training_settings = _training_settings(training_args)
+    training_settings += [(f"augmentation: {name}", _format(value)) for name, value in (augmentation or {}).items()]
     summary_rows = [(_SUMMARY_LABELS.get(k, k), _format(v)) for k, v in (train_summary or {}).items()]
 
     architecture = f"ViT, {config.num_hidden_layers} x {config.hidden_size}, patch {config.patch_size}"

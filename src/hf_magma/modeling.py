@@ -201,9 +201,12 @@ class ViTMAEWithMAGMA(ViTMAEForPreTraining):
         gather = all_gather_with_grad if self.magma_gather else None
         with contextlib.nullcontext() if weight > 0 else torch.no_grad():
             magma = self.magma(hidden_states, gather=gather)
+        # Sliced outside no_grad, so the LayerNorm's input keeps its autograd history (module hooks such as
+        # FlopCounterMode's expect one on a tensor that requires grad).
+        cls_token = hidden_states[last][:, 0]
         with contextlib.nullcontext() if uniformity_weight > 0 else torch.no_grad():
             # Equals the encoder's last_hidden_state[:, 0]: LayerNorm acts on each token alone.
-            cls = self.vit.layernorm(hidden_states[last][:, 0])
+            cls = self.vit.layernorm(cls_token)
             uniformity = uniformity_loss(cls if gather is None else gather(cls))
 
         reconstruction = outputs.loss

@@ -7,6 +7,7 @@ import copy
 import logging
 import math
 import os
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import datasets
@@ -27,6 +28,8 @@ from .training_args import MAGMATrainingArguments
 logger = logging.getLogger(__name__)
 
 ONLINE_PROBE_FILE = "online_probe.pt"
+# (uint8 pixel_values (B, C, H, W) on the device, seed) -> the model's inputs, e.g. {"pixel_values": normalised}
+BatchTransform = Callable[[torch.Tensor, int], dict[str, torch.Tensor]]
 
 
 class OnlineLinearProbe(nn.Module):
@@ -82,7 +85,8 @@ class MAGMATrainer(HubPushMixin, Trainer):
     """
 
     def __init__(self, model: ViTMAEWithMAGMA | ViTForSSL | None = None, args: MAGMATrainingArguments | None = None, *,
-                 num_labels: int | None = None, eval_data_collator: Any = None, **kwargs) -> None:
+                 num_labels: int | None = None, eval_data_collator: Any = None,
+                 batch_transforms: Mapping[str, BatchTransform] | None = None, **kwargs) -> None:
         if args is None:
             args = MAGMATrainingArguments(output_dir="trainer_output")
         if not isinstance(args, MAGMATrainingArguments):
@@ -103,11 +107,15 @@ class MAGMATrainer(HubPushMixin, Trainer):
         super().__init__(model=model, args=args, **kwargs)
         # Evaluation batches are built without augmentation (resize + centre crop) when a collator is given.
         self.eval_data_collator = eval_data_collator
+        # uint8 batches (the in-memory path) are augmented here, on the device, by phase ("train"/"eval").
+        self.batch_transforms = dict(batch_transforms or {})
+        self._transform_key: tuple[int, int] = (-1, 0)
+        self._eval_batches = 0
         # The model's loss is a batch mean; let the Trainer scale it for gradient accumulation.
         self.model_accepts_loss_kwargs = False
         self.steps_per_epoch: int | None = None
         self._warned_schedule = False
-        self._sums: dict[str, dict[str, torch.Tensor]] = {"train": {}, "eval": {}}
+        self._sums: dict[str, dict[str, tuple[torch.Tensor | float, float]]] = {"train": {}, "eval": {}}
         self.online_probe: OnlineLinearProbe | None = None
         if num_labels is not None and args.online_probe:
             self.online_probe = OnlineLinearProbe(
@@ -176,22 +184,30 @@ class MAGMATrainer(HubPushMixin, Trainer):
 
     # ---- loss, logging ---------------------------------------------------------------------------------------
     def _accumulate(self, phase: str, values: dict[str, torch.Tensor | float], count: float = 1.0) -> None:
+        """Add ``values`` (weighted by ``count``) to the phase's sums without reading anything back from the
+        device: tensor sums stay on it, Python numbers and the counts stay Python numbers until `_reduce`."""
         sums = self._sums[phase]
         for name, value in values.items():
-            value = torch.as_tensor(value, dtype=torch.float64, device=self.args.device).detach()
-            if name not in sums:
-                sums[name] = torch.zeros(2, dtype=torch.float64, device=self.args.device)
-            sums[name] += torch.stack([value * count, torch.tensor(count, dtype=torch.float64, device=value.device)])
+            total, weight = sums.get(name, (0.0, 0.0))
+            if isinstance(value, torch.Tensor):
+                value = value.detach().to(torch.float64)
+            sums[name] = (total + value * count, weight + count)
 
     def _reduce(self, phase: str, names: tuple[str, ...]) -> dict[str, float]:
         """Means of the accumulated values over all processes; every process must call it (a collective)."""
         sums = self._sums[phase]
-        zero = torch.zeros(2, dtype=torch.float64, device=self.args.device)
-        stacked = torch.stack([sums.get(name, zero) for name in names])
+        device = self.args.device
+        stacked = torch.zeros(len(names), 2, dtype=torch.float64, device=device)
+        for row, name in enumerate(names):
+            if name in sums:
+                total, weight = sums[name]
+                stacked[row, 0] = total.to(device) if isinstance(total, torch.Tensor) else total
+                stacked[row, 1] = weight
         if self.args.world_size > 1:
             stacked = self.accelerator.reduce(stacked, reduction="sum")
         self._sums[phase] = {}
-        return {name: (s[0] / s[1]).item() for name, s in zip(names, stacked) if s[1] > 0}
+        values = stacked.cpu().tolist()  # the one read-back, at logging time
+        return {name: total / weight for name, (total, weight) in zip(names, values) if weight > 0}
 
     def compute_loss(self, model: nn.Module, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None):
@@ -238,6 +254,35 @@ class MAGMATrainer(HubPushMixin, Trainer):
             logs.update(self._reduce("train", LOGGED_METRICS))
         super().log(logs, start_time)
 
+    # ---- batches augmented on the device ---------------------------------------------------------------------
+    def _prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        inputs = super()._prepare_inputs(inputs)
+        pixel_values = inputs.get("pixel_values") if isinstance(inputs, Mapping) else None
+        if pixel_values is None or pixel_values.dtype != torch.uint8:
+            return inputs
+        phase = "train" if self.model.training else "eval"
+        if phase not in self.batch_transforms:
+            raise ValueError(f"A uint8 {phase} batch arrived but the trainer has no `batch_transforms[{phase!r}]` "
+                             "to augment and normalise it")
+        inputs = dict(inputs)
+        inputs.update(self.batch_transforms[phase](inputs.pop("pixel_values"), self._batch_seed(phase)))
+        return inputs
+
+    def _batch_seed(self, phase: str) -> int:
+        """The seed of one batch's augmentation: a function of (seed, process, optimizer step, micro-batch) when
+        training, so that a resumed run draws exactly the crops of an uninterrupted one, with no RNG state read
+        from the device; of (seed, batch index) in an evaluation."""
+        if phase == "eval":
+            self._eval_batches += 1
+            counter = -self._eval_batches
+        else:
+            step, micro = self._transform_key
+            micro = micro + 1 if step == self.state.global_step else 0
+            self._transform_key = (self.state.global_step, micro)
+            counter = self.state.global_step * self.args.gradient_accumulation_steps + micro
+        key = (self.args.seed * 1_000_003 + self.args.process_index) * 1_000_000_007 + counter
+        return key % (2**63 - 1)
+
     # ---- evaluation ------------------------------------------------------------------------------------------
     def get_eval_dataloader(self, eval_dataset: Any = None):
         if self.eval_data_collator is None:
@@ -258,6 +303,7 @@ class MAGMATrainer(HubPushMixin, Trainer):
     def evaluation_loop(self, dataloader, description: str, prediction_loss_only: bool | None = None,
                         ignore_keys: list[str] | None = None, metric_key_prefix: str = "eval") -> EvalLoopOutput:
         self._sums["eval"] = {}
+        self._eval_batches = 0
         output = super().evaluation_loop(dataloader, description, True, ignore_keys, metric_key_prefix)
         terms = self._reduce("eval", LOGGED_METRICS)
         metrics = dict(output.metrics)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import logging
-import math
 import multiprocessing
 import os
 import random
@@ -19,6 +18,14 @@ from typing import Any
 import numpy as np
 import PIL.Image
 import torch
+
+from .crop import (  # noqa: F401  (check_crop_settings re-exported: it was first published here)
+    CROP_RATIO,
+    MAE_CROP_SCALE,
+    check_crop_settings,
+    check_transform_settings,
+    sample_crop_boxes,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -82,36 +89,14 @@ def to_pil(image: PIL.Image.Image | np.ndarray, num_channels: int = 3) -> PIL.Im
     return image.convert(target)
 
 
-def check_crop_settings(
-    image_size: int | Sequence[int],
-    mean: Sequence[float],
-    std: Sequence[float],
-    scale: Sequence[float],
-    ratio: Sequence[float],
-) -> tuple[tuple[int, int], list[float], list[float]]:
-    """Validate the settings shared by the image transforms; returns ``(size, mean, std)`` as (h, w) and floats."""
-    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    if len(size) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size):
-        raise ValueError(f"`image_size` must be a positive int or (height, width), got {image_size!r}")
-    mean, std = [float(m) for m in mean], [float(s) for s in std]
-    if len(mean) != len(std) or len(mean) not in (1, 3):
-        raise ValueError(f"`mean` and `std` need 1 or 3 values each (one per channel), got {mean} and {std}")
-    if any(s <= 0 for s in std):
-        raise ValueError(f"`std` must be positive, got {std}")
-    if not 0 < scale[0] <= scale[1] <= 1:
-        raise ValueError(f"`scale` must satisfy 0 < min <= max <= 1, got {scale}")
-    if not 0 < ratio[0] <= ratio[1]:
-        raise ValueError(f"`ratio` must satisfy 0 < min <= max, got {ratio}")
-    return size, mean, std
-
-
 class ImageTransform:
     """One image -> normalised float tensor (C, H, W) at the model's resolution.
 
     ``train=True`` is MAE's augmentation: a random resized crop (scale 0.2-1, aspect 3/4-4/3, bicubic) and a
     horizontal flip; ``train=False`` resizes the shorter side (bicubic) and centre-crops. Both normalise with
     ``mean``/``std``. Images become RGB, or grey when ``num_channels=1`` (then 3-value statistics are averaged).
-    Done in PIL on single images, so it runs in the DataLoader workers.
+    Done in PIL on single images, so it runs in the DataLoader workers; the crop boxes come from the package's
+    one sampler, `hf_magma.crop.sample_crop_boxes` (``random_crop=False``: the whole image, resized).
     """
 
     def __init__(
@@ -121,21 +106,16 @@ class ImageTransform:
         std: Sequence[float] = (0.229, 0.224, 0.225),
         train: bool = True,
         *,
-        scale: tuple[float, float] = (0.2, 1.0),
-        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        scale: tuple[float, float] = MAE_CROP_SCALE,
+        ratio: tuple[float, float] = CROP_RATIO,
         hflip: float = 0.5,
+        random_crop: bool = True,
         num_channels: int = 3,
     ) -> None:
-        if num_channels not in (1, 3):
-            raise ValueError(f"`num_channels` must be 1 (grey) or 3 (RGB), got {num_channels}")
-        size, mean, std = check_crop_settings(image_size, mean, std, scale, ratio)
-        if num_channels == 1 and len(mean) == 3:
-            mean, std = [sum(mean) / 3], [sum(std) / 3]
-        elif num_channels == 3 and len(mean) == 1:
-            mean, std = mean * 3, std * 3
+        size, mean, std = check_transform_settings(image_size, mean, std, scale, ratio, num_channels)
         self.size = size  # (height, width)
         self.train = train
-        self.scale, self.ratio, self.hflip = scale, ratio, hflip
+        self.scale, self.ratio, self.hflip, self.random_crop = tuple(scale), tuple(ratio), hflip, random_crop
         self.num_channels = num_channels
         self.mean = torch.tensor(mean).view(-1, 1, 1)
         self.std = torch.tensor(std).view(-1, 1, 1)
@@ -157,26 +137,11 @@ class ImageTransform:
         return cls(image_size, processor.image_mean, processor.image_std, train, num_channels=num_channels, **kwargs)
 
     def _crop_box(self, width: int, height: int) -> tuple[float, float, float, float]:
-        area = width * height
-        log_ratio = (math.log(self.ratio[0]), math.log(self.ratio[1]))
-        for _ in range(10):
-            target_area = area * random.uniform(*self.scale)
-            aspect = math.exp(random.uniform(*log_ratio))
-            w = math.sqrt(target_area * aspect)
-            h = math.sqrt(target_area / aspect)
-            if 0 < w <= width and 0 < h <= height:
-                left = random.uniform(0, width - w)
-                top = random.uniform(0, height - h)
-                return left, top, left + w, top + h
-        # Fall back to a centre crop clamped to the allowed aspect ratios (as torchvision does).
-        in_ratio = width / height
-        if in_ratio < self.ratio[0]:
-            w, h = width, width / self.ratio[0]
-        elif in_ratio > self.ratio[1]:
-            w, h = height * self.ratio[1], height
-        else:
-            w, h = width, height
-        left, top = (width - w) / 2, (height - h) / 2
+        if not self.random_crop:
+            return 0.0, 0.0, float(width), float(height)
+        # Drawn from Python's RNG (reseeded per DataLoader worker), leaving torch's stream to the model's masks.
+        generator = torch.Generator().manual_seed(random.getrandbits(63))
+        left, top, w, h = sample_crop_boxes(1, height, width, self.scale, self.ratio, generator=generator)[0].tolist()
         return left, top, left + w, top + h
 
     def pixels(self, image: Any) -> np.ndarray:

@@ -7,9 +7,18 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 import transformers
 
 from ..augmentation import TwoViewAugmentation, TwoViewCollator
+from ..crop import MAE_CROP_SCALE
+from ..in_memory import (
+    SIMCLR_CROP_SCALE,
+    InMemoryCollator,
+    augmentation_card_rows,
+    device_batch_transforms,
+    load_in_memory,
+)
 from ..data import (
     FASHION_MNIST_HUB_ID,
     ImageCollator,
@@ -49,7 +58,18 @@ def prepare_run(data_args: ImageDataArguments, training_args: MAGMATrainingArgum
         if resume is not None:
             logger.info("Resuming from the last checkpoint in the output folder: %s", resume)
     transformers.set_seed(training_args.seed)
+    enable_tf32(training_args)
     return resume
+
+
+def enable_tf32(training_args: MAGMATrainingArguments) -> bool:
+    """TF32 matmuls and convolutions on CUDA (float32 work on tensor cores) unless ``--tf32 false`` was given;
+    returns whether they are on."""
+    if not torch.cuda.is_available() or training_args.tf32 is False:
+        return False
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    return True
 
 
 def _collator(
@@ -59,22 +79,58 @@ def _collator(
     label_column: str | None,
     two_view_augmentation: dict[str, Any] | None,
     eval_seed: int | None,
+    crop: dict[str, Any],
 ) -> ImageCollator | TwoViewCollator:
-    """The training collator (``eval_seed=None``) or the evaluation one (two views drawn from a seeded stream)."""
+    """The training collator (``eval_seed=None``) or the evaluation one (two views drawn from a seeded stream),
+    decoding and augmenting per image in DataLoader workers with the ``crop`` settings."""
     train = eval_seed is None
     channels = model.config.num_channels
     if two_view_augmentation is None:
-        transform = ImageTransform.from_image_processor(image_processor, train=train, num_channels=channels)
+        transform = ImageTransform.from_image_processor(
+            image_processor, train=train, num_channels=channels, **(crop if train else {})
+        )
         return ImageCollator(transform, image_column, label_column)
     # The views are drawn on the resized, centre-cropped images; evaluation uses its own seeded stream.
     transform = ImageTransform.from_image_processor(image_processor, train=False, num_channels=channels)
-    settings = dict(two_view_augmentation)
+    settings = {**crop, **two_view_augmentation}
     if not train:
         settings["seed"] = eval_seed
     augmentation = TwoViewAugmentation(
         transform.size, transform.mean.flatten().tolist(), transform.std.flatten().tolist(), **settings
     )
     return TwoViewCollator(ImageCollator(transform, image_column, label_column), augmentation)
+
+
+def _data_and_collators(data_args: ImageDataArguments, training_args: MAGMATrainingArguments, splits: dict,
+                        model: Any, image_processor: Any, columns: tuple[str, str | None],
+                        two_view_augmentation: dict[str, Any] | None) -> tuple[Any, Any, dict[str, Any]]:
+    """``(train data, eval data, trainer keywords)`` of the in-memory path (uint8 batches augmented on the
+    device) when ``--in_memory`` allows it, else of the DataLoader-worker path; the keywords hold the collators,
+    the batch transforms and the model card's augmentation rows."""
+    image_column, label_column = columns
+    channels = model.config.num_channels
+    crop = data_args.augmentation_settings(SIMCLR_CROP_SCALE if two_view_augmentation is not None else MAE_CROP_SCALE)
+    held = load_in_memory(splits, data_args, image_column, label_column, channels)
+    if held is None:
+        keywords = {
+            "data_collator": _collator(image_processor, model, image_column, label_column, two_view_augmentation,
+                                       None, crop),
+            "eval_data_collator": _collator(image_processor, model, image_column, label_column,
+                                            two_view_augmentation, training_args.seed, crop),
+        }
+        train_data, eval_data = splits["train"], splits.get("validation")
+    else:
+        datasets_in_memory, skipped = held
+        base = ImageTransform.from_image_processor(image_processor, train=False, num_channels=channels)
+        statistics = (base.size, base.mean.flatten().tolist(), base.std.flatten().tolist())
+        keywords = {
+            "data_collator": InMemoryCollator(skipped), "eval_data_collator": InMemoryCollator(),
+            "batch_transforms": device_batch_transforms(statistics, channels, crop, two_view_augmentation,
+                                                        training_args.seed, training_args.device),
+        }
+        train_data, eval_data = datasets_in_memory["train"], datasets_in_memory.get("validation")
+    keywords["augmentation"] = augmentation_card_rows(crop, held is not None)
+    return train_data, eval_data, keywords
 
 
 def pretrain(
@@ -102,20 +158,22 @@ def pretrain(
     if label_column is not None and num_labels is None and training_args.online_probe:
         logger.info("The label column %r is not a ClassLabel: the online probe is off", label_column)
         label_column = None
+    train_data, eval_data, keywords = _data_and_collators(
+        data_args, training_args, splits, model, image_processor, (image_column, label_column), two_view_augmentation
+    )
+    augmentation = keywords.pop("augmentation")
+    do_eval = training_args.eval_strategy != "no" or training_args.do_eval
     trainer = MAGMATrainer(
         model=model,
         args=training_args,
-        train_dataset=splits["train"],
-        eval_dataset=splits.get("validation") if training_args.eval_strategy != "no" or training_args.do_eval else None,
-        data_collator=_collator(image_processor, model, image_column, label_column, two_view_augmentation, None),
-        eval_data_collator=_collator(
-            image_processor, model, image_column, label_column, two_view_augmentation, training_args.seed
-        ),
+        train_dataset=train_data,
+        eval_dataset=eval_data if do_eval else None,
+        **keywords,
         processing_class=image_processor,
         num_labels=num_labels if label_column is not None else None,
     )
     dataset_name = data_args.dataset_name or data_args.train_dir or FASHION_MNIST_HUB_ID
-    trainer.model_card_kwargs = {"dataset_name": dataset_name, "base_model": base_model}
+    trainer.model_card_kwargs = {"dataset_name": dataset_name, "base_model": base_model, "augmentation": augmentation}
 
     train_result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model()
@@ -129,8 +187,8 @@ def pretrain(
     trainer.save_metrics("train", metrics)
     trainer.save_state()
 
-    if "validation" in splits and (training_args.do_eval or training_args.eval_strategy != "no"):
-        eval_metrics = trainer.evaluate(splits["validation"])
+    if eval_data is not None and do_eval:
+        eval_metrics = trainer.evaluate(eval_data)
         trainer.log_metrics("eval", eval_metrics)
         trainer.save_metrics("eval", eval_metrics)
         metrics.update(eval_metrics)
