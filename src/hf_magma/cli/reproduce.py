@@ -61,6 +61,7 @@ TRAINING_SETTINGS = (
 )
 DATA_SETTINGS = ("dataset_name", "dataset_config_name", "train_dir", "validation_dir", "train_split",
                  "max_train_samples", "image_column_name", "label_column_name")
+AUGMENTATION_DEFAULTS = {"random_crop": True, "crop_scale": None, "crop_ratio": [3 / 4, 4 / 3], "horizontal_flip": True}
 MODEL_SETTINGS = ("model_name_or_path", "config_name", "config_overrides", "mask_ratio", "norm_pix_loss",
                   "magma_reference_layers", "magma_target_layer")
 
@@ -150,9 +151,14 @@ def cell_settings(
     reproduce_args: ReproduceArguments,
 ) -> dict[str, Any]:
     """The settings that define a cell's result (recorded in its JSON and compared on a rerun)."""
+    data = {k: getattr(data_args, k) for k in DATA_SETTINGS}
+    # The training augmentation, recorded when it is not MAE's (so that cells made before it was an option match).
+    augmentation = {k: getattr(data_args, k) for k in AUGMENTATION_DEFAULTS}
+    if augmentation != AUGMENTATION_DEFAULTS:
+        data["augmentation"] = augmentation
     return {
         "model": {k: getattr(model_args, k) for k in MODEL_SETTINGS},
-        "data": {k: getattr(data_args, k) for k in DATA_SETTINGS},
+        "data": data,
         "training": {k: getattr(training_args, k) for k in TRAINING_SETTINGS},
         "evaluation": evaluation_settings(reproduce_args),
     }
