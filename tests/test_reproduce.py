@@ -130,3 +130,16 @@ def test_processes_give_the_serial_cells_and_the_pixel_row(make_image_folder, re
     summary = (tmp_path / "parallel" / "summary.md").read_text()
     assert "| pixels (no model, 768 values) | - | - |" in summary and "50% labels" in summary
     assert "pixels" not in (tmp_path / "serial" / "summary.md").read_text()
+
+
+def test_cell_settings_record_an_augmentation_that_is_not_maes(tmp_path):
+    from hf_magma.cli.reproduce import cell_settings
+    from hf_magma.data import ImageDataArguments
+    from hf_magma.model_config import MAGMAModelArguments
+
+    training_args = MAGMATrainingArguments(output_dir=str(tmp_path), use_cpu=True)
+    model_args, reproduce_args = MAGMAModelArguments(), ReproduceArguments()
+    default = cell_settings(ImageDataArguments(), training_args, model_args, reproduce_args)
+    assert "augmentation" not in default["data"]  # cells made before the crop was an option still match
+    mild = cell_settings(ImageDataArguments(crop_scale=[0.8, 1.0]), training_args, model_args, reproduce_args)
+    assert mild["data"]["augmentation"]["crop_scale"] == [0.8, 1.0]
