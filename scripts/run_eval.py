@@ -17,8 +17,11 @@ Examples:
 
 from __future__ import annotations
 
+import sys
+
 from hf_magma.cli import evaluation as command
 from hf_magma.cli.parser import MAGMAArgumentParser
+from hf_magma.evaluation import HubPushError
 
 main = command.main
 
@@ -28,4 +31,7 @@ def make_parser() -> MAGMAArgumentParser:
 
 
 if __name__ == "__main__":
-    main(*make_parser().parse_args_and_config())
+    try:
+        main(*make_parser().parse_args_and_config())
+    except HubPushError as error:
+        sys.exit(f"run_eval: {error}")

@@ -35,6 +35,7 @@ MODULE_LAYERS = {
     "hf_magma.trainer_state": "training",
     "hf_magma.model_card": "training",
     "hf_magma.hub": "training",
+    "hf_magma.run_guard": "training",
     "hf_magma.trainer": "training",
     "hf_magma.encoders": "evaluation / figures",
     "hf_magma.evaluation": "evaluation / figures",

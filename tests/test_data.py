@@ -168,3 +168,73 @@ def test_fashion_mnist_folder_from_the_environment(tmp_path):
     assert out.strip().splitlines()[-1] == "3 2 [4, 5]"
     with pytest.raises(FileNotFoundError, match="HF_MAGMA_FASHION_MNIST_DIR"):
         load_fashion_mnist(tmp_path / "empty")
+
+
+def test_sample_limits_draw_with_the_seed_and_keep_every_class(tmp_path):
+    # A class-sorted folder: the first rows are all of one class.
+    for split, per_class in (("train", 10), ("val", 4)):
+        for label in ("a", "b", "c"):
+            folder = tmp_path / split / label
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                PIL.Image.new("RGB", (8, 8), (i * 20, 0, 0)).save(folder / f"{i}.png")
+    args = ImageDataArguments(train_dir=str(tmp_path / "train"), validation_dir=str(tmp_path / "val"),
+                              max_train_samples=6, max_eval_samples=3)
+    splits = load_image_datasets(args, seed=0)
+    names = splits["train"].features["label"].names
+    assert len(splits["train"]) == 6 and len(splits["validation"]) == 3
+    assert sorted(set(splits["train"]["label"])) == [0, 1, 2] and sorted(splits["validation"]["label"]) == [0, 1, 2]
+    assert names == ["a", "b", "c"]
+    again = load_image_datasets(args, seed=0)["train"]
+    other = load_image_datasets(args, seed=1)["train"]
+    paths = [entry["path"] for entry in splits["train"]["image"]]
+    assert paths == [entry["path"] for entry in again["image"]]  # reproducible with the seed
+    assert paths != [entry["path"] for entry in other["image"]]
+
+
+@pytest.mark.parametrize(
+    "pixels, file_format",
+    [
+        (np.full((8, 8), 32896, dtype=np.uint16), "PNG"),  # 16-bit grey: 32896 / 257 = 128
+        (np.full((8, 8), 128 / 255, dtype=np.float32), "TIFF"),  # float in [0, 1]
+        (np.full((8, 8), 128.0, dtype=np.float32), "TIFF"),  # float in [0, 255]
+    ],
+)
+def test_wide_images_are_scaled_to_8_bits(pixels, file_format):
+    buffer = io.BytesIO()
+    PIL.Image.fromarray(pixels).save(buffer, format=file_format)
+    for channels, mode in ((3, "RGB"), (1, "L")):
+        image = to_pil(PIL.Image.open(io.BytesIO(buffer.getvalue())), num_channels=channels)
+        assert image.mode == mode
+        assert np.asarray(image).mean() == pytest.approx(128, abs=1)  # not white (255) nor black (0)
+
+
+def test_the_collator_stops_when_the_data_is_unreadable_as_a_whole():
+    transform = ImageTransform(8, train=False)
+    broken = {"image": {"bytes": b"not an image", "path": "broken.png"}}
+    good = {"image": np.zeros((8, 8, 3), dtype=np.uint8)}
+    collator = ImageCollator(transform)
+    for _ in range(3):  # a few empty batches in a row are tolerated
+        assert collator([broken, broken])["pixel_values"].shape[0] == 0
+    with pytest.raises(ValueError, match=r"4 batches in a row held no readable image \(e.g. broken.png.*--train_dir"):
+        collator([broken, broken])
+    collator = ImageCollator(transform)
+    collator([good, broken, broken, broken])  # 3 of 4 skipped: too few images to judge yet
+    collator([good] * 4 + [broken] * 4)
+    with pytest.raises(ValueError, match=r"9 of the 16 images read so far were unreadable, more than the 50% allowed"):
+        collator([good] * 2 + [broken] * 2)
+    collator = ImageCollator(transform)
+    for _ in range(10):  # a broken image now and then is skipped, as before
+        assert collator([good, good, good, broken])["pixel_values"].shape[0] == 3
+
+
+def test_a_missing_or_empty_train_dir_is_named(make_image_folder, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"--train_dir .*nowhere does not exist.*folder of images"):
+        load_image_datasets(ImageDataArguments(train_dir=str(tmp_path / "nowhere")))
+    (tmp_path / "empty" / "cat").mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"--train_dir .*empty holds no files"):
+        load_image_datasets(ImageDataArguments(train_dir=str(tmp_path / "empty")))
+    make_image_folder(tmp_path / "images", n_per_class=2)
+    with pytest.raises(FileNotFoundError, match=r"--validation_dir .*missing does not exist"):
+        load_image_datasets(ImageDataArguments(train_dir=str(tmp_path / "images"),
+                                               validation_dir=str(tmp_path / "missing")))

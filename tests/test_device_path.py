@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import PIL.Image
 import pytest
 import torch
 from transformers import ViTMAEConfig
@@ -178,3 +179,27 @@ def test_a_compiled_training_step_matches_eager(tmp_path, monkeypatch):
         trainer.train()
         losses[compiled] = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     assert losses[True] == pytest.approx(losses[False], rel=1e-3)
+
+
+def test_in_memory_decoding_skips_a_few_broken_images_and_refuses_a_broken_split(tmp_path):
+    import datasets
+
+    good = []
+    for i in range(20):
+        path = tmp_path / f"good_{i}.png"
+        PIL.Image.fromarray(np.full((8, 8, 3), i * 10, dtype=np.uint8)).save(path)
+        good.append(str(path))
+    broken = []
+    for i in range(20):
+        path = tmp_path / f"broken_{i}.png"
+        path.write_bytes(b"not an image")
+        broken.append(str(path))
+    features = datasets.Features({"image": datasets.Image(decode=False)})
+
+    mostly_good = datasets.Dataset.from_dict({"image": good + broken[:2]}, features=features)
+    held, _, skipped = decode_in_memory(mostly_good, "image")
+    assert held.shape == (20, 3, 8, 8) and skipped == 2
+
+    mostly_broken = datasets.Dataset.from_dict({"image": good[:5] + broken[:12]}, features=features)
+    with pytest.raises(ValueError, match=r"12 of the 17 training images are unreadable.*broken_0\.png"):
+        decode_in_memory(mostly_broken, "image")

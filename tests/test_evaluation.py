@@ -298,3 +298,64 @@ def test_run_unmasked_returns_every_token_in_order_and_passes_options():
     assert encoder.config.mask_ratio == 0.75
     with pytest.raises(ValueError, match="batch, channels, height, width"):
         run_unmasked(encoder, torch.randn(3, 16, 16))
+
+
+def test_a_label_fraction_lifted_by_the_one_per_class_floor_is_recorded_and_logged(caplog):
+    from hf_magma.evaluation import EvaluationArguments, evaluate_features
+
+    g = torch.Generator().manual_seed(0)
+    train_x, test_x = torch.randn(120, 4, generator=g), torch.randn(20, 4, generator=g)
+    train_y, test_y = torch.arange(120) % 10, torch.arange(20) % 10
+    args = EvaluationArguments(model_name_or_path="unused", knn_k=0, linear_epochs=1,
+                               label_fractions=[0.001, 0.5, 1.0])
+    subsets = {}
+    results = evaluate_features(train_x, train_y, test_x, test_y, args, label_subsets=subsets, show_progress=False)
+    assert set(results) == {"linear_accuracy_0.1pct", "linear_accuracy_50pct", "linear_accuracy"}
+    assert subsets["linear_accuracy_0.1pct"] == {"requested_fraction": 0.001, "num_labelled": 10, "fraction": 10 / 120}
+    assert subsets["linear_accuracy_50pct"]["num_labelled"] == 60 and subsets["linear_accuracy"]["num_labelled"] == 120
+    assert "--label_fractions 0.001: 10 of the 120 training labels (8.33 %), not 0.1 %" in caplog.text
+    assert "--label_fractions 0.5" not in caplog.text
+
+
+def test_unreadable_images_are_skipped_and_named_with_their_labels(caplog):
+    import io
+
+    import datasets
+    import numpy as np
+    import PIL.Image
+
+    def png(value):
+        buffer = io.BytesIO()
+        PIL.Image.fromarray(np.full((16, 16, 3), value, dtype=np.uint8)).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    good = png(10)
+    rows = [
+        {"image": {"bytes": good, "path": "a.png"}, "label": 0},
+        {"image": {"bytes": png(200)[:60], "path": "truncated.png"}, "label": 1},
+        {"image": {"bytes": b"not an image", "path": "corrupt.png"}, "label": 2},
+        {"image": {"bytes": good, "path": "b.png"}, "label": 3},
+    ]
+    features = datasets.Features({"image": datasets.Image(decode=False), "label": datasets.Value("int64")})
+    data = datasets.Dataset.from_list(rows, features=features)
+    x, y = extract_features(ViTMAEModel(ViTMAEConfig(**TINY, mask_ratio=0.0)), data, batch_size=3, show_progress=False)
+    assert x.shape[0] == 2 and y.tolist() == [0, 3]
+    assert "truncated.png" in caplog.text and "corrupt.png" in caplog.text
+
+
+def test_a_local_checkpoint_path_that_does_not_exist_is_named(tmp_path):
+    for path in (str(tmp_path / "run" / "checkpoint-9"), "./outputs/m-mae", "~/no/such/run"):
+        with pytest.raises(FileNotFoundError, match=r"--model_name_or_path .*: no such folder.*Hub model id"):
+            load_encoder(path)
+
+
+def test_test_classes_absent_from_training_are_warned_about(caplog):
+    from hf_magma.evaluation import EvaluationArguments, evaluate_features
+
+    g = torch.Generator().manual_seed(0)
+    train_x, test_x = torch.randn(30, 4, generator=g), torch.randn(10, 4, generator=g)
+    train_y, test_y = torch.arange(30) % 2, torch.tensor([0, 1, 2, 2, 0, 1, 0, 1, 0, 1])
+    args = EvaluationArguments(model_name_or_path="unused", knn_k=3, linear_epochs=0)
+    evaluate_features(train_x, train_y, test_x, test_y, args, show_progress=False)
+    assert "The test split has 2 images of classes [2] that the training split lacks" in caplog.text
+    assert "at most 80.00 %" in caplog.text

@@ -239,3 +239,33 @@ def test_regularizer_names_missing_hidden_states():
         reg(None)
     with pytest.raises(ValueError, match="hidden_states\\[2\\]"):
         reg((torch.randn(2, 3, 4), torch.randn(2, 3, 4)))
+
+
+@pytest.mark.parametrize("where", ["reference", "target"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_inputs_give_a_non_finite_loss_never_zero(where, bad):
+    # Before: 0.0 with NaN gradients, so one optimizer step silently made the weights non-finite.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 4, generator=g)
+    y = torch.randn(6, 3, generator=g)
+    (x if where == "reference" else y)[2, 1] = bad
+    x.requires_grad_(True)
+    y.requires_grad_(True)
+    loss = magma_loss(x, y)
+    assert not torch.isfinite(loss)
+
+
+
+def test_mean_pooling_honours_an_attention_mask_and_refuses_a_wrong_shape():
+    hidden = torch.randn(2, 5, 3)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    pooled = pool_hidden_state(hidden, "mean", mask)
+    torch.testing.assert_close(pooled[0], hidden[0, 1:3].mean(dim=0))  # CLS out, masked tokens out
+    torch.testing.assert_close(pooled[1], hidden[1, 1:].mean(dim=0))
+    regularizer = MAGMARegularizer(reference_layers=[0], target_layer=1, pooling="mean")
+    states = [torch.randn(4, 5, 3) for _ in range(3)]
+    with pytest.raises(ValueError, match=r"`attention_mask` must have shape \(batch, tokens\) = \(4, 5\).*\(4, 7\)"):
+        regularizer(states, attention_mask=torch.ones(4, 7))
+    full = regularizer(states, attention_mask=torch.ones(4, 5))
+    assert full == regularizer(states)
+    assert regularizer(states, attention_mask=torch.tensor([[1, 1, 0, 0, 0]] * 4)) != full

@@ -250,3 +250,32 @@ def test_bf16_autocast_forward_is_finite():
     assert out.magma_loss.dtype == torch.float32
     assert torch.isfinite(out.loss)
     out.loss.backward()
+
+
+def test_out_of_range_hidden_state_indices_are_an_error():
+    config = tiny_config()
+    model = ViTMAEWithMAGMA(config).eval()
+    pixels, noise = inputs(batch=2)
+    count = config.num_hidden_layers + 1
+    for index in (count, 99, -count - 1):
+        with pytest.raises(ValueError, match=rf"asks for hidden states \[{index}\].*returns {count}"):
+            model(pixels, noise=noise, output_hidden_states=[index])
+    out = model(pixels, noise=noise, output_hidden_states=[-1])
+    assert out.hidden_states[-1] is not None and out.hidden_states[0] is None
+
+
+def test_return_dict_false_gives_a_tuple_like_the_parent():
+    model, parent = twins()
+    pixels, noise = inputs(batch=2)
+    ours = model(pixels, noise=noise, return_dict=False)
+    theirs = parent(pixels, noise=noise, return_dict=False)
+    assert isinstance(ours, tuple) and isinstance(theirs, tuple)
+    for mine, reference in zip(ours[: len(theirs)], theirs):
+        torch.testing.assert_close(mine, reference)
+    assert model(pixels, noise=noise).loss.item() == ours[0].item()
+
+
+def test_a_mask_ratio_that_hides_every_patch_is_refused_at_the_start():
+    with pytest.raises(ValueError, match=r"mask_ratio 0.99 keeps int\(16 x 0.01\) = 0 of the 16 patches.*--mask_ratio"):
+        ViTMAEWithMAGMA(tiny_config(mask_ratio=0.99))
+    ViTMAEWithMAGMA(tiny_config(mask_ratio=0.9))  # one patch of 16 stays visible

@@ -214,3 +214,15 @@ def test_run_eval_needs_a_checkpoint_unless_pixels(run_eval, image_dirs, tmp_pat
         run(run_eval, ["--output_dir", str(tmp_path), "--train_dir", str(image_dirs[0])])
     with pytest.raises(ValueError, match="--pixels .* drop --finetune"):
         run(run_eval, ["--pixels", "--finetune", "--output_dir", str(tmp_path), "--train_dir", str(image_dirs[0])])
+
+
+def test_a_failed_push_says_the_results_are_saved_and_how_to_push_later(run_eval, checkpoint, image_dirs, tmp_path,
+                                                                         hub_server):
+    from hf_magma.evaluation import HubPushError
+
+    args = base_args(checkpoint, image_dirs, tmp_path / "eval") + ["--linear_epochs", "2", "--linear_milestones", "1"]
+    hub_server.stop()
+    with pytest.raises(HubPushError, match=r"(?s)results are saved locally .*eval_results.json.*pushing the card to "
+                                           r"someone/down failed.*hf upload someone/down"):
+        run(run_eval, args + ["--push_to_hub", "--hub_model_id", "someone/down"])
+    assert (tmp_path / "eval" / "eval_results.json").is_file()

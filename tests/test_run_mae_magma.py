@@ -1,11 +1,11 @@
 """End-to-end tests of scripts/run_mae_magma.py on generated image folders (tiny models, a few steps)."""
 
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +13,8 @@ import PIL.Image
 import pytest
 import torch
 from safetensors.torch import load_file
+
+import kill_worker
 
 from hf_magma.trainer_state import load_log_history
 
@@ -115,7 +117,10 @@ def write_flat_colour_folder(root, n=24):
 
 
 @pytest.mark.parametrize("in_memory", ["false", "true"])
-def test_exact_resume_after_sigkill(make_image_folder, tmp_path, in_memory):
+def test_exact_resume_after_sigkill(make_image_folder, tmp_path, monkeypatch, in_memory):
+    """Killed (SIGKILL, by itself, at chosen points) in the middle of saving checkpoint-8, then between steps 10 and
+    11, then right after the last checkpoint: each run resumes by itself and the result is bit for bit that of an
+    uninterrupted run, with each of the 12 optimizer steps done and logged once."""
     if in_memory == "true":
         # Textured images: the crops and flips drawn on the device change the batches, so the resumed run must
         # draw exactly the uninterrupted run's augmentation.
@@ -123,38 +128,51 @@ def test_exact_resume_after_sigkill(make_image_folder, tmp_path, in_memory):
     else:
         write_flat_colour_folder(tmp_path / "images")
     common = dict(max_steps=12, magma_start_step=3, magma_steps=6, save_steps=4, in_memory=in_memory)
-    # Every run in a fresh single-threaded process, so that the reference and the resumed run share the same
-    # arithmetic (thread count and order of reductions) and can be compared bit for bit.
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    # Every run in its own single-threaded process, forked from a server that imported the libraries once, so that
+    # the reference and the resumed runs share the same arithmetic and can be compared bit for bit.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests")]))
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["kill_worker"])
+    logs = iter(range(100))
 
-    def command(output_dir):
-        return [sys.executable, str(SCRIPT), *base_args(tmp_path / "images", output_dir, **common)]
-
-    def run(output_dir):
-        result = subprocess.run(command(output_dir), env=env, capture_output=True, text=True, timeout=300)
-        assert result.returncode == 0, result.stderr[-4000:]
+    def run(output_dir, kill_at="none"):
+        log = tmp_path / f"run_{next(logs)}.log"
+        process = context.Process(target=kill_worker.run,
+                                  args=(kill_at, base_args(tmp_path / "images", output_dir, **common), str(log)))
+        process.start()
+        process.join(600)
+        if process.is_alive():
+            process.kill()
+            process.join()
+        expected = 0 if kill_at == "none" else -signal.SIGKILL
+        text = log.read_text()
+        assert process.exitcode == expected, (kill_at, process.exitcode, text[-4000:])
+        return text
 
     reference = tmp_path / "reference"
     run(reference)
 
     killed = tmp_path / "killed"
-    process = subprocess.Popen(command(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not (killed / "checkpoint-8" / "trainer_state.json").exists():
-        assert process.poll() is None, "the run ended before it could be killed"
-        assert time.time() < deadline
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not (killed / "model.safetensors").exists()  # really interrupted
+    run(killed, "save:8")
+    assert (killed / "checkpoint-8" / "model.safetensors").is_file()
+    assert not (killed / "checkpoint-8" / "trainer_state.json").exists()  # a partial checkpoint
+    log = run(killed, "step:10")  # resumes from checkpoint-4, the last complete one
+    assert f"Resuming from {killed / 'checkpoint-4'}" in log
+    assert (killed / "checkpoint-8" / "trainer_state.json").is_file() and not (killed / "checkpoint-12").exists()
+    log = run(killed, "saved:12")
+    assert f"Resuming from {killed / 'checkpoint-8'}" in log
+    assert not (killed / "model.safetensors").exists()  # really interrupted before the final save
+    log = run(killed)  # the last checkpoint is the last step: nothing is trained again
+    assert f"Resuming from {killed / 'checkpoint-12'}" in log
 
-    run(killed)  # resumes by itself
-    ref_logs = {e["step"]: e for e in load_log_history(reference) if "loss" in e}
-    new_logs = {e["step"]: e for e in load_log_history(killed) if "loss" in e}
-    assert sorted(new_logs) == sorted(ref_logs) == list(range(1, 13))
-    for step in range(9, 13):
+    ref_logs = [e for e in load_log_history(reference) if "loss" in e]
+    new_logs = [e for e in load_log_history(killed) if "loss" in e]
+    assert [e["step"] for e in new_logs] == [e["step"] for e in ref_logs] == list(range(1, 13))
+    assert json.loads((killed / "trainer_state.json").read_text())["global_step"] == 12
+    for ref, new in zip(ref_logs, new_logs):
         for key in ("loss", "magma_weight", "magma_loss", "reconstruction_loss"):
-            assert new_logs[step][key] == ref_logs[step][key], (step, key)
+            assert new[key] == ref[key], (ref["step"], key)
     ref_weights, new_weights = load_file(reference / "model.safetensors"), load_file(killed / "model.safetensors")
     for name, tensor in ref_weights.items():
         torch.testing.assert_close(new_weights[name], tensor, rtol=0, atol=0)
@@ -165,7 +183,7 @@ def test_two_processes_on_cpu(make_image_folder, tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
     torchrun = Path(sys.executable).with_name("torchrun")
-    command = [str(torchrun), "--nproc_per_node", "2", "--master_port", "29517", str(SCRIPT),
+    command = [str(torchrun), "--standalone", "--nproc_per_node", "2", str(SCRIPT),  # --standalone: a free port
                *base_args(tmp_path / "images", out, max_steps=4, magma_start_step=1, magma_steps=2,
                           save_steps=4, magma_gather="true", per_device_train_batch_size=3)]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
@@ -178,6 +196,28 @@ def test_two_processes_on_cpu(make_image_folder, tmp_path):
         # The Trainer's loss is the mean over processes; the terms must be that same mean to add up to it.
         expected = entry["reconstruction_loss"] + entry["magma_weight"] * entry["magma_loss"]
         assert entry["loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_two_processes_stream_disjoint_shards_that_cover_the_data(make_image_folder, tmp_path):
+    make_image_folder(tmp_path / "images", n_per_class=10)
+    make_image_folder(tmp_path / "validation", n_per_class=2)
+    out, record = tmp_path / "out", tmp_path / "record"
+    record.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    torchrun = Path(sys.executable).with_name("torchrun")
+    command = [str(torchrun), "--standalone", "--nproc_per_node", "2", str(ROOT / "tests" / "streaming_worker.py"),
+               str(record), *base_args(tmp_path / "images", out, validation_dir=tmp_path / "validation",
+                                       streaming="true", max_steps=6, magma_start_step=2, magma_steps=3, save_steps=6,
+                                       per_device_train_batch_size=2, online_probe="false")]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    shards = [json.loads((record / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    every = sorted(str(path) for path in (tmp_path / "images").rglob("*.png"))
+    assert shards[0] and shards[1] and not set(shards[0]) & set(shards[1])  # disjoint
+    assert sorted(shards[0] + shards[1]) == every  # together, every example once
+    logs = [entry for entry in load_log_history(out) if "loss" in entry]
+    assert [entry["step"] for entry in logs] == [1, 2, 3, 4, 5, 6]  # the schedule counts optimizer steps
+    assert [entry["magma_weight"] for entry in logs] == [0.0, 0.0, 1.0, 1.0, 1.0, 0.0]
 
 
 # The reproduction recipes add the grid's own options: tests/test_reproduce.py reads them.
@@ -244,3 +284,83 @@ def test_script_pushes_to_the_hub_with_its_card_and_never_the_token(make_image_f
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
     assert not hub_server.unknown_requests
+
+
+# ---- output folders and resumes --------------------------------------------------------------------------------
+
+
+def test_a_folder_of_someone_else_is_refused_and_left_untouched(make_image_folder, run_mae_magma, tmp_path):
+    make_image_folder(tmp_path / "images", n_per_class=6)
+    out = tmp_path / "mine"
+    for name in ("checkpoint-1", "checkpoint-old", "checkpoint-7x"):
+        (out / name).mkdir(parents=True)
+        (out / name / "notes.txt").write_text(name)
+    (out / "README.md").write_text("my notes")
+    (out / "config.json").write_text("{}")
+    before = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    with pytest.raises(FileExistsError, match=r"(?s)--output_dir .*mine is not empty.*new or empty folder"):
+        run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, max_steps=2, save_steps=1, save_total_limit=1))
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before
+    assert (out / "README.md").read_text() == "my notes" and (out / "config.json").read_text() == "{}"
+
+
+def test_rotation_deletes_only_checkpoints_this_run_series_wrote(make_image_folder, run_mae_magma, tmp_path):
+    make_image_folder(tmp_path / "images", n_per_class=6)
+    out = tmp_path / "out"
+    run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, max_steps=2, save_steps=1, magma_start_step=0, magma_steps=2))
+    assert (out / "hf_magma_run.json").is_file() and (out / "checkpoint-1" / "hf_magma_run.json").is_file()
+    (out / "checkpoint-0").mkdir()  # a folder the user put there, named like a checkpoint
+    (out / "checkpoint-0" / "keep.txt").write_text("mine")
+    run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, max_steps=4, save_steps=1, magma_start_step=0, magma_steps=2,
+                            save_total_limit=1))
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint")) == ["checkpoint-0", "checkpoint-4"]
+    assert (out / "checkpoint-0" / "keep.txt").read_text() == "mine"
+
+
+def test_a_different_experiment_does_not_continue_an_old_one(make_image_folder, run_mae_magma, tmp_path, caplog):
+    make_image_folder(tmp_path / "images", n_per_class=6)
+    make_image_folder(tmp_path / "other", n_per_class=5)
+    out = tmp_path / "out"
+    run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, max_steps=4, magma_start_step=0, magma_steps=8))
+    with pytest.raises(ValueError, match=r"(?s)Not resuming .*checkpoint-4.*schedule\.magma_weight: 1\.0 -> 0\.0"
+                                         r".*new --output_dir.*--ignore_resume_mismatch") as error:
+        run_inprocess(run_mae_magma, base_args(tmp_path / "other", out, max_steps=8, magma_start_step=0, magma_steps=8,
+                                magma_weight=0))
+    assert "data.source" in str(error.value) and "other" in str(error.value)
+    # A changed architecture is named too, instead of a shape mismatch while loading the weights.
+    bigger = TINY.replace("hidden_size=32,", "hidden_size=64,", 1)
+    with pytest.raises(ValueError, match=r"model\.hidden_size: 32 -> 64"):
+        run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, max_steps=8, magma_start_step=0, magma_steps=8,
+                                config_overrides=bigger))
+    assert json.loads((out / "hf_magma_run.json").read_text())["settings"]["schedule"]["magma_weight"] == 1.0
+    # The explicit way out continues it, and says so at the default log level.
+    caplog.clear()
+    run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, max_steps=6, magma_start_step=0, magma_steps=8,
+                            magma_weight=0.5, ignore_resume_mismatch="true"))
+    assert f"Resuming from {out / 'checkpoint-4'}" in caplog.text
+    assert "schedule.magma_weight: 1.0 -> 0.5" in caplog.text
+    assert [e["magma_weight"] for e in load_log_history(out) if "loss" in e] == [1.0] * 4 + [0.5] * 2
+
+
+def test_an_unchanged_command_resumes_and_says_so_at_the_default_log_level(make_image_folder, run_mae_magma, tmp_path, caplog):
+    make_image_folder(tmp_path / "images", n_per_class=6)
+    out = tmp_path / "out"
+    run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, max_steps=2, save_steps=2, magma_start_step=0, magma_steps=4))
+    caplog.clear()
+    run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, max_steps=3, save_steps=2, magma_start_step=0, magma_steps=4))
+    assert f"Resuming from {out / 'checkpoint-2'}" in caplog.text
+    assert [e["step"] for e in load_log_history(out) if "loss" in e] == [1, 2, 3]
+
+
+def test_yaml_lists_of_reference_layers_are_accepted(run_mae_magma, tmp_path):
+    config = tmp_path / "recipe.yaml"
+    config.write_text("magma_reference_layers: [0]\nconfig_overrides: " + TINY + "\n")
+    model_args = run_mae_magma.make_parser().parse_args_and_config(["--config", str(config), "--output_dir",
+                                                                    str(tmp_path / "out")])[2]
+    from hf_magma.model_config import load_model_and_image_processor
+
+    model, _ = load_model_and_image_processor(model_args)
+    assert model.config.magma_reference_layers == [0]
+    config.write_text("magma_reference_layers: [0.5]\n")
+    with pytest.raises(ValueError, match=r"`magma_reference_layers` must be block indices.*YAML list"):
+        run_mae_magma.make_parser().parse_args_and_config(["--config", str(config), "--output_dir", str(tmp_path)])

@@ -74,3 +74,15 @@ def test_end_to_end_objective_schedule_card_and_plain_vit_checkpoint(make_image_
 def test_rejects_an_unknown_objective(run_ssl_magma, tmp_path):
     with pytest.raises(ValueError, match="objective"):
         run(run_ssl_magma, tmp_path, tmp_path / "out", objective="byol")
+
+
+@pytest.mark.parametrize("objective", ["simclr", "vicreg"])
+def test_a_last_batch_of_one_image_is_left_out(make_image_folder, run_ssl_magma, tmp_path, objective, caplog):
+    # 22 images, 20 % held out: 17 to train on, so the fifth batch of an epoch holds one image.
+    make_image_folder(tmp_path / "images", n_per_class=11)
+    out = tmp_path / "out"
+    run(run_ssl_magma, tmp_path / "images", out, objective=objective, num_train_epochs=1, magma_start_step=0,
+        magma_steps=10)
+    assert "A batch of one image is left out" in caplog.text and "--dataloader_drop_last" in caplog.text
+    assert [entry["step"] for entry in load_log_history(out) if "loss" in entry] == [1, 2, 3, 4, 5]
+    assert (out / "model.safetensors").is_file()

@@ -2,6 +2,7 @@
 
 import logging
 import math
+import os
 
 import datasets
 import numpy as np
@@ -186,7 +187,7 @@ def test_magma_gather_matches_the_global_batch():
     torchrun = Path(sys.executable).with_name("torchrun")
     env = {**os.environ, "PYTHONPATH": str(root / "src"), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [str(torchrun), "--nproc_per_node", "2", "--master_port", "29531", str(root / "tests" / "distributed_gather_worker.py")],
+        [str(torchrun), "--standalone", "--nproc_per_node", "2", str(root / "tests" / "distributed_gather_worker.py")],
         env=env, capture_output=True, text=True, timeout=180,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
@@ -272,13 +273,70 @@ def test_last_checkpoint_skips_folders_a_kill_left_incomplete(tmp_path):
     assert last_checkpoint(tmp_path / "missing") is None
 
 
-def test_the_probe_state_is_written_before_the_trainer_state(tmp_path):
-    # A checkpoint counts as complete once `trainer_state.json` exists, so nothing may be written after it.
+def test_the_probe_state_is_written_before_the_trainer_state(tmp_path, monkeypatch):
+    # A checkpoint counts as complete once `trainer_state.json` exists, so nothing may be written after it. File
+    # times cannot tell two quick writes apart: the folder is listed at the moment the state is written.
+    from transformers.trainer_callback import TrainerState
+
+    listed = {}
+    save_to_json = TrainerState.save_to_json
+
+    def record(self, json_path):
+        folder = os.path.dirname(json_path)
+        listed[os.path.basename(folder)] = sorted(os.listdir(folder))
+        return save_to_json(self, json_path)
+
+    monkeypatch.setattr(TrainerState, "save_to_json", record)
     args = make_args(tmp_path, max_steps=2, save_strategy="steps", save_steps=2)
     trainer = MAGMATrainer(model=tiny_model(), args=args, train_dataset=labelled_dataset(), data_collator=collator(),
                            num_labels=3)
     trainer.train()
-    folder = tmp_path / "checkpoint-2"
-    state_written = (folder / "trainer_state.json").stat().st_mtime_ns
-    assert (folder / "online_probe.pt").is_file()
-    assert all(path.stat().st_mtime_ns <= state_written for path in folder.iterdir())
+    assert "online_probe.pt" in listed["checkpoint-2"] and "hf_magma_run.json" in listed["checkpoint-2"]
+    assert "model.safetensors" in listed["checkpoint-2"]  # the recording itself works
+    assert (tmp_path / "checkpoint-2" / "online_probe.pt").is_file()
+
+# ---- messages that name the setting and the fix ----------------------------------------------------------------
+
+
+def test_a_batch_too_small_for_the_magma_term_is_announced_at_the_start(tmp_path, caplog):
+    args = make_args(tmp_path, per_device_train_batch_size=2, max_steps=1, magma_start_step=0, magma_steps=1)
+    trainer = MAGMATrainer(model=tiny_model(), args=args, train_dataset=labelled_dataset(n=8), data_collator=collator())
+    trainer.train()
+    assert "The MAGMA term is built on batches of 2 (--per_device_train_batch_size 2)" in caplog.text
+    assert "Use a batch of at least 3" in caplog.text
+    caplog.clear()
+    args = make_args(tmp_path / "b", per_device_train_batch_size=3, max_steps=1, magma_start_step=0, magma_steps=1)
+    MAGMATrainer(model=tiny_model(), args=args, train_dataset=labelled_dataset(n=8), data_collator=collator()).train()
+    assert "The MAGMA term is built on batches" not in caplog.text
+
+
+def test_drop_last_with_a_batch_larger_than_the_data_is_an_error(tmp_path):
+    args = make_args(tmp_path, per_device_train_batch_size=16, dataloader_drop_last=True, num_train_epochs=1)
+    trainer = MAGMATrainer(model=tiny_model(), args=args, train_dataset=labelled_dataset(n=10), data_collator=collator())
+    with pytest.raises(ValueError, match=r"--dataloader_drop_last .*--per_device_train_batch_size 16.*only 10"
+                                         r".*set --dataloader_drop_last false"):
+        trainer.train()
+    assert not (tmp_path / "model.safetensors").exists()
+
+
+def test_a_damaged_checkpoint_is_named_when_resuming(tmp_path):
+    args = make_args(tmp_path, max_steps=2, save_strategy="steps", save_steps=2)
+    MAGMATrainer(model=tiny_model(), args=args, train_dataset=labelled_dataset(), data_collator=collator()).train()
+    weights = tmp_path / "checkpoint-2" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    args = make_args(tmp_path, max_steps=3, save_strategy="steps", save_steps=2)
+    trainer = MAGMATrainer(model=tiny_model(), args=args, train_dataset=labelled_dataset(), data_collator=collator())
+    with pytest.raises(ValueError, match=r"Cannot read the weights in .*checkpoint-2 .*Move that checkpoint folder"):
+        trainer.train(resume_from_checkpoint=str(tmp_path / "checkpoint-2"))
+
+
+def test_resuming_a_checkpoint_of_the_last_step_trains_no_extra_step(tmp_path, caplog):
+    # 48 examples / 8 = 6 steps per epoch; max_steps 8 ends in the middle of the second epoch. The Trainer used to
+    # restart that epoch and stop only after step 9.
+    args = make_args(tmp_path, max_steps=8, save_strategy="steps", save_steps=8, logging_steps=1)
+    MAGMATrainer(model=tiny_model(), args=args, train_dataset=labelled_dataset(), data_collator=collator()).train()
+    trainer = MAGMATrainer(model=tiny_model(), args=args, train_dataset=labelled_dataset(), data_collator=collator())
+    trainer.train(resume_from_checkpoint=str(tmp_path / "checkpoint-8"))
+    assert trainer.state.global_step == 8
+    assert [entry["step"] for entry in trainer.state.log_history if "loss" in entry] == list(range(1, 9))
+    assert "checkpoint-8 is at step 8 of 8: training is complete" in caplog.text

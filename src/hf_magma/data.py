@@ -20,6 +20,7 @@ import datasets
 import numpy as np
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict, IterableDataset, IterableDatasetDict
+from datasets.distributed import split_dataset_by_node
 
 from .checks import check_number
 from .crop import MAE_CROP_SCALE
@@ -312,6 +313,19 @@ def _distributed_rank_and_size() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
+def check_image_dir(option: str, folder: str | None) -> None:
+    """Raise naming ``--option`` unless ``folder`` (if given) is a folder holding at least one file."""
+    if folder is None:
+        return
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(
+            f"--{option} {folder} does not exist or is not a folder: give a folder of images (one subfolder per "
+            "class for labels)"
+        )
+    if not any(files for _, _, files in os.walk(folder)):
+        raise ValueError(f"--{option} {folder} holds no files: put the images there (one subfolder per class)")
+
+
 def load_image_datasets(
     data_args: ImageDataArguments, *, seed: int = 42
 ) -> dict[str, Dataset | IterableDataset]:
@@ -342,7 +356,7 @@ def load_image_datasets(
         if isinstance(dataset, IterableDataset):
             splits[name] = dataset.take(limit)
         else:
-            splits[name] = dataset.select(range(min(limit, len(dataset))))
+            splits[name] = select_subset(dataset, limit, seed, data_args.label_column_name)
 
     image_column = data_args.image_column_name or find_image_column(splits["train"])
     for name, dataset in splits.items():
@@ -352,7 +366,7 @@ def load_image_datasets(
         rank, world_size = _distributed_rank_and_size()
         splits["train"] = splits["train"].shuffle(seed=seed, buffer_size=data_args.shuffle_buffer_size)
         if world_size > 1:
-            splits["train"] = datasets.distributed.split_dataset_by_node(splits["train"], rank, world_size)
+            splits["train"] = split_dataset_by_node(splits["train"], rank, world_size)
     for name, dataset in splits.items():
         if isinstance(dataset, Dataset) and len(dataset) == 0:
             raise ValueError(f"The {name} split of {source or 'the dataset'} is empty")
@@ -370,6 +384,8 @@ def _load_source(data_args: ImageDataArguments) -> tuple[Any, str | None]:
         )
         source = data_args.dataset_name
     elif data_args.train_dir is not None:
+        for option in ("train_dir", "validation_dir"):
+            check_image_dir(option, getattr(data_args, option))
         data_files = {"train": os.path.join(data_args.train_dir, "**")}
         if data_args.validation_dir is not None:
             data_files["validation"] = os.path.join(data_args.validation_dir, "**")
@@ -411,6 +427,33 @@ def _train_and_validation(raw: Any, data_args: ImageDataArguments, source: str |
         parts = splits["train"].train_test_split(test_size=data_args.validation_split_percentage / 100, seed=seed)
         splits["train"], splits["validation"] = parts["train"], parts["test"]
     return splits
+
+
+def select_subset(dataset: Dataset, limit: int, seed: int, label_column: str | None = None) -> Dataset:
+    """``limit`` examples of ``dataset`` drawn at random with ``seed`` (not its first rows, which may all be of one
+    class in a class-sorted folder), one example of every class first when it has a label column.
+
+    Args:
+        dataset: the split to subsample.
+        limit: how many examples to keep (all of them when it has fewer).
+        seed: the seed of the draw.
+        label_column: the label column; found by `find_label_column` when None.
+    Returns:
+        The subset, in the drawn order.
+    """
+    order = np.random.default_rng(seed).permutation(len(dataset))
+    label_column = label_column or find_label_column(dataset)
+    if label_column is not None and label_column in (dataset.column_names or []):
+        labels = dataset[label_column]
+        first_of_class: dict[Any, int] = {}
+        try:
+            for position, index in enumerate(order):
+                first_of_class.setdefault(labels[index], position)
+        except TypeError:  # unhashable labels: no classes to keep
+            first_of_class = {}
+        firsts = sorted(first_of_class.values())
+        order = np.concatenate([order[firsts], np.delete(order, firsts)])
+    return dataset.select(order[: min(limit, len(dataset))].tolist())
 
 
 def prepare_image_column(dataset: Dataset | IterableDataset, image_column: str) -> Dataset | IterableDataset:

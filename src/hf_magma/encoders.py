@@ -9,6 +9,7 @@ each other.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 from collections.abc import Callable, Iterable, Sized
@@ -22,11 +23,27 @@ from transformers import AutoConfig, PreTrainedModel, ViTMAEModel, ViTModel
 
 from .checks import check_number
 from .data import ImageTransform, check_label_feature, resolve_columns
+from .transforms import UNREADABLE_IMAGE_ERRORS, image_name
 from .losses import IMAGE_POOLINGS, ImagePooling, pool_hidden_state
 
 SUPPORTED_MODEL_TYPES = ("vit_mae", "vit")
 
 Encoder = ViTMAEModel | ViTModel
+
+def check_local_path(source: str | os.PathLike) -> None:
+    """Raise naming ``source`` when it is written as a local path (not a Hub id ``name`` / ``org/name``) that does
+    not exist, instead of the Hub client's complaint about the form of repo ids."""
+    text = os.fspath(source)
+    looks_local = (isinstance(source, os.PathLike) or os.path.isabs(text) or text.startswith((".", "~"))
+                   or text.count("/") > 1 or os.sep != "/" and os.sep in text)
+    if looks_local and not os.path.exists(os.path.expanduser(text)):
+        raise FileNotFoundError(
+            f"--model_name_or_path {text}: no such folder. Give a checkpoint folder that exists (the output_dir of "
+            "a pretraining run, or one of its checkpoint-N folders) or a Hub model id such as org/name."
+        )
+
+logger = logging.getLogger(__name__)
+
 
 def load_encoder(
     model_name_or_path_or_model: str | os.PathLike | nn.Module,
@@ -55,6 +72,7 @@ def load_encoder(
         raise TypeError(
             f"expected a checkpoint path, a Hub model id or a model, got {type(source).__name__}"
         )
+    check_local_path(source)
     config = AutoConfig.from_pretrained(source, revision=revision, token=token)
     model_type = getattr(config, "model_type", None)
     if model_type == "vit_mae":
@@ -301,9 +319,21 @@ def _iter_hf_dataset(data, batch_size, transform, image_column, label_column):
     total = math.ceil(len(data) / batch_size) if isinstance(data, Sized) else None
 
     def batches():
+        skipped = 0
         for batch in data.iter(batch_size=batch_size):
-            images = batch[image_column]
-            pixel_values = torch.stack([transform(image) for image in images])
-            yield pixel_values, (batch[label_column] if label_column is not None else None)
+            # An unreadable image is left out with its label and named, as in pretraining.
+            kept, labels = [], []
+            for index, image in enumerate(batch[image_column]):
+                try:
+                    kept.append(transform(image))
+                except UNREADABLE_IMAGE_ERRORS as error:
+                    skipped += 1
+                    logger.warning("Skipping unreadable image %s (%s); %d skipped so far", image_name(image), error,
+                                   skipped)
+                    continue
+                if label_column is not None:
+                    labels.append(batch[label_column][index])
+            if kept:
+                yield torch.stack(kept), (labels if label_column is not None else None)
 
     return batches(), total

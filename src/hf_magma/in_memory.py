@@ -22,11 +22,16 @@ from datasets import Dataset
 
 from .augmentation import TwoViewAugmentation
 from .crop import BatchImageTransform
-from .transforms import decode_image, image_name, to_pil
+from .transforms import (
+    MAX_SKIPPED_SHARE,
+    MIN_IMAGES_FOR_SHARE,
+    UNREADABLE_IMAGE_ERRORS,
+    decode_image,
+    image_name,
+    to_pil,
+)
 
 logger = logging.getLogger(__name__)
-
-_UNREADABLE = (OSError, ValueError, SyntaxError, EOFError, PIL.Image.DecompressionBombError)
 
 
 class InMemoryUnsuitable(ValueError):
@@ -88,11 +93,13 @@ def decode_in_memory(
         return images, labels, 0
     arrays: list[np.ndarray] = []
     kept: list[int] = []
+    unreadable: list[str] = []
     for index, value in enumerate(column):
         try:
             array = _decode_one(value, num_channels)
-        except _UNREADABLE as error:
+        except UNREADABLE_IMAGE_ERRORS as error:
             logger.warning("Skipping unreadable image %s (%s)", image_name(value), error)
+            unreadable.append(image_name(value))
             continue
         if arrays and array.shape[1:] != arrays[0].shape[1:]:
             raise InMemoryUnsuitable(
@@ -103,12 +110,24 @@ def decode_in_memory(
             _check_budget(3 * array.shape[1] * array.shape[2] * len(dataset), max_bytes, name, len(dataset))
         arrays.append(array)
         kept.append(index)
-    if not arrays:
-        raise ValueError(f"No readable image in the {name} split")
+    _check_unreadable(unreadable, len(column), name)
     channels = max(a.shape[0] for a in arrays)
     images = torch.from_numpy(np.stack([np.repeat(a, channels // a.shape[0], axis=0) for a in arrays]))
     skipped = len(dataset) - len(kept)
     return images, _labels(dataset, label_column, kept if skipped else None), skipped
+
+
+def _check_unreadable(unreadable: Sequence[str], total: int, name: str) -> None:
+    """The rule of the per-image path (`hf_magma.transforms.ImageCollator`): stop when the split looks unreadable
+    as a whole (no readable image, or more than half of at least 16 images) rather than for a few broken files."""
+    if not unreadable:
+        return
+    if len(unreadable) == total or (total >= MIN_IMAGES_FOR_SHARE and len(unreadable) > MAX_SKIPPED_SHARE * total):
+        raise ValueError(
+            f"{len(unreadable)} of the {total} {name} images are unreadable, more than the {MAX_SKIPPED_SHARE:.0%} "
+            f"allowed (e.g. {', '.join(unreadable[:3])}): the data is not readable as images. Check --train_dir / "
+            "--dataset_name and --image_column_name, or remove the broken files."
+        )
 
 
 def _check_budget(estimate: float, max_bytes: float, name: str, count: int) -> None:

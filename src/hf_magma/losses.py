@@ -49,8 +49,11 @@ def magma_loss(
     Builds an RBF affinity ``W`` on the reference batch (bandwidth: std of the non-zero squared
     distances), its normalised Laplacian ``I - D^-1/2 W D^-1/2``, and returns
     ``trace(Y^T Lap Y) / B^2`` for the target representations ``Y``. Degenerate batches (fewer than two
-    samples, or a bandwidth that is zero or not finite) give 0 with finite gradients. The kernel runs in
-    float32 (float64 inputs stay float64), also under autocast.
+    samples, or a bandwidth that is zero or not finite) give 0 with finite gradients. From two
+    samples on, a NaN or infinite value in either input gives a NaN loss, so that it shows in the logs and in the
+    Trainer's NaN handling (never a 0 whose gradients are NaN); a single sample has no term at all and gives 0
+    with zero gradients whatever its values (the spec's promise for B < 2). The kernel runs in float32 (float64
+    inputs stay float64), also under autocast.
 
     Args:
         reference: (B, D) representations of the reference layer; they define the graph.
@@ -60,7 +63,8 @@ def magma_loss(
         eps: added to the degrees before their inverse square root (positive).
 
     Returns:
-        A scalar tensor (float32, or float64 for float64 inputs), differentiable in both inputs.
+        A scalar tensor (float32, or float64 for float64 inputs), differentiable in both inputs; NaN when an
+        input of two or more samples is not finite.
     """
     check_matrix("reference", reference)
     check_matrix("target", target)
@@ -76,6 +80,8 @@ def magma_loss(
     if batch_size < 2:
         # A single sample has no neighbours; keep the graph so that backward() still works.
         return (reference.nan_to_num(0.0, 0.0, 0.0).sum() + target.nan_to_num(0.0, 0.0, 0.0).sum()).to(dtype) * 0.0
+    # Checked on the device (no host sync): a non-finite input turns the result into NaN below.
+    finite = torch.isfinite(reference).all() & torch.isfinite(target).all()
 
     with torch.autocast(device_type=reference.device.type, enabled=False):
         x = reference.to(dtype)
@@ -98,7 +104,8 @@ def magma_loss(
         normalized = inv_sqrt_degree[:, None] * affinity * inv_sqrt_degree[None, :]
         # trace(Y^T (I - S) Y) = sum(Y * Y) - sum(Y * (S @ Y))
         value = (y * (y - normalized @ y)).sum() / batch_size**2
-        return torch.where(valid, value, torch.zeros_like(value))
+        value = torch.where(valid, value, torch.zeros_like(value))
+        return torch.where(finite, value, torch.full_like(value, float("nan")))
 
 
 def uniformity_loss(features: torch.Tensor) -> torch.Tensor:
@@ -116,6 +123,11 @@ def uniformity_loss(features: torch.Tensor) -> torch.Tensor:
         return (normed @ normed.T).pow(2).mean()
 
 
+def _masked_mean(tokens: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    weights = attention_mask.to(tokens.dtype).unsqueeze(-1)
+    return (tokens * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+
+
 def pool_hidden_state(
     hidden_state: torch.Tensor,
     pooling: HiddenStatePooling = "mean",
@@ -123,26 +135,29 @@ def pool_hidden_state(
 ) -> torch.Tensor:
     """Pool one layer's (B, T, D) tokens into (B, D).
 
-    ``mean``: mean over the tokens after the first (the CLS token is excluded); ``cls``: the first token;
-    ``masked_mean``: mean over the tokens where ``attention_mask`` is 1, all of them (text models).
+    ``mean``: mean over the tokens after the first (the CLS token is excluded), only those where
+    ``attention_mask`` is 1 when it is given; ``cls``: the first token; ``masked_mean``: mean over the tokens where
+    ``attention_mask`` is 1, all of them (text models). A mask must have shape (B, T).
     """
     if hidden_state.dim() != 3:
         raise ValueError(f"hidden states must have shape (batch, tokens, features), got {tuple(hidden_state.shape)}")
+    if attention_mask is not None and tuple(attention_mask.shape) != tuple(hidden_state.shape[:2]):
+        raise ValueError(
+            f"`attention_mask` must have shape (batch, tokens) = {tuple(hidden_state.shape[:2])} like the hidden "
+            f"states, got {tuple(attention_mask.shape)}"
+        )
     if pooling == "mean":
         if hidden_state.shape[1] < 2:
             raise ValueError("`mean` pooling excludes the CLS token and needs at least one other token")
+        if attention_mask is not None:
+            return _masked_mean(hidden_state[:, 1:], attention_mask[:, 1:])
         return hidden_state[:, 1:].mean(dim=1)
     if pooling == "cls":
         return hidden_state[:, 0]
     if pooling == "masked_mean":
         if attention_mask is None:
             return hidden_state.mean(dim=1)
-        if attention_mask.shape != hidden_state.shape[:2]:
-            raise ValueError(
-                f"`attention_mask` must have shape {tuple(hidden_state.shape[:2])}, got {tuple(attention_mask.shape)}"
-            )
-        weights = attention_mask.to(hidden_state.dtype).unsqueeze(-1)
-        return (hidden_state * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+        return _masked_mean(hidden_state, attention_mask)
     raise ValueError(f"`pooling` must be one of {HIDDEN_STATE_POOLINGS}, got {pooling!r}")
 
 

@@ -18,13 +18,20 @@ from .ssl_objectives import SSL_OBJECTIVES
 logger = logging.getLogger(__name__)
 
 
-def _layer_list(value: str | None) -> list[int] | None:
+def _layer_list(value: str | int | list[int] | None) -> list[int] | None:
+    """Block indices from ``"8,10"``, ``8`` or a YAML list ``[8, 10]``."""
     if value is None or value == "":
         return None
+    items = list(value) if isinstance(value, (list, tuple)) else str(value).replace(" ", "").split(",")
     try:
-        return [int(v) for v in str(value).replace(" ", "").split(",") if v != ""]
-    except ValueError:
-        raise ValueError(f"`magma_reference_layers` must be comma-separated block indices, got {value!r}") from None
+        if any(isinstance(v, (bool, float)) for v in items):
+            raise ValueError
+        return [int(v) for v in items if v != ""]
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"`magma_reference_layers` must be block indices, comma-separated (8,10) or a YAML list ([8, 10]), "
+            f"got {value!r}"
+        ) from None
 
 
 @dataclass
@@ -52,8 +59,8 @@ class ModelSourceArguments:
     model_revision: str = field(default="main", metadata={"help": "The model revision (branch, tag or commit)."})
     magma_reference_layers: str | None = field(
         default=None,
-        metadata={"help": "Comma-separated 0-based encoder blocks used as MAGMA references (default: the "
-                  "penultimate block)."},
+        metadata={"help": "Comma-separated 0-based encoder blocks used as MAGMA references (a list in a YAML "
+                  "--config; default: the penultimate block)."},
     )
     magma_target_layer: int | None = field(
         default=None, metadata={"help": "The 0-based encoder block MAGMA regularises (default: the last)."}

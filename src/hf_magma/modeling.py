@@ -46,6 +46,7 @@ def resolve_magma_config(config: ViTMAEConfig) -> ViTMAEConfig:
     refs, target = check_layer_choice(
         refs, target, num_layers, names=("magma_reference_layers", "magma_target_layer")
     )
+    check_visible_patches(config)
     for name in ("magma_weight", "uniformity_weight"):
         value = getattr(config, name, None)
         value = MAGMA_CONFIG_DEFAULTS[name] if value is None else value
@@ -53,6 +54,23 @@ def resolve_magma_config(config: ViTMAEConfig) -> ViTMAEConfig:
     config.magma_reference_layers = refs
     config.magma_target_layer = target
     return config
+
+
+def check_visible_patches(config: ViTMAEConfig) -> None:
+    """Raise naming ``mask_ratio`` when the encoder would see no patch: MAGMA's mean over the visible patch tokens
+    (CLS excluded) needs at least one."""
+    size, patch = config.image_size, config.patch_size
+    sizes = size if isinstance(size, (list, tuple)) else (size, size)
+    patches = patch if isinstance(patch, (list, tuple)) else (patch, patch)
+    num_patches = (sizes[0] // patches[0]) * (sizes[1] // patches[1])
+    ratio = getattr(config, "mask_ratio", 0.0) or 0.0
+    visible = int(num_patches * (1 - ratio))  # as ViTMAE's random masking counts them
+    if visible < 1:
+        raise ValueError(
+            f"mask_ratio {ratio} keeps int({num_patches} x {1 - ratio:.3g}) = {visible} of the {num_patches} patches "
+            "visible, and MAGMA averages the visible patch tokens: lower --mask_ratio (MAE uses 0.75) or use more "
+            "patches (a larger image_size or smaller patch_size)"
+        )
 
 
 def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
@@ -103,7 +121,15 @@ class HiddenStateSelection:
         elif output_hidden_states is None or output_hidden_states is False:  # not `in (False, None)`: 0 == False
             self.request = sorted(set(needed))
         else:
-            picks = [output_hidden_states] if isinstance(output_hidden_states, int) else output_hidden_states
+            picks = [output_hidden_states] if isinstance(output_hidden_states, int) else list(output_hidden_states)
+            wrong = [i for i in picks
+                     if isinstance(i, bool) or not isinstance(i, int) or not -num_states <= i < num_states]
+            if wrong:
+                raise ValueError(
+                    f"`output_hidden_states` asks for hidden states {wrong}, but this model returns {num_states} "
+                    f"(indices 0 to {num_states - 1}: the embeddings, then one per block; negative ones count from "
+                    "the end)"
+                )
             self.asked = {i % num_states for i in picks}
             self.request = sorted({*needed, *self.asked})
 
@@ -171,16 +197,21 @@ class ViTMAEWithMAGMA(ViTMAEForPreTraining):
             noise: (B, num_patches), the parent's masking noise (random when ``None``).
             interpolate_pos_encoding, attention_mask: as in `ViTMAEForPreTraining.forward`.
             output_hidden_states: ``True`` (all), ``False``/``None`` (none) or indices of the hidden states to
-                return (the others are ``None``); the MAGMA layers are computed either way.
+                return (the others are ``None``; an index out of range is an error); the MAGMA layers are
+                computed either way.
             magma_weight: the MAGMA weight of this call (a schedule's value); default ``config.magma_weight``.
 
         Returns:
             `ViTMAEWithMAGMAOutput`: ``loss`` (scalar), ``logits`` (B, num_patches, patch_size**2 * C), ``mask``
             and ``ids_restore`` (B, num_patches), ``reconstruction_loss``, ``magma_loss`` and
-            ``uniformity_loss`` (unweighted scalars), ``hidden_states`` and ``attentions`` as asked.
+            ``uniformity_loss`` (unweighted scalars), ``hidden_states`` and ``attentions`` as asked; with
+            ``return_dict=False`` the same as a tuple, as the parent gives it (the three terms last).
         """
         weight = call_weight(magma_weight, self.config.magma_weight)
         uniformity_weight = self.config.uniformity_weight
+        return_dict = kwargs.pop("return_dict", None)
+        if return_dict is None:
+            return_dict = self.config.return_dict
 
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
@@ -216,7 +247,7 @@ class ViTMAEWithMAGMA(ViTMAEForPreTraining):
         if uniformity_weight > 0:
             loss = loss + uniformity_weight * uniformity.to(loss.dtype)
 
-        return ViTMAEWithMAGMAOutput(
+        output = ViTMAEWithMAGMAOutput(
             loss=loss,
             logits=outputs.logits,
             mask=outputs.mask,
@@ -227,6 +258,7 @@ class ViTMAEWithMAGMA(ViTMAEForPreTraining):
             magma_loss=magma,
             uniformity_loss=uniformity,
         )
+        return output if return_dict else output.to_tuple()
 
 
 # transformers renames legacy checkpoint keys by class name; a class defined outside the library gets none of

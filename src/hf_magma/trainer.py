@@ -14,6 +14,7 @@ import datasets
 import torch
 import torch.nn.functional as F
 from accelerate.data_loader import prepare_data_loader
+from safetensors import SafetensorError
 from torch import nn
 from transformers import Trainer
 from transformers.trainer_utils import EvalLoopOutput
@@ -22,12 +23,15 @@ from .hub import HubPushMixin
 from .logged_metrics import LOGGED_METRICS, LOGGED_TERMS, ONLINE_ACCURACY
 from .modeling import ViTMAEWithMAGMA
 from .modeling_ssl import ViTForSSL
+from .run_guard import RunGuardMixin
 from .trainer_state import last_checkpoint  # noqa: F401  (re-exported: resuming picks it)
 from .training_args import MAGMATrainingArguments
 
 logger = logging.getLogger(__name__)
 
 ONLINE_PROBE_FILE = "online_probe.pt"
+# The smallest batch on which the MAGMA term is not 0: its kernel bandwidth is the spread of the pairwise distances.
+MAGMA_MIN_BATCH = 3
 # (uint8 pixel_values (B, C, H, W) on the device, seed) -> the model's inputs, e.g. {"pixel_values": normalised}
 BatchTransform = Callable[[torch.Tensor, int], dict[str, torch.Tensor]]
 
@@ -65,7 +69,7 @@ class OnlineLinearProbe(nn.Module):
         return (self.classifier(features.float()).argmax(dim=-1) == labels).sum()
 
 
-class MAGMATrainer(HubPushMixin, Trainer):
+class MAGMATrainer(HubPushMixin, RunGuardMixin, Trainer):
     """`Trainer` for `ViTMAEWithMAGMA` (M-MAE, MU-MAE, plain MAE with ``magma_weight=0``) and `ViTForSSL`
     (M-SimCLR, M-VICReg: batches with ``pixel_values`` and ``pixel_values_2``, e.g. from a `TwoViewCollator`).
 
@@ -75,6 +79,8 @@ class MAGMATrainer(HubPushMixin, Trainer):
     ``uniformity_loss`` (for `ViTForSSL`: ``objective_loss`` and VICReg's parts), averaged over the logging window and across processes, and ``online_accuracy`` when
     ``num_labels`` is given and batches carry ``labels``. Evaluation gives ``eval_loss`` and the same terms.
     Hub pushes (`HubPushMixin`) carry the project's model card, and a failed push never stops training.
+    `RunGuardMixin` refuses output folders of other programs, rotates only this run's checkpoints and checks a
+    resumed checkpoint's settings (``run_data`` describes the data for that check).
 
     Args:
         model: a `ViTMAEWithMAGMA` or a `ViTForSSL`.
@@ -115,6 +121,7 @@ class MAGMATrainer(HubPushMixin, Trainer):
         self.model_accepts_loss_kwargs = False
         self.steps_per_epoch: int | None = None
         self._warned_schedule = False
+        self._warned_singleton = False
         self._sums: dict[str, dict[str, tuple[torch.Tensor | float, float]]] = {"train": {}, "eval": {}}
         self.online_probe: OnlineLinearProbe | None = None
         if num_labels is not None and args.online_probe:
@@ -159,6 +166,13 @@ class MAGMATrainer(HubPushMixin, Trainer):
             length = len(dataloader)
         except TypeError:
             length = None
+        if length == 0:
+            raise ValueError(
+                f"The training data gives no batch: --dataloader_drop_last drops every batch of fewer than "
+                f"--per_device_train_batch_size {self._train_batch_size} examples, and there are only "
+                f"{len(dataset) if hasattr(dataset, '__len__') else 'a few'} (per process). Lower "
+                "--per_device_train_batch_size or set --dataloader_drop_last false."
+            )
         accumulation = self.args.gradient_accumulation_steps
         self.steps_per_epoch = None if length is None else max(math.ceil(length / accumulation), 1)
         self._check_schedule()
@@ -167,6 +181,15 @@ class MAGMATrainer(HubPushMixin, Trainer):
     def _check_schedule(self) -> None:
         if self.args.magma_weight == 0 or self._warned_schedule:
             return
+        batch = self.args.per_device_train_batch_size * (self.args.world_size if self.args.magma_gather else 1)
+        if batch < MAGMA_MIN_BATCH:
+            logger.warning(
+                "The MAGMA term is built on batches of %d (--per_device_train_batch_size %d%s): it needs %d samples "
+                "(two give a single distance, whose spread is 0) and will be 0 at every step. Use a batch of at "
+                "least %d%s.", batch, self.args.per_device_train_batch_size,
+                ", gathered over all processes" if self.args.magma_gather else "", MAGMA_MIN_BATCH, MAGMA_MIN_BATCH,
+                "" if self.args.magma_gather or self.args.world_size == 1 else ", or --magma_gather true",
+            )
         start, end = self.args.magma_window(self.steps_per_epoch)  # raises for streaming without steps
         if self.args.max_steps > 0:
             total = self.args.max_steps
@@ -220,14 +243,22 @@ class MAGMATrainer(HubPushMixin, Trainer):
         weight = self.magma_weight_at(self.state.global_step)
         probe = self.online_probe is not None and labels is not None
         last = unwrapped.config.num_hidden_layers
-        if pixel_values.shape[0] == 0:
-            # Every image of this batch was unreadable. The model still runs (on two blank images, weighted 0) so
-            # that the other processes' collectives (DDP, the MAGMA all-gather) find this one; nothing is logged.
+        # SimCLR's BatchNorm projector and VICReg's variance need two images: a batch of one (the last of an
+        # epoch, or one whose other images were unreadable) is left out like an empty one.
+        too_small = pixel_values.shape[0] == 0 or (isinstance(unwrapped, ViTForSSL) and pixel_values.shape[0] < 2)
+        if too_small:
+            if pixel_values.shape[0] and not self._warned_singleton:
+                self._warned_singleton = True
+                logger.warning("A batch of one image is left out: %s needs two per batch (set "
+                               "--dataloader_drop_last true to drop the short last batch instead)",
+                               unwrapped.config.ssl_objective)
+            # The model still runs (on two blank images, weighted 0) so that the other processes' collectives (DDP,
+            # the MAGMA all-gather) find this one; nothing is logged.
             blank = {name: value.new_zeros(2, *value.shape[1:]) for name, value in inputs.items()
                      if name.startswith("pixel_values")}
             loss = model(**blank, magma_weight=weight).loss * 0.0
             if probe and phase == "train":
-                self.online_probe.step(torch.zeros(0, unwrapped.config.hidden_size, device=loss.device), labels)
+                self.online_probe.step(torch.zeros(0, unwrapped.config.hidden_size, device=loss.device), labels[:0])
             return (loss, None) if return_outputs else loss
 
         views = {name: value for name, value in inputs.items() if name.startswith("pixel_values")}
@@ -330,7 +361,14 @@ class MAGMATrainer(HubPushMixin, Trainer):
         weights. `from_pretrained` applies the key conversion; the copy is then loaded strictly.
         """
         target = self.accelerator.unwrap_model(model if model is not None else self.model)
-        loaded = type(target).from_pretrained(checkpoint, config=copy.deepcopy(target.config))
+        try:
+            loaded = type(target).from_pretrained(checkpoint, config=copy.deepcopy(target.config))
+        except (SafetensorError, OSError) as error:
+            raise ValueError(
+                f"Cannot read the weights in {checkpoint} ({type(error).__name__}: {error}): the file is damaged, e.g. "
+                "by a run killed while saving. Move that checkpoint folder away to resume from the one before, or "
+                "pass --resume_from_checkpoint with another checkpoint."
+            ) from error
         target.load_state_dict(loaded.state_dict(), strict=True)
 
     def _load_best_model(self) -> None:

@@ -81,6 +81,11 @@ class MAGMATrainingArguments(TrainingArguments):
         metadata={"help": "Figures drawn at the end of training into output_dir/figures and embedded in the model "
                   "card: comma-separated among pacmap, keys, attention, curves, or 'all' (needs hf-magma[viz])."},
     )
+    ignore_resume_mismatch: bool = field(
+        default=False,
+        metadata={"help": "Resume (or write into) an output folder whose run was made with other settings (model "
+                  "config, data, MAGMA/U-MAE schedule, seed) instead of stopping with the list of differences."},
+    )
     remove_unused_columns: bool = field(
         default=False,
         metadata={"help": "Keep the raw image columns: the collator decodes them (must stay False here)."},
@@ -116,6 +121,8 @@ class MAGMATrainingArguments(TrainingArguments):
         # token given as an argument must not travel with them (the live object keeps it).
         state = self.__dict__.copy()
         state["hub_token"] = None
+        if "_rotation_limit" in state:  # while training, `RunGuardMixin` holds the real limit aside
+            state["save_total_limit"] = state.pop("_rotation_limit")
         return state
 
     def __deepcopy__(self, memo: dict) -> MAGMATrainingArguments:

@@ -54,6 +54,10 @@ def decode_image(value: Any) -> PIL.Image.Image | np.ndarray:
     return image
 
 
+# What PIL raises for a file that is not a readable image (truncated, corrupt, not an image, too large).
+UNREADABLE_IMAGE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, PIL.Image.DecompressionBombError)
+
+
 def image_name(value: Any) -> str:
     """A readable name for an image entry (its path when known), for log messages."""
     if isinstance(value, Mapping) and value.get("path"):
@@ -63,8 +67,41 @@ def image_name(value: Any) -> str:
     return f"<{type(value).__name__}>"
 
 
+# PIL modes of one channel wider than 8 bits (16-bit PNGs, 32-bit integer and float TIFFs): PIL's own conversion
+# to "L"/"RGB" clips them to 255 (16-bit: nearly white) or truncates them (floats in [0, 1]: black).
+_WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+def wide_to_uint8(array: np.ndarray, mode: str) -> np.ndarray:
+    """A one-channel image wider than 8 bits as uint8: 16-bit modes divided by 257 (65535 -> 255); 32-bit
+    integer and float images by their range: [0, 1] floats x 255, values up to 255 as they are, up to 65535
+    divided by 257, larger ones scaled by their maximum.
+
+    Args:
+        array: the (H, W) pixels.
+        mode: the PIL mode they came in (e.g. ``"I;16"``, ``"F"``).
+    Returns:
+        The (H, W) uint8 pixels.
+    """
+    values = array.astype(np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError(f"the {mode} image holds NaN or infinite pixel values")
+    top = float(values.max()) if values.size else 0.0
+    if mode.startswith("I;16"):
+        values = values / 257.0
+    elif mode == "F" and top <= 1.0:
+        values = values * 255.0
+    elif top > 65535:
+        values = values * (255.0 / top)
+    elif top > 255:
+        values = values / 257.0
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+
+
 def to_pil(image: PIL.Image.Image | np.ndarray, num_channels: int = 3) -> PIL.Image.Image:
-    """Grey, RGBA (composited on white), palette and CMYK images as RGB; or as grey with ``num_channels=1``."""
+    """Grey, RGBA (composited on white), palette and CMYK images as RGB; or as grey with ``num_channels=1``.
+
+    16-bit, 32-bit integer and float images are scaled to 8 bits first (see `wide_to_uint8`)."""
     if isinstance(image, np.ndarray):
         array = image
         if array.dtype != np.uint8:
@@ -81,6 +118,8 @@ def to_pil(image: PIL.Image.Image | np.ndarray, num_channels: int = 3) -> PIL.Im
     target = "L" if num_channels == 1 else "RGB"
     if image.mode == target:
         return image
+    if image.mode in _WIDE_MODES:
+        image = PIL.Image.fromarray(wide_to_uint8(np.asarray(image), image.mode))
     if image.mode == "P":
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA"):
@@ -181,26 +220,65 @@ class ImageTransform:
 # Collation
 
 
+# The collator stops the run when more than this share of the images read so far were unreadable (counted from
+# MIN_IMAGES_FOR_SHARE images on), or when more than MAX_EMPTY_BATCHES batches in a row held no readable image.
+MAX_SKIPPED_SHARE = 0.5
+MIN_IMAGES_FOR_SHARE = 16
+MAX_EMPTY_BATCHES = 3
+
+
 class ImageCollator:
     """Decodes and transforms a list of raw examples into ``{"pixel_values": (B, C, H, W)[, "labels": (B,)]}``.
 
     An image that cannot be read is left out of its batch, counted (across DataLoader workers) and named in the
-    log; the run goes on. ``skipped`` is the number left out so far.
+    log; the run goes on. ``skipped`` is the number left out so far. When the data looks unreadable as a whole
+    (more than ``max_skipped_share`` of the images read so far, counted from 16 images on, or more than
+    ``max_empty_batches`` batches in a row without a readable image) it raises ``ValueError`` naming examples.
     """
 
-    def __init__(self, transform: ImageTransform, image_column: str = "image", label_column: str | None = None):
+    def __init__(self, transform: ImageTransform, image_column: str = "image", label_column: str | None = None,
+                 *, max_skipped_share: float = MAX_SKIPPED_SHARE, max_empty_batches: int = MAX_EMPTY_BATCHES):
         self.transform = transform
         self.image_column = image_column
         self.label_column = label_column
-        # A shared counter, so that workers' skips add up in the main process.
-        self._skipped = multiprocessing.get_context().Value("q", 0)
+        self.max_skipped_share = max_skipped_share
+        self.max_empty_batches = max_empty_batches
+        # Shared counters, so that workers' skips add up in the main process.
+        context = multiprocessing.get_context()
+        self._skipped = context.Value("q", 0)
+        self._seen = context.Value("q", 0)
+        self._empty_in_a_row = context.Value("q", 0)
+        self._examples: list[str] = []
 
     @property
     def skipped(self) -> int:
         """How many unreadable images were left out so far."""
         return int(self._skipped.value)
 
+    def _check_skipped(self, count: int, kept: int) -> None:
+        """Stop when the data looks unreadable as a whole rather than for a few broken files."""
+        with self._seen.get_lock():
+            self._seen.value += count
+            seen = self._seen.value
+        with self._empty_in_a_row.get_lock():
+            self._empty_in_a_row.value = self._empty_in_a_row.value + 1 if count and not kept else 0
+            empty = self._empty_in_a_row.value
+        skipped = self.skipped
+        problem = None
+        if empty > self.max_empty_batches:
+            problem = f"{empty} batches in a row held no readable image"
+        elif seen >= MIN_IMAGES_FOR_SHARE and skipped > self.max_skipped_share * seen:
+            problem = (f"{skipped} of the {seen} images read so far were unreadable, more than the "
+                       f"{self.max_skipped_share:.0%} allowed")
+        if problem is not None:
+            raise ValueError(
+                f"{problem} (e.g. {', '.join(self._examples) or 'see the warnings above'}): the data is not readable "
+                f"as images. Check --train_dir / --dataset_name and --image_column_name (now {self.image_column!r}), "
+                "or remove the broken files."
+            )
+
     def __call__(self, examples: Iterable[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        examples = list(examples)
         pixel_values: list[np.ndarray] = []
         labels: list[int] = []
         for example in examples:
@@ -212,15 +290,18 @@ class ImageCollator:
             value = example[self.image_column]
             try:
                 pixels = self.transform.pixels(value)
-            except (OSError, ValueError, SyntaxError, EOFError, PIL.Image.DecompressionBombError) as error:
+            except UNREADABLE_IMAGE_ERRORS as error:
                 with self._skipped.get_lock():
                     self._skipped.value += 1
                     total = self._skipped.value
                 logger.warning("Skipping unreadable image %s (%s); %d skipped so far", image_name(value), error, total)
+                if len(self._examples) < 3:
+                    self._examples.append(image_name(value))
                 continue
             pixel_values.append(pixels)
             if self.label_column is not None:
                 labels.append(int(example[self.label_column]))
+        self._check_skipped(len(examples), len(pixel_values))
         if not pixel_values:
             channels, (height, width) = self.transform.num_channels, self.transform.size
             batch = {"pixel_values": torch.empty(0, channels, height, width)}

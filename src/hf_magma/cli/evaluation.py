@@ -112,7 +112,9 @@ def run_evaluation(
                    image_column=image_column, label_column=label_column)
     train_x, train_y = extract_features(encoder, train, **options)
     test_x, test_y = extract_features(encoder, test, **options)
-    results = evaluate_features(train_x, train_y, test_x, test_y, eval_args, seed=training_args.seed)
+    label_subsets: dict[str, dict[str, float]] = {}
+    results = evaluate_features(train_x, train_y, test_x, test_y, eval_args, seed=training_args.seed,
+                                label_subsets=label_subsets)
     if eval_args.finetune:
         results.update(
             finetune(
@@ -134,6 +136,7 @@ def run_evaluation(
         "num_test": int(test_x.shape[0]),
         "feature_dim": int(train_x.shape[1]),
         "settings": dataclasses.asdict(eval_args),
+        "label_subsets": label_subsets,
         "results": results,
     }
     (output_dir / "eval_results.json").write_text(json.dumps(record, indent=2) + "\n")

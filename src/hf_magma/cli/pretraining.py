@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +29,7 @@ from ..data import (
     num_classes,
     resolve_columns,
 )
+from ..run_guard import check_output_dir
 from ..trainer import MAGMATrainer
 from ..trainer_state import last_checkpoint
 from ..training_args import MAGMATrainingArguments
@@ -52,16 +54,21 @@ def prepare_run(data_args: ImageDataArguments, training_args: MAGMATrainingArgum
     if data_args.streaming and training_args.max_steps <= 0:
         raise ValueError("--streaming needs --max_steps: a streamed dataset has no known length")
 
+    if training_args.output_dir:
+        check_output_dir(training_args.output_dir)  # before loading anything; the trainer checks again
     resume = training_args.resume_from_checkpoint
     if resume is None:
         resume = last_checkpoint(training_args.output_dir) if training_args.output_dir else None
-        if resume is not None:
-            logger.info("Resuming from the last checkpoint in the output folder: %s", resume)
     transformers.set_seed(training_args.seed)
     enable_tf32(training_args)
     return resume
 
 
+def data_description(data_args: ImageDataArguments) -> dict[str, Any]:
+    """What defines the training data of a run, for the resume check (`hf_magma.run_guard`)."""
+    source = data_args.dataset_name or (os.path.abspath(data_args.train_dir) if data_args.train_dir else None)
+    return {"source": source or FASHION_MNIST_HUB_ID, "config": data_args.dataset_config_name,
+            "split": data_args.train_split, "max_train_samples": data_args.max_train_samples}
 def enable_tf32(training_args: MAGMATrainingArguments) -> bool:
     """TF32 matmuls and convolutions on CUDA (float32 work on tensor cores) unless ``--tf32 false`` was given;
     returns whether they are on."""
@@ -143,12 +150,14 @@ def pretrain(
     base_model: str | None = None,
     two_view_augmentation: dict[str, Any] | None = None,
     tags: Sequence[str] = ("magma",),
+    callbacks: Sequence[transformers.TrainerCallback] = (),
 ) -> dict[str, float]:
     """Pretrain ``model`` on the data of ``data_args``, save it (weights, config, image processor, model card),
     evaluate, push when asked; returns the final metrics.
 
     With ``two_view_augmentation`` (keyword arguments of `TwoViewAugmentation`, ``{}`` for the defaults) every batch
     holds two SimCLR-style views of its images (``pixel_values``, ``pixel_values_2``), for `ViTForSSL`.
+    ``callbacks`` are added to the trainer's.
     """
     splits = load_image_datasets(data_args, seed=training_args.data_seed or training_args.seed)
     image_column, label_column = resolve_columns(
@@ -171,9 +180,11 @@ def pretrain(
         **keywords,
         processing_class=image_processor,
         num_labels=num_labels if label_column is not None else None,
+        callbacks=list(callbacks) or None,
     )
     dataset_name = data_args.dataset_name or data_args.train_dir or FASHION_MNIST_HUB_ID
     trainer.model_card_kwargs = {"dataset_name": dataset_name, "base_model": base_model, "augmentation": augmentation}
+    trainer.run_data = data_description(data_args)
 
     train_result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model()

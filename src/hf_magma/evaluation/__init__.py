@@ -17,7 +17,7 @@ and are re-exported here.
 
 from ..data import check_label_feature
 from ..encoders import SUPPORTED_MODEL_TYPES, encode, extract_features, load_encoder, run_unmasked
-from .card import record_results_in_card
+from .card import HubPushError, record_results_in_card
 from .finetune import finetune, image_classifier_from_encoder
 from .knn import KNN_DISTANCE_EPS, KNN_WEIGHTINGS, knn_accuracy, knn_predict
 from .linear_probe import linear_probe, sample_label_fraction
@@ -29,6 +29,7 @@ __all__ = [
     "KNN_WEIGHTINGS",
     "SUPPORTED_MODEL_TYPES",
     "EvaluationArguments",
+    "HubPushError",
     "check_label_feature",
     "classification_accuracy",
     "encode",

@@ -22,6 +22,10 @@ def _minimal_card(directory: Path, model_id: str) -> None:
     card.save(directory / "README.md")
 
 
+class HubPushError(RuntimeError):
+    """A push to the Hub failed after the results were saved locally (the message says where and how to push)."""
+
+
 def record_results_in_card(
     model_name_or_path: str,
     results: dict[str, float],
@@ -53,6 +57,13 @@ def record_results_in_card(
             _minimal_card(card_dir, model_name_or_path)
     add_evaluation_results(card_dir, results, dataset_name=dataset_name, dataset_split=dataset_split)
     if push_to is not None:
-        create_repo(push_to, exist_ok=True, token=token)
-        push_model_card(push_to, card_dir, token=token, commit_message="Add evaluation results")
+        try:
+            create_repo(push_to, exist_ok=True, token=token)
+            push_model_card(push_to, card_dir, token=token, commit_message="Add evaluation results")
+        except Exception as error:  # the Hub's and the network's errors alike
+            raise HubPushError(
+                f"The results are saved locally ({Path(output_dir) / 'eval_results.json'}, and the model card "
+                f"{card_dir / 'README.md'}), but pushing the card to {push_to} failed ({type(error).__name__}: "
+                f"{error}). Push it later with `hf upload {push_to} {card_dir / 'README.md'} README.md`."
+            ) from error
     return card_dir / "README.md"

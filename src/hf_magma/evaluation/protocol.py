@@ -3,6 +3,8 @@ probe(s) on cached features with those settings."""
 
 from __future__ import annotations
 
+import logging
+
 from dataclasses import dataclass, field
 
 import torch
@@ -13,6 +15,9 @@ from ..losses import IMAGE_POOLINGS
 from .knn import KNN_WEIGHTINGS, knn_accuracy
 from .linear_probe import linear_probe, sample_label_fraction
 
+
+
+logger = logging.getLogger(__name__)
 
 @dataclass
 class EvaluationArguments:
@@ -93,6 +98,18 @@ def fraction_suffix(fraction: float) -> str:
     return f"{fraction * 100:g}pct"
 
 
+def _warn_unseen_classes(train_y: torch.Tensor, test_y: torch.Tensor) -> None:
+    unseen = sorted(set(test_y.unique().tolist()) - set(train_y.unique().tolist()))
+    if unseen:
+        missing = torch.isin(test_y, torch.tensor(unseen, dtype=test_y.dtype))
+        logger.warning(
+            "The test split has %d images of classes %s that the training split lacks: no classifier trained on "
+            "it can get them right, so every accuracy is at most %.2f %%. Check that both splits use the same "
+            "classes (same class folder names, same label column).",
+            int(missing.sum()), unseen, 100 * float((~missing).float().mean()),
+        )
+
+
 def evaluate_features(
     train_x: torch.Tensor,
     train_y: torch.Tensor,
@@ -102,21 +119,26 @@ def evaluate_features(
     *,
     seed: int = 0,
     show_progress: bool = True,
+    label_subsets: dict[str, dict[str, float]] | None = None,
 ) -> dict[str, float]:
     """k-NN and linear-probe top-1 accuracies on cached features, with the settings of ``args``.
 
     Keys: ``knn_accuracy``; ``linear_accuracy`` (all labels) and ``linear_accuracy_<p>pct`` for each other
-    fraction, whose subset is drawn by `sample_label_fraction` with ``seed``.
+    fraction, whose subset is drawn by `sample_label_fraction` with ``seed``. Test classes absent from the training
+    labels are warned about (no classifier can get them right).
 
     Args:
         train_x, test_x: (N, D) and (M, D) features; train_y, test_y: (N,) and (M,) integer class ids.
         args: the protocol (k-NN, linear-probe recipe, label fractions).
         seed: the label-fraction draws and the probe's initialisation.
+        label_subsets: when given, filled with ``{key: {"requested_fraction", "num_labelled", "fraction"}}``: the
+            subset really used (at least one example per class, which can lift a small fraction; also logged).
 
     Returns:
         ``{metric: top-1 accuracy in [0, 1]}``.
     """
     results: dict[str, float] = {}
+    _warn_unseen_classes(train_y, test_y)
     if args.knn_k > 0:
         results["knn_accuracy"] = knn_accuracy(
             train_x, train_y, test_x, test_y, k=args.knn_k, weighting=args.knn_weighting, show_progress=show_progress
@@ -125,6 +147,17 @@ def evaluate_features(
         num_classes = class_count(train_y, test_y)
         for fraction in args.label_fractions:
             subset = sample_label_fraction(train_y, fraction, seed=seed)
+            key = "linear_accuracy" if fraction == 1 else f"linear_accuracy_{fraction_suffix(fraction)}"
+            real = subset.numel() / train_y.numel()
+            if label_subsets is not None:
+                label_subsets[key] = {"requested_fraction": fraction, "num_labelled": int(subset.numel()),
+                                      "fraction": real}
+            if real > 1.5 * fraction:
+                logger.warning(
+                    "--label_fractions %g: %d of the %d training labels (%.3g %%), not %.3g %%: every class keeps at "
+                    "least one example. %s is measured with that many labels.",
+                    fraction, subset.numel(), train_y.numel(), 100 * real, 100 * fraction, key,
+                )
             probe = linear_probe(
                 train_x[subset],
                 train_y[subset],
@@ -142,6 +175,5 @@ def evaluate_features(
                 num_classes=num_classes,
                 show_progress=show_progress,
             )
-            key = "linear_accuracy" if fraction == 1 else f"linear_accuracy_{fraction_suffix(fraction)}"
             results[key] = probe["accuracy"]
     return results

@@ -1,0 +1,34 @@
+"""Run by torchrun (two CPU processes) for tests/test_run_mae_magma.py: each process writes the paths of the
+training examples it streams to RECORD_DIR/rank<N>.json, then the processes pretrain together on the stream.
+
+    torchrun --standalone --nproc_per_node 2 tests/streaming_worker.py RECORD_DIR [run_mae_magma.py options]
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+
+from hf_magma.data import ImageDataArguments, load_image_datasets
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "run_mae_magma.py"
+
+
+def main(record_dir: str, argv: list[str]) -> None:
+    spec = importlib.util.spec_from_file_location("run_mae_magma", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    data_args, training_args, model_args = script.make_parser().parse_args_and_config(argv)
+    splits = load_image_datasets(ImageDataArguments(train_dir=data_args.train_dir,
+                                                    validation_dir=data_args.validation_dir, streaming=True),
+                                 seed=training_args.seed)
+    seen = [example["image"]["path"] for example in splits["train"]]
+    Path(record_dir, f"rank{os.environ['RANK']}.json").write_text(json.dumps(seen))
+    script.main(data_args, training_args, model_args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2:])
