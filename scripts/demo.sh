@@ -24,7 +24,7 @@ if [ -e "$OUT" ]; then
     echo "$OUT exists (an earlier demo): move it away or delete it to run the demo again" >&2
     exit 1
 fi
-OMP_NUM_THREADS=1 .venv/bin/python scripts/reproduce.py --config recipes/demo_fashion_mnist.yaml \
+OMP_NUM_THREADS=1 .venv/bin/python scripts/reproduce.py --config recipes/reproduce_fashion_mnist_demo.yaml \
     --results_dir "$OUT/results" --output_dir "$OUT/runs"
 # Side-by-side figures: PaCMAP of the test features (with the Davies-Bouldin index) and the training curves.
 .venv/bin/python scripts/visualize.py --model_name_or_path "$OUT/runs/mae/seed0" "$OUT/runs/m-mae/seed0" \
