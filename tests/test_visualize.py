@@ -470,7 +470,8 @@ def test_visualize_script_main(tmp_path, saved_checkpoints, load_script):
     ])
     written = script.main(script_args, data_args)
     assert sorted(written) == ["keys", "pacmap"]
-    assert sorted(p.name for p in out.iterdir()) == ["key_pca.png", "pacmap.png"]
+    # The PaCMAP panels' scores come beside the figure.
+    assert sorted(p.name for p in out.iterdir()) == ["key_pca.png", "pacmap.json", "pacmap.png"]
 
     with pytest.raises(ValueError, match="--names has 1 entries for 2"):
         script.make_parser().parse_args_and_config(["--model_name_or_path", "a", "b", "--names", "A"])
