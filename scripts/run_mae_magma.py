@@ -1,29 +1,13 @@
 #!/usr/bin/env python
 """Pretrain a ViT-MAE with MAGMA (M-MAE; MU-MAE with --uniformity_weight 0.01; plain MAE with --magma_weight 0).
 
-Examples:
-
-    # the small CPU demo on the offline Fashion-MNIST
-    python scripts/run_mae_magma.py --config recipes/fashion_mnist_cpu.yaml
-
-    # a paper setting on one or more GPUs
-    accelerate launch --config_file scripts/accelerate_configs/multi_gpu.yaml \\
-        scripts/run_mae_magma.py --config recipes/cifar100_vit_tiny_m_mae.yaml
-
-A run resumes automatically from the last checkpoint in --output_dir (or from --resume_from_checkpoint).
+The program is `hf_magma.commands.run_mae_magma`, also installed as the `hf-magma-pretrain` command; `--help`
+lists examples and options.
 """
 
-from __future__ import annotations
+from hf_magma.commands.run_mae_magma import main, make_parser
 
-from hf_magma.cli import pretraining as command
-from hf_magma.cli.parser import MAGMAArgumentParser
-
-main = command.main_mae
-
-
-def make_parser() -> MAGMAArgumentParser:
-    return command.make_parser(__doc__)
-
+__all__ = ["main", "make_parser"]
 
 if __name__ == "__main__":
     main(*make_parser().parse_args_and_config())

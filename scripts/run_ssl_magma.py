@@ -1,34 +1,13 @@
 #!/usr/bin/env python
 """Pretrain a ViT with SimCLR or VICReg plus MAGMA (M-SimCLR, M-VICReg; the plain objective with --magma_weight 0).
 
-Each batch holds two SimCLR-style views of its images (random resized crop, flip, colour jitter, grayscale,
-blur, with kornia); MAGMA regularises the first view's block outputs. Data, schedule, checkpoints, model card and
-Hub pushes are those of run_mae_magma.py. The saved model loads with `AutoModel.from_pretrained` as a `ViTModel`.
-
-Examples:
-
-    # the small CPU demo on the offline Fashion-MNIST
-    python scripts/run_ssl_magma.py --objective vicreg --output_dir outputs/m-vicreg \\
-        --config_overrides "hidden_size=64,num_hidden_layers=4,num_attention_heads=2,intermediate_size=128,image_size=28,patch_size=4" \\
-        --projector_hidden_size 256 --projector_output_size 256 --max_steps 200 --magma_start_step 20 --magma_steps 180
-
-    # on one or more GPUs
-    accelerate launch scripts/run_ssl_magma.py --objective simclr --dataset_name uoft-cs/cifar100 ...
-
-A run resumes automatically from the last checkpoint in --output_dir (or from --resume_from_checkpoint).
+The program is `hf_magma.commands.run_ssl_magma`, also installed as the `hf-magma-pretrain-ssl` command; `--help`
+lists examples and options.
 """
 
-from __future__ import annotations
+from hf_magma.commands.run_ssl_magma import main, make_parser
 
-from hf_magma.cli import pretraining as command
-from hf_magma.cli.parser import MAGMAArgumentParser
-
-main = command.main_ssl
-
-
-def make_parser() -> MAGMAArgumentParser:
-    return command.make_parser(__doc__, ssl=True)
-
+__all__ = ["main", "make_parser"]
 
 if __name__ == "__main__":
     main(*make_parser().parse_args_and_config())

@@ -23,6 +23,7 @@ MODULE_LAYERS = {
     "hf_magma.modeling": "models",
     "hf_magma.modeling_ssl": "models",
     "hf_magma.model_config": "models",
+    "hf_magma.export": "models",
     "hf_magma.data": "data",
     "hf_magma.crop": "data",
     "hf_magma.transforms": "data",
@@ -31,6 +32,7 @@ MODULE_LAYERS = {
     "hf_magma.labels": "data",
     "hf_magma.logged_metrics": "training",
     "hf_magma.figure_options": "training",
+    "hf_magma.integrations": "training",
     "hf_magma.training_args": "training",
     "hf_magma.trainer_state": "training",
     "hf_magma.model_card": "training",
@@ -41,6 +43,7 @@ MODULE_LAYERS = {
     "hf_magma.evaluation": "evaluation / figures",
     "hf_magma.visualize": "evaluation / figures",
     "hf_magma.cli": "entry points",
+    "hf_magma.commands": "entry points",
     "hf_magma": "entry points",
 }
 #: Siblings of one layer that must not import each other; the layer's other modules (encoders) import neither.

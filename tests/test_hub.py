@@ -98,7 +98,7 @@ def test_trainer_push_then_automodel_in_fresh_process(hub_server, tmp_path, capl
     assert config["magma_weight"] == 1.0
     card = files["README.md"].decode()
     assert "M-MAE" in card and "library_name: transformers" in card and "org/tiny-images" in card
-    assert "arXiv" in card and f'AutoModel.from_pretrained("{repo_id}")' in card
+    assert "arXiv" in card and f'AutoModel.from_pretrained("{repo_id}", subfolder="encoder")' in card
     assert "optimisation steps | 4" in card  # the card carries the final training summary
     titles = hub_server.commit_titles(repo_id)
     assert "Training in progress, step 2" in titles and titles[-1] == "End of training"

@@ -47,7 +47,7 @@ def test_card_states_what_was_trained(card_dir):
     assert "| MAGMA start epoch (e_st) | 10 |" in text and "| MAGMA duration in epochs (e_dur) | 100 |" in text
     assert "| uniformity weight (mu) | 0 |" in text
     assert "| optimisation steps | 40 |" in text and "| final loss | 0.6123 |" in text
-    assert 'AutoModel.from_pretrained("org/m-mae-tiny")' in text
+    assert 'AutoModel.from_pretrained("org/m-mae-tiny", subfolder="encoder")' in text
     assert 'ViTMAEWithMAGMA.from_pretrained("org/m-mae-tiny")' in text
     assert "Dondera, Alin and Singh, Anuj and Jamali-Rad, Hadi" in text and "2412.02871" in text
     assert "No evaluation results recorded yet" in text

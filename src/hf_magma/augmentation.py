@@ -11,7 +11,6 @@ import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-import kornia.augmentation as K
 import torch
 from torch import nn
 
@@ -35,6 +34,14 @@ class RandomResizedCropFlip(nn.Module):
             boxes = torch.tensor([0.0, 0.0, width, height], device=images.device).expand(batch, 4)
         flip = torch.rand(batch, device=images.device) < self.hflip
         return resized_crop(images, boxes, self.size, flip)
+
+try:
+    import kornia.augmentation as K
+except ImportError as error:  # an optional dependency: only SimCLR / VICReg training needs it
+    raise ImportError(
+        "The two-view augmentation of SimCLR / VICReg (hf_magma.augmentation) needs kornia: "
+        'pip install "hf-magma[ssl]"'
+    ) from error
 
 
 class TwoViewAugmentation(nn.Module):

@@ -25,6 +25,7 @@ from .checks import check_number
 from .data import ImageTransform, check_label_feature, resolve_columns
 from .transforms import UNREADABLE_IMAGE_ERRORS, image_name
 from .losses import IMAGE_POOLINGS, ImagePooling, pool_hidden_state
+from .modeling import ViTMAEEncoder
 
 SUPPORTED_MODEL_TYPES = ("vit_mae", "vit")
 
@@ -76,7 +77,7 @@ def load_encoder(
     config = AutoConfig.from_pretrained(source, revision=revision, token=token)
     model_type = getattr(config, "model_type", None)
     if model_type == "vit_mae":
-        encoder_class: type[PreTrainedModel] = ViTMAEModel
+        encoder_class: type[PreTrainedModel] = ViTMAEEncoder  # the decoder's weights are dropped without a report
         kwargs: dict[str, Any] = {}
         config.mask_ratio = 0.0
     elif model_type == "vit":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 from concurrent.futures import Future
 from pathlib import Path
@@ -21,7 +22,8 @@ from typing import Any
 from huggingface_hub import HfApi, ModelCard
 from transformers.trainer_utils import HubStrategy
 
-from .model_card import _known_tokens, _redact, card_path, create_model_card, read_card_extras, summarize_training
+from .export import ENCODER_SUBFOLDER
+from .model_card import _known_tokens, _redact, card_path, card_tags, create_model_card, read_card_extras, summarize_training
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +73,8 @@ class HubPushMixin:
     def create_model_card(self, **kwargs: Any) -> ModelCard | None:
         """Write our card to ``output_dir/README.md`` (replaces the Trainer's generic card).
 
-        Accepts the Trainer's keywords (``model_name``, ``license``, ``dataset``, ``finetuned_from``; the others
-        are ignored) so that `Trainer.push_to_hub` calls it unchanged. Evaluation results and figures already
+        Accepts the Trainer's keywords (``model_name``, ``license``, ``dataset``, ``finetuned_from``, ``tags``, to
+        which the model's ``model_tags`` are added; the others are ignored) so that `Trainer.push_to_hub` calls it unchanged. Evaluation results and figures already
         recorded in the card are kept.
         """
         if not self.is_world_process_zero():
@@ -84,13 +86,16 @@ class HubPushMixin:
             options["license"] = kwargs["license"]
         if kwargs.get("finetuned_from"):
             options["base_model"] = kwargs["finetuned_from"]
+        model = self.accelerator.unwrap_model(self.model) if hasattr(self, "accelerator") else self.model
+        # `Trainer.push_to_hub` passes its `tags=` merged with the model's `model_tags`; the pushes during training
+        # pass none, so the model's tags are added here too.
+        options["tags"] = card_tags([], options.get("tags"), kwargs.get("tags"), getattr(model, "model_tags", None))
         dataset = kwargs.get("dataset")
         if dataset:
             options["dataset_name"] = dataset if isinstance(dataset, str) else dataset[0]
         eval_results, figures = read_card_extras(self.args.output_dir)
         options.setdefault("eval_results", eval_results)
         options.setdefault("figures", figures)
-        model = self.accelerator.unwrap_model(self.model) if hasattr(self, "accelerator") else self.model
         return create_model_card(
             output_dir=self.args.output_dir,
             model_config=model.config,
@@ -163,6 +168,11 @@ class HubPushMixin:
             return
         try:
             self._write_model_card_safely()
+            # The Trainer copies the checkpoint's weights to output_dir and pushes that folder: the plain `vit`
+            # encoder (hf_magma.export) goes along.
+            encoder = Path(checkpoint_folder) / ENCODER_SUBFOLDER
+            if encoder.is_dir():
+                shutil.copytree(encoder, Path(self.args.output_dir) / ENCODER_SUBFOLDER, dirs_exist_ok=True)
             before = list(self.push_in_progress.jobs) if self.push_in_progress is not None else []
             super()._push_from_checkpoint(checkpoint_folder)
             new_jobs = [job for job in self.push_in_progress.jobs if not any(job is old for old in before)]

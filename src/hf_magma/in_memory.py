@@ -20,7 +20,6 @@ import PIL.Image
 import torch
 from datasets import Dataset
 
-from .augmentation import TwoViewAugmentation
 from .crop import BatchImageTransform
 from .transforms import (
     MAX_SKIPPED_SHARE,
@@ -250,6 +249,8 @@ def device_batch_transforms(
     (or two SimCLR views) for training, resize + centre crop for evaluation; all on ``device``."""
     base = BatchImageTransform(*statistics, train=False, num_channels=channels).to(device)
     if two_view_augmentation is not None:
+        from .augmentation import TwoViewAugmentation  # kornia: the `ssl` extra
+
         train_views = TwoViewAugmentation(*statistics, **{**crop, **two_view_augmentation})
         eval_views = TwoViewAugmentation(*statistics, **{**crop, **two_view_augmentation, "seed": seed})
         return {"train": train_views.batch_transform(base), "eval": eval_views.batch_transform(base)}

@@ -18,6 +18,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from .export import ENCODER_SUBFOLDER
 from .modeling import resolve_magma_config
 from .modeling_ssl import resolve_ssl_config
 from .checks import check_number
@@ -158,6 +159,36 @@ def _check_figures(output_dir: str | os.PathLike, figures: Mapping[str, str]) ->
     return checked
 
 
+# (distribution, name in the card), as in the Trainer's own cards' "Framework versions".
+_FRAMEWORKS = (
+    ("hf-magma", "hf-magma"), ("transformers", "Transformers"), ("torch", "Pytorch"), ("accelerate", "Accelerate"),
+    ("datasets", "Datasets"), ("huggingface-hub", "huggingface_hub"),
+)
+
+
+def framework_versions() -> list[tuple[str, str]]:
+    """(name, version) of the installed libraries the checkpoint was made with (read from their metadata)."""
+    from importlib import metadata
+
+    versions = []
+    for distribution, name in _FRAMEWORKS:
+        try:
+            versions.append((name, metadata.version(distribution)))
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def card_tags(base: Sequence[str], *extra: Iterable[str] | str | None) -> list[str]:
+    """``base`` then every tag of ``extra`` (strings or lists, e.g. ``tags=`` and ``model.model_tags``), each once."""
+    tags: list[str] = []
+    for group in (base, *extra):
+        for tag in [group] if isinstance(group, str) else (group or []):
+            if tag not in tags:
+                tags.append(tag)
+    return tags
+
+
 def _known_tokens(training_args: Any = None) -> list[str]:
     from huggingface_hub import get_token
 
@@ -269,6 +300,7 @@ def create_model_card(
     base_model: str | None = None,
     model_name: str | None = None,
     license: str = "apache-2.0",
+    tags: Iterable[str] | str | None = None,
     augmentation: Mapping[str, Any] | None = None,
     save: bool = True,
 ) -> ModelCard:
@@ -278,7 +310,9 @@ def create_model_card(
     hyperparameters; its ``magma_weight``/``uniformity_weight`` take precedence over the config's to name the
     method. ``train_summary`` is typically `summarize_training(trainer.state)`. ``figures`` maps captions to PNG
     paths relative to ``output_dir``. ``augmentation`` maps names of the training augmentation's settings (crop,
-    flip, where it ran) to their values, listed under the training settings. No token or other secret from the arguments is ever written.
+    flip, where it ran) to their values, listed under the training settings. ``tags`` are added to the card's own
+    (e.g. the ``tags=`` of `Trainer.push_to_hub` and ``model.model_tags``). The card ends with the framework
+    versions, as the Trainer's cards do. No token or other secret from the arguments is ever written.
     """
     ssl_objective = getattr(model_config, "ssl_objective", None)
     config = (resolve_ssl_config if ssl_objective else resolve_magma_config)(copy.deepcopy(model_config))
@@ -292,7 +326,7 @@ def create_model_card(
         model_name=model_name,
         library_name="transformers",
         license=license,
-        tags=[*(["vit", *CARD_TAGS[1:]] if ssl_objective else CARD_TAGS), method.lower()],
+        tags=card_tags([*(["vit", *CARD_TAGS[1:]] if ssl_objective else CARD_TAGS), method.lower()], tags),
         datasets=[dataset_name] if _dataset_link(dataset_name) else None,
         base_model=base_model,
         pipeline_tag="image-feature-extraction",
@@ -325,6 +359,8 @@ def create_model_card(
         train_summary=summary_rows,
         eval_section=_eval_section(eval_results),
         figures_section=_figures_section(figures),
+        encoder_subfolder=ENCODER_SUBFOLDER,
+        framework_versions=framework_versions(),
     )
     card = ModelCard(_redact(str(card), _known_tokens(training_args)))
     if save:

@@ -1,18 +1,20 @@
 """`ViTMAEWithMAGMA`: transformers' `ViTMAEForPreTraining` with the MAGMA and uniformity terms added."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: transformers' utilities read `forward`'s annotations at run time
+# (e.g. `**kwargs: Unpack[TransformersKwargs]`), which must be objects, not strings.
 import contextlib
 from dataclasses import dataclass
 
 import torch
-from transformers import ViTMAEConfig, ViTMAEForPreTraining
+from transformers import ViTMAEConfig, ViTMAEForPreTraining, ViTMAEModel
 from transformers.conversion_mapping import (
     USER_REGISTERED_MAPPINGS,
     get_checkpoint_conversion_mapping,
     register_checkpoint_conversion_mapping,
 )
 from transformers.models.vit_mae.modeling_vit_mae import ViTMAEForPreTrainingOutput
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs
 
 from .losses import MAGMARegularizer, uniformity_loss
 from .checks import check_layer_choice, check_non_negative
@@ -184,7 +186,7 @@ class ViTMAEWithMAGMA(ViTMAEForPreTraining):
         attention_mask: torch.Tensor | None = None,
         output_hidden_states: bool | int | list[int] | None = None,
         magma_weight: float | torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> ViTMAEWithMAGMAOutput:
         """The parent's forward, plus ``reconstruction_loss``, ``magma_loss`` and ``uniformity_loss``.
 
@@ -261,9 +263,18 @@ class ViTMAEWithMAGMA(ViTMAEForPreTraining):
         return output if return_dict else output.to_tuple()
 
 
+class ViTMAEEncoder(ViTMAEModel):
+    """`ViTMAEModel` that loads the encoder of a pretraining checkpoint quietly: the decoder's weights
+    (``decoder.*``), which the encoder leaves out by design, are not reported; any other missing, unexpected or
+    mismatched weight still is, in transformers' load report."""
+
+    _keys_to_ignore_on_load_unexpected = [r"^decoder\."]
+
+
 # transformers renames legacy checkpoint keys by class name; a class defined outside the library gets none of
 # the parent's renames unless they are registered for it (e.g. facebook/vit-mae-base's decoder keys).
-if ViTMAEWithMAGMA.__name__ not in USER_REGISTERED_MAPPINGS:
-    _parent_mapping = get_checkpoint_conversion_mapping(ViTMAEForPreTraining.__name__)
-    if _parent_mapping is not None:
-        register_checkpoint_conversion_mapping(ViTMAEWithMAGMA.__name__, _parent_mapping, overwrite=True)
+for _class, _parent in ((ViTMAEWithMAGMA, ViTMAEForPreTraining), (ViTMAEEncoder, ViTMAEModel)):
+    if _class.__name__ not in USER_REGISTERED_MAPPINGS:
+        _parent_mapping = get_checkpoint_conversion_mapping(_parent.__name__)
+        if _parent_mapping is not None:
+            register_checkpoint_conversion_mapping(_class.__name__, _parent_mapping, overwrite=True)

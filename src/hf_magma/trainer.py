@@ -19,6 +19,7 @@ from torch import nn
 from transformers import Trainer
 from transformers.trainer_utils import EvalLoopOutput
 
+from .export import save_encoder
 from .hub import HubPushMixin
 from .logged_metrics import LOGGED_METRICS, LOGGED_TERMS, ONLINE_ACCURACY
 from .modeling import ViTMAEWithMAGMA
@@ -340,6 +341,15 @@ class MAGMATrainer(HubPushMixin, RunGuardMixin, Trainer):
         metrics = dict(output.metrics)
         metrics.update({f"{metric_key_prefix}_{name}": value for name, value in terms.items()})
         return EvalLoopOutput(predictions=None, label_ids=None, metrics=metrics, num_samples=output.num_samples)
+
+    # ---- saving ------------------------------------------------------------------------------------------------
+    def _save(self, output_dir: str | None = None, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+        """The Trainer's save, plus the plain `vit` encoder in ``encoder/`` for feature extraction (`save_encoder`)."""
+        super()._save(output_dir, state_dict=state_dict)
+        model = self.accelerator.unwrap_model(self.model)
+        if isinstance(model, ViTMAEWithMAGMA) and self.args.should_save:
+            save_encoder(model.config, state_dict if state_dict is not None else model.state_dict(),
+                         output_dir if output_dir is not None else self.args.output_dir, self.processing_class)
 
     # ---- the probe's state in checkpoints --------------------------------------------------------------------
     def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:

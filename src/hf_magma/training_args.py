@@ -12,6 +12,7 @@ from transformers import TrainingArguments
 
 from .checks import check_non_negative, check_number
 from .figure_options import parse_figures
+from .integrations import check_figure_packages, check_reporters
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +93,9 @@ class MAGMATrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self) -> None:
-        parse_figures(self.figures)
+        figures = parse_figures(self.figures)
+        if self.figures is not None:
+            check_figure_packages(figures)
         check_non_negative("magma_weight", self.magma_weight)
         check_non_negative("uniformity_weight", self.uniformity_weight)
         check_non_negative("magma_start_epoch", self.magma_start_epoch)
@@ -105,6 +108,7 @@ class MAGMATrainingArguments(TrainingArguments):
         if self.base_learning_rate is not None:
             check_number("base_learning_rate", self.base_learning_rate, sign="positive")
         check_number("online_probe_learning_rate", self.online_probe_learning_rate, sign="positive")
+        check_reporters(self.report_to)
         super().__post_init__()
         if self.base_learning_rate is not None:
             total_batch = self.per_device_train_batch_size * self.gradient_accumulation_steps * self.world_size

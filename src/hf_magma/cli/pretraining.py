@@ -11,7 +11,6 @@ from typing import Any
 import torch
 import transformers
 
-from ..augmentation import TwoViewAugmentation, TwoViewCollator
 from ..crop import MAE_CROP_SCALE
 from ..in_memory import (
     SIMCLR_CROP_SCALE,
@@ -87,7 +86,7 @@ def _collator(
     two_view_augmentation: dict[str, Any] | None,
     eval_seed: int | None,
     crop: dict[str, Any],
-) -> ImageCollator | TwoViewCollator:
+) -> Any:
     """The training collator (``eval_seed=None``) or the evaluation one (two views drawn from a seeded stream),
     decoding and augmenting per image in DataLoader workers with the ``crop`` settings."""
     train = eval_seed is None
@@ -97,6 +96,8 @@ def _collator(
             image_processor, train=train, num_channels=channels, **(crop if train else {})
         )
         return ImageCollator(transform, image_column, label_column)
+    from ..augmentation import TwoViewAugmentation, TwoViewCollator  # kornia: the `ssl` extra
+
     # The views are drawn on the resized, centre-cropped images; evaluation uses its own seeded stream.
     transform = ImageTransform.from_image_processor(image_processor, train=False, num_channels=channels)
     settings = {**crop, **two_view_augmentation}
@@ -183,14 +184,15 @@ def pretrain(
         callbacks=list(callbacks) or None,
     )
     dataset_name = data_args.dataset_name or data_args.train_dir or FASHION_MNIST_HUB_ID
-    trainer.model_card_kwargs = {"dataset_name": dataset_name, "base_model": base_model, "augmentation": augmentation}
+    trainer.model_card_kwargs = {"dataset_name": dataset_name, "base_model": base_model, "augmentation": augmentation,
+                                 "tags": list(tags)}
     trainer.run_data = data_description(data_args)
 
     train_result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model()
     metrics = dict(train_result.metrics)
     train_collator = trainer.data_collator
-    skipped = (train_collator.collator if isinstance(train_collator, TwoViewCollator) else train_collator).skipped
+    skipped = getattr(train_collator, "collator", train_collator).skipped  # a TwoViewCollator wraps an ImageCollator
     metrics["train_skipped_images"] = skipped
     if skipped:
         logger.warning("%d unreadable training images were skipped (named above)", skipped)

@@ -11,9 +11,10 @@ from typing import Any
 import datasets
 import torch
 from torch import nn
-from transformers import Trainer, TrainingArguments, ViTConfig, ViTForImageClassification
+from transformers import Trainer, TrainingArguments, ViTForImageClassification
 
 from ..encoders import load_encoder
+from ..export import vit_config_from
 from .metrics import classification_accuracy
 
 
@@ -29,24 +30,9 @@ def image_classifier_from_encoder(
     if num_labels < 2:
         raise ValueError(f"fine-tuning needs at least 2 classes, got num_labels={num_labels}")
     encoder = load_encoder(model_name_or_path_or_model, revision=revision)
-    source = encoder.config
-    config = ViTConfig(
-        hidden_size=source.hidden_size,
-        num_hidden_layers=source.num_hidden_layers,
-        num_attention_heads=source.num_attention_heads,
-        intermediate_size=source.intermediate_size,
-        hidden_act=source.hidden_act,
-        hidden_dropout_prob=source.hidden_dropout_prob,
-        attention_probs_dropout_prob=source.attention_probs_dropout_prob,
-        initializer_range=source.initializer_range,
-        layer_norm_eps=source.layer_norm_eps,
-        image_size=source.image_size,
-        patch_size=source.patch_size,
-        num_channels=source.num_channels,
-        qkv_bias=source.qkv_bias,
-        num_labels=num_labels,
-        id2label=id2label or {i: str(i) for i in range(num_labels)},
-        label2id={v: k for k, v in (id2label or {i: str(i) for i in range(num_labels)}).items()},
+    id2label = id2label or {i: str(i) for i in range(num_labels)}
+    config = vit_config_from(
+        encoder.config, num_labels=num_labels, id2label=id2label, label2id={v: k for k, v in id2label.items()}
     )
     model = ViTForImageClassification(config)
     weights = {k: v for k, v in encoder.state_dict().items() if not k.startswith("pooler.")}
