@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The README's first command: set up, pretrain a small M-MAE on the offline Fashion-MNIST (CPU recipe),
-# evaluate it with the paper's protocol (linear probe + k-NN), and write the checkpoint, model card and figures.
+# The README's first command: set up, pretrain a small MAE and M-MAE on the offline Fashion-MNIST with the same
+# seed, data and budget, evaluate both with the paper's protocol beside the raw-pixel floor, draw their PaCMAP and
+# training curves side by side, and print one table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,12 +17,25 @@ python3 -m venv .venv
 .venv/bin/pip install -q torch==2.13.0
 .venv/bin/pip install -q -e ".[viz]"
 
-OUT=outputs/m-mae-fashion-mnist
-.venv/bin/python scripts/run_mae_magma.py --config recipes/fashion_mnist_cpu.yaml --output_dir "$OUT"
-.venv/bin/python scripts/run_eval.py --model_name_or_path "$OUT" --output_dir "$OUT/eval" --figures pacmap
+# MAE and M-MAE: same seed, data and budget, two processes side by side; each is scored with the paper's protocol
+# (linear probe + k-NN on the CLS features), then the normalised pixels with the same protocol (the floor).
+OUT=outputs/demo
+if [ -e "$OUT" ]; then
+    echo "$OUT exists (an earlier demo): move it away or delete it to run the demo again" >&2
+    exit 1
+fi
+OMP_NUM_THREADS=1 .venv/bin/python scripts/reproduce.py --config recipes/reproduce_fashion_mnist_demo.yaml \
+    --results_dir "$OUT/results" --output_dir "$OUT/runs"
+# Side-by-side figures: PaCMAP of the test features (with the Davies-Bouldin index) and the training curves.
+.venv/bin/python scripts/visualize.py --model_name_or_path "$OUT/runs/mae/seed0" "$OUT/runs/m-mae/seed0" \
+    --names MAE M-MAE --linear_accuracy $(.venv/bin/python -c "
+import json; print(*(json.load(open(f'$OUT/results/{m}_seed0.json'))['linear_top1'] for m in ('mae', 'm-mae')))") \
+    --figures pacmap,curves --split test --output_dir "$OUT/figures" --dpi 80
 
 echo
-echo "Checkpoint:  $OUT (model.safetensors, config.json, preprocessor_config.json)"
-echo "Model card:  $OUT/README.md"
-echo "Figures:     $OUT/figures/"
-echo "Evaluation:  $OUT/eval/eval_results.json"
+echo "MAE vs M-MAE on the Fashion-MNIST test set (same seed, data and 3-epoch budget), and the raw-pixel floor:"
+.venv/bin/python scripts/compare_runs.py --results_dir "$OUT/results" --pacmap_scores "$OUT/figures/pacmap.json"
+echo
+echo "Checkpoints:  $OUT/runs/mae/seed0, $OUT/runs/m-mae/seed0 (each with its model card, README.md)"
+echo "Results:      $OUT/results (one JSON per run, pixels.json, summary.md)"
+echo "Figures:      $OUT/figures/pacmap.png, $OUT/figures/training_curves.png"

@@ -1,6 +1,10 @@
 """Tests for hf_magma.data: sources, column detection, transforms, corrupt-image handling."""
 
+import gzip
 import io
+import os
+import subprocess
+import sys
 
 import datasets
 import numpy as np
@@ -143,6 +147,27 @@ def test_streaming_image_folder(make_image_folder, tmp_path):
     train, validation = list(splits["train"]), list(splits["validation"])
     assert len(train) == 7 and len(validation) == 3
     assert collator(train + validation)["pixel_values"].shape == (10, 3, 8, 8)
+
+
+def _write_idx(path, array):
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_fashion_mnist_folder_from_the_environment(tmp_path):
+    """HF_MAGMA_FASHION_MNIST_DIR points the default data at a folder of the four .gz IDX files."""
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 3), ("t10k", 2)):
+        _write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) + 4)
+    code = ("from hf_magma.data import ImageDataArguments, load_image_datasets; "
+            "s = load_image_datasets(ImageDataArguments()); print(len(s['train']), len(s['test']), list(s['test']['label']))")
+    env = {**os.environ, "HF_MAGMA_FASHION_MNIST_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "3 2 [4, 5]"
+    with pytest.raises(FileNotFoundError, match="HF_MAGMA_FASHION_MNIST_DIR"):
+        load_fashion_mnist(tmp_path / "empty")
 
 
 def test_sample_limits_draw_with_the_seed_and_keep_every_class(tmp_path):

@@ -109,3 +109,37 @@ def test_reproduction_recipes_parse(reproduce_script, recipe, tmp_path):
     )
     assert training_args.magma_weight > 0 and training_args.uniformity_weight > 0  # the methods switch them off
     assert reproduce_args.seeds and reproduce_args.methods
+
+
+def test_processes_give_the_serial_cells_and_the_pixel_row(make_image_folder, reproduce_script, tmp_path):
+    make_image_folder(tmp_path / "images", n_per_class=16)
+    serial = run(reproduce_script, grid_args(tmp_path, results_dir=tmp_path / "serial", output_dir=tmp_path / "out1",
+                           num_threads=1))
+    parallel_args = grid_args(tmp_path, results_dir=tmp_path / "parallel", output_dir=tmp_path / "out2",
+                              num_threads=1, processes=2)
+    parallel = run(reproduce_script, [*parallel_args, "--pixels", "true", "--label_fractions", "0.5", "1"])
+    assert list(parallel) == [("mae", 0), ("m-mae", 0)]
+    for key in serial:
+        # Same seeds, one thread each: the cells trained in their own processes match the serial ones.
+        assert parallel[key]["training_curve"] == serial[key]["training_curve"]
+        assert set(parallel[key]["results"]) == {"knn_accuracy", "linear_accuracy", "linear_accuracy_50pct"}
+    pixels = json.loads((tmp_path / "parallel" / "pixels.json").read_text())
+    # The encoders' input size (16), three channels: the folder holds colour images.
+    assert pixels["feature_dim"] == 16 * 16 * 3 and pixels["command"] == "test" and pixels["eval_seconds"] >= 0
+    assert set(pixels["results"]) == {"knn_accuracy", "linear_accuracy", "linear_accuracy_50pct"}
+    summary = (tmp_path / "parallel" / "summary.md").read_text()
+    assert "| pixels (no model, 768 values) | - | - |" in summary and "50% labels" in summary
+    assert "pixels" not in (tmp_path / "serial" / "summary.md").read_text()
+
+
+def test_cell_settings_record_an_augmentation_that_is_not_maes(tmp_path):
+    from hf_magma.cli.reproduce import cell_settings
+    from hf_magma.data import ImageDataArguments
+    from hf_magma.model_config import MAGMAModelArguments
+
+    training_args = MAGMATrainingArguments(output_dir=str(tmp_path), use_cpu=True)
+    model_args, reproduce_args = MAGMAModelArguments(), ReproduceArguments()
+    default = cell_settings(ImageDataArguments(), training_args, model_args, reproduce_args)
+    assert "augmentation" not in default["data"]  # cells made before the crop was an option still match
+    mild = cell_settings(ImageDataArguments(crop_scale=[0.8, 1.0]), training_args, model_args, reproduce_args)
+    assert mild["data"]["augmentation"]["crop_scale"] == [0.8, 1.0]

@@ -179,6 +179,43 @@ def test_run_eval_on_a_hub_checkpoint(run_eval, checkpoint, image_dirs, tmp_path
         assert {r.metric_name: r.metric_value for r in card.data.eval_results} == pytest.approx(results)
 
 
+def test_run_eval_pixels_scores_the_normalised_pixels(run_eval, image_dirs, tmp_path):
+    train, test = image_dirs
+    output_dir = tmp_path / "pixels"
+    argv = ["--pixels", "--train_dir", str(train), "--validation_dir", str(test), "--output_dir", str(output_dir),
+            "--knn_k", "3", "--linear_epochs", "30", "--linear_milestones", "20", "25", "--linear_batch_size", "8",
+            "--label_fractions", "0.5", "1", "--report_to", "none"]
+    results = run(run_eval, argv)
+    assert set(results) == {"knn_accuracy", "linear_accuracy", "linear_accuracy_50pct"}
+    assert results["knn_accuracy"] == 1.0 and results["linear_accuracy"] >= 0.9  # brightness is in the pixels
+    record = json.loads((output_dir / "eval_results.json").read_text())
+    # 28 x 28 (the default: the Fashion-MNIST checkpoints' input) x 3 channels (RGB images), a row per image.
+    assert (record["num_train"], record["num_test"], record["feature_dim"]) == (24, 10, 28 * 28 * 3)
+    assert record["model_name_or_path"] == "pixels" and record["results"] == results
+
+
+def test_pixel_features_are_the_eval_transforms_output(image_dirs):
+    from hf_magma.data import load_image_datasets, ImageDataArguments
+    from hf_magma.evaluation.pixels import image_channels, pixel_features, pixel_transform
+
+    train, test = image_dirs
+    split = load_image_datasets(ImageDataArguments(train_dir=str(train), validation_dir=str(test)))["validation"]
+    transform = pixel_transform(None, 12, num_channels=1)
+    features, labels = pixel_features(split, transform, image_column="image", label_column="label", batch_size=3)
+    assert features.shape == (10, 144) and labels.tolist() == split["label"]
+    assert image_channels(split[0]["image"]) == 3 and image_channels(np.zeros((5, 5), np.uint8)) == 1
+    expected = transform(split[4]["image"])  # ViT's defaults: (x / 255 - 0.5) / 0.5
+    assert torch.equal(features[4], expected.flatten())
+    assert -1 <= features.min() and features.max() <= 1
+
+
+def test_run_eval_needs_a_checkpoint_unless_pixels(run_eval, image_dirs, tmp_path):
+    with pytest.raises(ValueError, match="--model_name_or_path is required .* --pixels"):
+        run(run_eval, ["--output_dir", str(tmp_path), "--train_dir", str(image_dirs[0])])
+    with pytest.raises(ValueError, match="--pixels .* drop --finetune"):
+        run(run_eval, ["--pixels", "--finetune", "--output_dir", str(tmp_path), "--train_dir", str(image_dirs[0])])
+
+
 def test_a_failed_push_says_the_results_are_saved_and_how_to_push_later(run_eval, checkpoint, image_dirs, tmp_path,
                                                                          hub_server):
     from hf_magma.evaluation import HubPushError

@@ -398,6 +398,10 @@ def test_write_figures_for_two_checkpoints(tmp_path, saved_checkpoints, labelled
     # Two checkpoints x two images rows, image + 3 layers / 4 heads columns.
     assert read_png(written["keys"]).shape[:2] == (pixels_of(1.4 * 4.3, 40), pixels_of(1.4 * 4, 40))
     assert read_png(written["attention"]).shape[:2] == (pixels_of(1.4 * 4.3, 40), pixels_of(1.4 * 5, 40))
+    # The PaCMAP panels' Davies-Bouldin indices are saved beside the figure, for tables.
+    scores = json.loads((tmp_path / "pacmap.json").read_text())
+    assert set(scores) == {"MAE", "M-MAE"} and all(s["davies_bouldin"] > 0 for s in scores.values())
+    assert all(0 < s["num_points"] <= 24 for s in scores.values())  # 3 classes x at most 8 images
 
 
 def test_write_figures_skips_or_refuses_what_the_inputs_do_not_allow(tmp_path, saved_checkpoints, labelled_dataset):
@@ -453,7 +457,8 @@ def test_visualize_script_main(tmp_path, saved_checkpoints, load_script):
     ])
     written = script.main(script_args, data_args)
     assert sorted(written) == ["keys", "pacmap"]
-    assert sorted(p.name for p in out.iterdir()) == ["key_pca.png", "pacmap.png"]
+    # The PaCMAP panels' scores come beside the figure.
+    assert sorted(p.name for p in out.iterdir()) == ["key_pca.png", "pacmap.json", "pacmap.png"]
 
     with pytest.raises(ValueError, match="--names has 1 entries for 2"):
         script.make_parser().parse_args_and_config(["--model_name_or_path", "a", "b", "--names", "A"])

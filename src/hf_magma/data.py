@@ -202,7 +202,8 @@ def load_fashion_mnist(directory: str | os.PathLike | None = None) -> DatasetDic
     if missing:
         raise FileNotFoundError(
             f"The offline Fashion-MNIST is not installed ({', '.join(missing)} missing in {directory}). Install it "
-            "with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or pass "
+            "with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu), point HF_MAGMA_FASHION_MNIST_DIR at a "
+            "folder holding the four .gz IDX files, or pass "
             f"`--dataset_name {FASHION_MNIST_HUB_ID}` to download it from the Hub."
         )
     features = datasets.Features(

@@ -8,16 +8,19 @@ settings is refused rather than mixed into the table.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import dataclasses
 import datetime
 import json
 import logging
+import multiprocessing
 import os
 import platform
 import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,17 +28,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import TrainingArguments
+from transformers import TrainingArguments, ViTMAEConfig
 
 from ..checks import check_number
 from ..data import ImageDataArguments
 from ..evaluation import EvaluationArguments
 from ..logged_metrics import LOGGED_METRICS
 from ..model_card import magma_method_name
-from ..model_config import MAGMAModelArguments, load_model_and_image_processor
+from ..model_config import MAGMAModelArguments, _load_config, load_model_and_image_processor
 from ..trainer_state import load_log_history
 from ..training_args import MAGMATrainingArguments
-from .evaluation import run_evaluation
+from .evaluation import run_evaluation, run_pixel_evaluation
 from .parser import MAGMAArgumentParser
 from .pretraining import prepare_run, pretrain
 
@@ -58,6 +61,7 @@ TRAINING_SETTINGS = (
 )
 DATA_SETTINGS = ("dataset_name", "dataset_config_name", "train_dir", "validation_dir", "train_split",
                  "max_train_samples", "image_column_name", "label_column_name")
+AUGMENTATION_DEFAULTS = {"random_crop": True, "crop_scale": None, "crop_ratio": [3 / 4, 4 / 3], "horizontal_flip": True}
 MODEL_SETTINGS = ("model_name_or_path", "config_name", "config_overrides", "mask_ratio", "norm_pix_loss",
                   "magma_reference_layers", "magma_target_layer")
 
@@ -82,6 +86,19 @@ class ReproduceArguments:
     linear_epochs: int = field(default=100, metadata={"help": "Epochs of the linear probe."})
     pooling: str = field(default="cls", metadata={"help": "Features: `cls` (after the final LayerNorm) or `mean`."})
     eval_batch_size: int = field(default=256, metadata={"help": "Images per feature-extraction batch."})
+    label_fractions: list[float] = field(
+        default_factory=lambda: [1.0],
+        metadata={"help": "Fractions of the train labels for the linear probe, e.g. 0.01 0.1 1 (the paper's Table 3)."},
+    )
+    pixels: bool = field(
+        default=False,
+        metadata={"help": "Also score the normalised pixels with the same protocol (the model-free floor, "
+                  "pixels.json, a row of summary.md)."},
+    )
+    processes: int = field(
+        default=1,
+        metadata={"help": "Cells run at once, each in its own process (with --num_threads torch threads each)."},
+    )
     num_threads: int | None = field(
         default=None,
         metadata={"help": "torch's CPU threads (default: torch's choice). On a small shared CPU, 1 thread is steadier: "
@@ -98,6 +115,9 @@ class ReproduceArguments:
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be positive (the grid reports both k-NN and the linear probe), "
                                  f"got {getattr(self, name)}")
+        if not self.label_fractions or any(not 0 < f <= 1 for f in self.label_fractions):
+            raise ValueError(f"--label_fractions must be in (0, 1], got {self.label_fractions}")
+        check_number("--processes", self.processes, sign="positive", integer=True)
         if self.num_threads is not None:
             check_number("--num_threads", self.num_threads, sign="positive", integer=True)
 
@@ -131,18 +151,32 @@ def cell_settings(
     reproduce_args: ReproduceArguments,
 ) -> dict[str, Any]:
     """The settings that define a cell's result (recorded in its JSON and compared on a rerun)."""
+    data = {k: getattr(data_args, k) for k in DATA_SETTINGS}
+    # The training augmentation, recorded when it is not MAE's (so that cells made before it was an option match).
+    augmentation = {k: getattr(data_args, k) for k in AUGMENTATION_DEFAULTS}
+    if augmentation != AUGMENTATION_DEFAULTS:
+        data["augmentation"] = augmentation
     return {
         "model": {k: getattr(model_args, k) for k in MODEL_SETTINGS},
-        "data": {k: getattr(data_args, k) for k in DATA_SETTINGS},
+        "data": data,
         "training": {k: getattr(training_args, k) for k in TRAINING_SETTINGS},
-        "evaluation": {
-            "knn_k": reproduce_args.knn_k,
-            "knn_weighting": "distance",
-            "linear_epochs": reproduce_args.linear_epochs,
-            "pooling": reproduce_args.pooling,
-            "linear": "SGD lr 0.1, momentum 0.9, batch 256, lr x0.1 at epochs 60 and 80, raw features",
-        },
+        "evaluation": evaluation_settings(reproduce_args),
     }
+
+
+def evaluation_settings(reproduce_args: ReproduceArguments) -> dict[str, Any]:
+    """The protocol recorded in every cell (label fractions only when other than all labels, as before they
+    were an option)."""
+    settings: dict[str, Any] = {
+        "knn_k": reproduce_args.knn_k,
+        "knn_weighting": "distance",
+        "linear_epochs": reproduce_args.linear_epochs,
+        "pooling": reproduce_args.pooling,
+        "linear": "SGD lr 0.1, momentum 0.9, batch 256, lr x0.1 at epochs 60 and 80, raw features",
+    }
+    if list(reproduce_args.label_fractions) != [1.0]:
+        settings["label_fractions"] = list(reproduce_args.label_fractions)
+    return settings
 
 
 def machine_info() -> dict[str, Any]:
@@ -231,6 +265,7 @@ def run_cell(
         batch_size=reproduce_args.eval_batch_size,
         knn_k=reproduce_args.knn_k,
         linear_epochs=reproduce_args.linear_epochs,
+        label_fractions=list(reproduce_args.label_fractions),
     )
     eval_training_args = TrainingArguments(
         output_dir=os.path.join(args.output_dir, "eval"), seed=seed, report_to="none", use_cpu=args.use_cpu,
@@ -245,6 +280,7 @@ def run_cell(
         "seed": seed,
         "linear_top1": results.get("linear_accuracy"),
         "knn_top1": results.get("knn_accuracy"),
+        "results": results,
         "final_losses": {
             "train": curve[-1] if curve else None,
             "eval": {k: v for k, v in metrics.items() if k.startswith("eval_") and k.endswith("loss")},
@@ -293,6 +329,7 @@ def run_grid(
     if reproduce_args.num_threads is not None:
         torch.set_num_threads(reproduce_args.num_threads)
     cells: dict[tuple[str, int], dict[str, Any]] = {}
+    pending: list[tuple[str, int]] = []
     for method in reproduce_args.methods:
         for seed in reproduce_args.seeds:
             path = cell_path(reproduce_args.results_dir, method, seed)
@@ -309,11 +346,74 @@ def run_grid(
                         "another --results_dir"
                     )
                 logger.info("%s seed %d is done (%s): skipped", method, seed, path)
+                cells[method, seed] = record
             else:
-                record = run_cell(method, seed, data_args, training_args, model_args, reproduce_args, command=command)
-            cells[method, seed] = record
+                pending.append((method, seed))
+    jobs = [(run_cell, (method, seed, data_args, training_args, model_args, reproduce_args), {"command": command})
+            for method, seed in pending]
+    if reproduce_args.pixels and not (Path(reproduce_args.results_dir) / PIXELS_FILE).is_file():
+        image_size = _load_config(model_args, ViTMAEConfig, "the pixel floor").image_size  # the encoders' input
+        jobs.append((run_pixel_cell, (data_args, reproduce_args), {"image_size": image_size, "command": command}))
+    for record in run_jobs(jobs, reproduce_args.processes, reproduce_args.num_threads):
+        if record["method"] in METHODS:  # not the pixel floor's record
+            cells[record["method"], record["seed"]] = record
     write_summary(reproduce_args.results_dir)
-    return cells
+    return {key: cells[key] for key in sorted(cells, key=lambda k: (reproduce_args.methods.index(k[0]),
+                                                                    reproduce_args.seeds.index(k[1])))}
+
+
+def _init_worker(num_threads: int | None) -> None:
+    logging.basicConfig(format="%(asctime)s %(processName)s %(name)s: %(message)s", level=logging.INFO)
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+
+
+def run_jobs(jobs: Sequence[tuple[Any, tuple, dict]], processes: int, num_threads: int | None) -> list[Any]:
+    """Call each ``(function, args, kwargs)`` of ``jobs``: in this process with ``processes=1``, else in a pool
+    of that many fresh (spawned) processes with ``num_threads`` torch threads each; returns the results in order.
+    A failing job re-raises its error here once the others have finished."""
+    if processes == 1 or len(jobs) <= 1:
+        return [function(*args, **kwargs) for function, args, kwargs in jobs]
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(
+        min(processes, len(jobs)), mp_context=context, initializer=_init_worker, initargs=(num_threads,)
+    ) as pool:
+        futures = [pool.submit(function, *args, **kwargs) for function, args, kwargs in jobs]
+        concurrent.futures.wait(futures)
+    return [future.result() for future in futures]
+
+
+PIXELS_FILE = "pixels.json"
+
+
+def run_pixel_cell(
+    data_args: ImageDataArguments, reproduce_args: ReproduceArguments, *, image_size: int, command: str, seed: int = 0
+) -> dict[str, Any]:
+    """The model-free floor of the grid: `run_pixel_evaluation` with the grid's protocol, recorded with its
+    provenance in ``results_dir/pixels.json``; returns the record."""
+    eval_args = EvaluationArguments(
+        pixels=True, knn_k=reproduce_args.knn_k, linear_epochs=reproduce_args.linear_epochs,
+        label_fractions=list(reproduce_args.label_fractions),
+    )
+    started = datetime.datetime.now(datetime.timezone.utc)
+    begin = time.perf_counter()
+    with tempfile.TemporaryDirectory() as scratch:  # its eval_results.json goes into pixels.json, with provenance
+        eval_training_args = TrainingArguments(output_dir=scratch, seed=seed, report_to="none", use_cpu=True,
+                                               disable_tqdm=True)
+        record = run_pixel_evaluation(eval_args, data_args, eval_training_args, image_size=image_size)
+    results = record["results"]
+    record.update({
+        "method": "pixels", "seed": seed,
+        "linear_top1": results.get("linear_accuracy"), "knn_top1": results.get("knn_accuracy"),
+        "eval_seconds": round(time.perf_counter() - begin, 1), "command": command, "git_commit": git_commit(),
+        "machine": machine_info(), "date": started.isoformat(timespec="seconds"),
+        "evaluation": evaluation_settings(reproduce_args),
+    })
+    path = Path(reproduce_args.results_dir) / PIXELS_FILE
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    logger.info("pixels: linear %.4f, k-NN %.4f -> %s", record["linear_top1"] or float("nan"),
+                record["knn_top1"] or float("nan"), path)
+    return record
 
 
 def load_cells(results_dir: str | os.PathLike) -> list[dict[str, Any]]:
@@ -328,28 +428,53 @@ def _mean_std(values: Sequence[float]) -> str:
     return f"{statistics.mean(values):.2f} +- {statistics.stdev(values):.2f}"
 
 
-def summary_table(cells: Sequence[dict[str, Any]]) -> str:
-    """A Markdown table: per method, n seeds, linear and k-NN top-1 (%) as mean +- sample std, mean times."""
+def _fraction_keys(records: Sequence[dict[str, Any]]) -> list[str]:
+    keys = {k for r in records for k in (r.get("results") or {}) if k.startswith("linear_accuracy_")}
+    return sorted(keys, key=lambda k: float(k[len("linear_accuracy_"):-len("pct")]))
+
+
+def summary_table(cells: Sequence[dict[str, Any]], pixels: dict[str, Any] | None = None) -> str:
+    """A Markdown table: per method, n seeds, linear and k-NN top-1 (%) as mean +- sample std (and the linear
+    probe on each label fraction the cells have), mean times; with ``pixels``, the model-free floor's row."""
+    fractions = _fraction_keys([*cells, *([pixels] if pixels else [])])
+    titles = "".join(f" linear, {k[len('linear_accuracy_'):-len('pct')]}% labels (%) |" for k in fractions)
     rows = [
-        "| method | n | seeds | linear top-1 (%) | k-NN top-1 (%) | pretraining (s) | evaluation (s) |",
-        "|---|---|---|---|---|---|---|",
+        f"| method | n | seeds | linear top-1 (%) | k-NN top-1 (%) |{titles} pretraining (s) | evaluation (s) |",
+        "|---|---|---|---|---|" + "---|" * len(fractions) + "---|---|",
     ]
     for method in METHODS:
         mine = sorted((c for c in cells if c["method"] == method), key=lambda c: c["seed"])
         if not mine:
             continue
+        extra = "".join(
+            f" {_mean_std([c['results'][k] for c in mine]) if all(k in (c.get('results') or {}) for c in mine) else '-'} |"
+            for k in fractions
+        )
         rows.append(
             f"| {method_title(method)} | {len(mine)} | {', '.join(str(c['seed']) for c in mine)} "
-            f"| {_mean_std([c['linear_top1'] for c in mine])} | {_mean_std([c['knn_top1'] for c in mine])} "
-            f"| {statistics.mean(c['pretrain_seconds'] for c in mine):.0f} "
+            f"| {_mean_std([c['linear_top1'] for c in mine])} | {_mean_std([c['knn_top1'] for c in mine])} |{extra}"
+            f" {statistics.mean(c['pretrain_seconds'] for c in mine):.0f} "
             f"| {statistics.mean(c['eval_seconds'] for c in mine):.0f} |"
         )
+    if pixels is not None:
+        extra = "".join(f" {_mean_std([pixels['results'][k]]) if k in pixels['results'] else '-'} |" for k in fractions)
+        rows.append(
+            f"| pixels (no model, {pixels['feature_dim']} values) | - | - | {_mean_std([pixels['linear_top1']])} "
+            f"| {_mean_std([pixels['knn_top1']])} |{extra} - | {pixels['eval_seconds']:.0f} |"
+        )
     return "\n".join(rows)
+
+
+def load_pixels(results_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The pixel floor of ``results_dir`` (``pixels.json``), or None."""
+    path = Path(results_dir) / PIXELS_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def write_summary(results_dir: str | os.PathLike) -> Path:
     """Write ``summary.md`` in ``results_dir`` from its cell JSONs: the table and its provenance."""
     cells = load_cells(results_dir)
+    pixels = load_pixels(results_dir)
     path = Path(results_dir) / "summary.md"
     if not cells:
         raise ValueError(f"{results_dir} holds no cell results to summarise")
@@ -369,7 +494,7 @@ def write_summary(results_dir: str | os.PathLike) -> Path:
         "Top-1 accuracy on the test split, mean +- sample standard deviation over seeds "
         f"(linear probe {first['evaluation']['linear_epochs']} epochs, k-NN k={first['evaluation']['knn_k']}).",
         "",
-        summary_table(cells),
+        summary_table(cells, pixels),
         "",
         "Cells (top-1 %, linear / k-NN): "
         + "; ".join(
@@ -392,6 +517,13 @@ def write_summary(results_dir: str | os.PathLike) -> Path:
         "",
         "One JSON per (method, seed) in this folder holds every setting, the losses and the training curve.",
     ]
+    if pixels is not None:
+        lines += [
+            "",
+            f"The pixel row (`{PIXELS_FILE}`): the same protocol on the {pixels['feature_dim']} normalised pixel "
+            f"values ({pixels['transform']}); `{pixels['command']}`, commit {pixels['git_commit']}, "
+            f"{pixels['date']}, {pixels['eval_seconds']:.0f} s.",
+        ]
     path.write_text("\n".join(lines) + "\n")
     return path
 

@@ -11,6 +11,9 @@ Examples:
     # a Hub checkpoint on CIFAR-100, low-label regime, card pushed back to the Hub
     python scripts/run_eval.py --model_name_or_path user/m-mae-cifar100 --dataset_name uoft-cs/cifar100 \\
         --label_fractions 0.01 0.05 0.1 1 --output_dir outputs/eval --push_to_hub
+
+    # the model-free floor: the same protocol on the normalised pixels (28 x 28 grey values for Fashion-MNIST)
+    python scripts/run_eval.py --pixels --output_dir outputs/pixels
 """
 
 from __future__ import annotations

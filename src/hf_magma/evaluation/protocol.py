@@ -23,8 +23,15 @@ logger = logging.getLogger(__name__)
 class EvaluationArguments:
     """What to evaluate and how (parsed by ``HfArgumentParser``); defaults are the paper's protocol."""
 
-    model_name_or_path: str = field(
-        metadata={"help": "A checkpoint folder or Hub model id: ours, a plain ViT-MAE, or a ViT."}
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "A checkpoint folder or Hub model id: ours, a plain ViT-MAE, or a ViT. With --pixels: "
+                  "optional, the image processor whose mean/std normalise the pixels."},
+    )
+    pixels: bool = field(
+        default=False,
+        metadata={"help": "Score the normalised pixels instead of an encoder's features (the model-free floor): "
+                  "same splits, k-NN and linear probe."},
     )
     revision: str | None = field(default=None, metadata={"help": "The Hub revision of the checkpoint."})
     pooling: str = field(
@@ -69,6 +76,11 @@ class EvaluationArguments:
     )
 
     def __post_init__(self) -> None:
+        if self.model_name_or_path is None and not self.pixels:
+            raise ValueError("--model_name_or_path is required (a checkpoint to evaluate), unless --pixels scores "
+                             "the raw pixels")
+        if self.pixels and (self.finetune or self.figures):
+            raise ValueError("--pixels scores the pixels with k-NN and the linear probe only; drop --finetune/--figures")
         if self.pooling not in IMAGE_POOLINGS:
             raise ValueError(f"--pooling must be one of {IMAGE_POOLINGS}, got {self.pooling!r}")
         if self.knn_weighting not in KNN_WEIGHTINGS:

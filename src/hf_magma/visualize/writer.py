@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -199,7 +200,8 @@ def _pacmap_figure(
     label_column: str, *, num_classes: int, max_samples_per_class: int | None, pooling: ImagePooling,
     batch_size: int, linear_accuracy: Mapping[str, float] | None, davies_bouldin_space: str, seed: int, dpi: int,
 ) -> None:
-    """`plot_pacmap` of the models' features of ``max_samples_per_class`` images of ``num_classes`` random classes."""
+    """`plot_pacmap` of the models' features of ``max_samples_per_class`` images of ``num_classes`` random classes;
+    the panels' Davies-Bouldin indices go to a ``.json`` beside the figure."""
     labels = np.asarray(dataset[label_column])
     classes = select_classes([labels], num_classes, seed)
     subset = dataset.select(sample_per_class(labels, max_samples_per_class, classes=classes, seed=seed).tolist())
@@ -211,11 +213,15 @@ def _pacmap_figure(
         for name, model in models.items()
     }
     feature = getattr(dataset, "features", {}).get(label_column)
-    plot_pacmap(
+    panels = plot_pacmap(
         features, path, num_classes=num_classes, seed=seed, max_samples_per_class=None,
         linear_accuracy=linear_accuracy, class_names=getattr(feature, "names", None),
         davies_bouldin_space=davies_bouldin_space, dpi=dpi,
     )
+    # The panels' scores beside the figure, for tables (`hf_magma.cli.comparison`).
+    scores = {p.name: {"davies_bouldin": p.davies_bouldin, "davies_bouldin_space": davies_bouldin_space,
+                       "num_points": int(len(p.labels))} for p in panels}
+    path.with_suffix(".json").write_text(json.dumps(scores, indent=2) + "\n")
 
 
 def _runs_of(checkpoints: Mapping[str, str | os.PathLike | nn.Module]) -> dict[str, Path]:
