@@ -25,6 +25,7 @@ MODULE_LAYERS = {
     "hf_magma.model_config": "models",
     "hf_magma.export": "models",
     "hf_magma.data": "data",
+    "hf_magma.fashion_mnist": "data",
     "hf_magma.crop": "data",
     "hf_magma.transforms": "data",
     "hf_magma.in_memory": "data",

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from hf_magma.cli.reproduce import ReproduceArguments, method_training_args, summary_table
+from hf_magma.cli.grid_results import summary_table
+from hf_magma.cli.reproduce import ReproduceArguments, method_training_args
 from hf_magma.trainer import MAGMATrainingArguments
 
 ROOT = Path(__file__).resolve().parents[1]

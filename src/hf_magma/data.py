@@ -1,5 +1,5 @@
-"""Image data for pretraining and evaluation: the data arguments, loading (Hub, image folders, offline
-Fashion-MNIST) and the image and label columns.
+"""Image data for pretraining and evaluation: the data arguments, loading (Hub, image folders, the offline
+Fashion-MNIST of `hf_magma.fashion_mnist`) and the image and label columns.
 
 Images stay undecoded in the datasets (``Image(decode=False)``) and are decoded exactly once per access, in the
 DataLoader workers, by `hf_magma.transforms.ImageTransform` (re-exported here with the collator).
@@ -7,13 +7,10 @@ DataLoader workers, by `hf_magma.transforms.ImageTransform` (re-exported here wi
 
 from __future__ import annotations
 
-import gzip
 import logging
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import datasets
@@ -24,6 +21,7 @@ from datasets.distributed import split_dataset_by_node
 
 from .checks import check_number
 from .crop import MAE_CROP_SCALE
+from .fashion_mnist import FASHION_MNIST_DIR, FASHION_MNIST_HUB_ID, load_fashion_mnist  # noqa: F401  (re-exported)
 from .transforms import (  # noqa: F401  (re-exported: the transforms were first published here)
     ImageCollator,
     ImageTransform,
@@ -34,25 +32,6 @@ from .transforms import (  # noqa: F401  (re-exported: the transforms were first
 )
 
 logger = logging.getLogger(__name__)
-FASHION_MNIST_DIR = Path(os.environ.get("HF_MAGMA_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
-FASHION_MNIST_HUB_ID = "zalando-datasets/fashion_mnist"
-FASHION_MNIST_LABELS = [
-    "T - shirt / top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-]
-_FASHION_MNIST_FILES = {
-    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
-}
-
 STREAMING_VALIDATION_EXAMPLES = 1000
 IMAGE_COLUMN_NAMES = ("image", "img", "images", "pixel_values", "picture", "photo")
 LABEL_COLUMN_NAMES = ("label", "labels", "fine_label", "class", "target", "category")
@@ -175,48 +154,6 @@ class ImageDataArguments:
 
 # ----------------------------------------------------------------------------------------------------------------
 # Loading
-
-
-def _read_idx(path: Path) -> np.ndarray:
-    """An IDX file (the MNIST format, gzipped) as a uint8 array."""
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise ValueError(f"{path} is not an unsigned-byte IDX file")
-    ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if array.size != math.prod(shape):
-        raise ValueError(f"{path} holds {array.size} values, its header announces {shape}")
-    return array.reshape(shape)
-
-
-def load_fashion_mnist(directory: str | os.PathLike | None = None) -> DatasetDict:
-    """The Fashion-MNIST train (60,000) and test (10,000) splits from the Debian package's IDX files.
-
-    Images are decoded once into a uint8 (28, 28) array column ``image`` with a ``label`` ClassLabel column, the
-    same columns as the Hub's ``zalando-datasets/fashion_mnist``.
-    """
-    directory = Path(directory) if directory is not None else FASHION_MNIST_DIR
-    missing = [name for files in _FASHION_MNIST_FILES.values() for name in files if not (directory / name).is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"The offline Fashion-MNIST is not installed ({', '.join(missing)} missing in {directory}). Install it "
-            "with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu), point HF_MAGMA_FASHION_MNIST_DIR at a "
-            "folder holding the four .gz IDX files, or pass "
-            f"`--dataset_name {FASHION_MNIST_HUB_ID}` to download it from the Hub."
-        )
-    features = datasets.Features(
-        {"image": datasets.Array2D(shape=(28, 28), dtype="uint8"), "label": ClassLabel(names=FASHION_MNIST_LABELS)}
-    )
-    splits = {}
-    for split, (images_file, labels_file) in _FASHION_MNIST_FILES.items():
-        images = _read_idx(directory / images_file)
-        labels = _read_idx(directory / labels_file)
-        if images.shape[0] != labels.shape[0] or images.shape[1:] != (28, 28):
-            raise ValueError(f"Fashion-MNIST {split}: images {images.shape} do not match labels {labels.shape}")
-        splits[split] = Dataset.from_dict({"image": images, "label": labels.astype(np.int64)}, features=features)
-    return DatasetDict(splits)
 
 
 def _features_of(source: Any) -> Mapping[str, Any] | Sequence[str]:

@@ -9,7 +9,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from .reproduce import METHODS, load_cells, load_pixels, method_title
+from .grid_results import METHODS, load_cells, load_pixels, method_title
 
 
 def comparison_rows(
