@@ -27,8 +27,8 @@ def checkpoint(path, config):
     return model
 
 
-def test_decoder_weights_are_dropped_without_a_report(tmp_path, load_report, tiny_mae_config):
-    model = checkpoint(tmp_path, tiny_mae_config())
+def test_decoder_weights_are_dropped_without_a_report(tmp_path, load_report, vit_mae_config):
+    model = checkpoint(tmp_path, vit_mae_config())
     assert any(key.startswith("decoder.") for key in load_file(tmp_path / "model.safetensors"))
     encoder = load_encoder(tmp_path)
     output = load_report()
@@ -37,8 +37,8 @@ def test_decoder_weights_are_dropped_without_a_report(tmp_path, load_report, tin
         torch.testing.assert_close(encoder.state_dict()[key], value, rtol=0, atol=0)
 
 
-def test_a_real_mismatch_is_still_reported(tmp_path, load_report, tiny_mae_config):
-    checkpoint(tmp_path, tiny_mae_config())
+def test_a_real_mismatch_is_still_reported(tmp_path, load_report, vit_mae_config):
+    checkpoint(tmp_path, vit_mae_config())
     weights = load_file(tmp_path / "model.safetensors")
     weights["vit.stray_head.weight"] = torch.zeros(3)
     save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
