@@ -203,7 +203,7 @@ class ImageTransform:
 
     def normalize(self, pixels: np.ndarray) -> torch.Tensor:
         """uint8 (B, H, W, C) arrays -> normalised float (B, C, H, W), in one pass over the batch."""
-        batch = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).float()
+        batch = torch.from_numpy(np.asarray(pixels).astype(np.float32)).permute(0, 3, 1, 2)
         return batch.mul_(1.0 / 255.0).sub_(self.mean).div_(self.std)
 
     def __call__(self, image: Any) -> torch.Tensor:

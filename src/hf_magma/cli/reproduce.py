@@ -393,6 +393,7 @@ def run_pixel_cell(
         "evaluation": evaluation_settings(reproduce_args),
     })
     path = Path(reproduce_args.results_dir) / PIXELS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")
     logger.info("pixels: linear %.4f, k-NN %.4f -> %s", record["linear_top1"] or float("nan"),
                 record["knn_top1"] or float("nan"), path)
