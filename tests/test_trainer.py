@@ -169,13 +169,41 @@ def test_online_probe_not_in_saved_weights(tmp_path):
     assert (tmp_path / "checkpoint-2" / "online_probe.pt").is_file()  # the probe's own state, beside the weights
 
 
+def test_fsdp_needs_the_full_state_dict_so_that_checkpoints_hold_weights():
+    from torch.distributed.fsdp import StateDictType
+
+    from hf_magma.trainer import check_fsdp_state_dict_type
+
+    check_fsdp_state_dict_type(StateDictType.FULL_STATE_DICT)
+    check_fsdp_state_dict_type("FULL_STATE_DICT")
+    for sharded in (StateDictType.SHARDED_STATE_DICT, "SHARDED_STATE_DICT", StateDictType.LOCAL_STATE_DICT):
+        with pytest.raises(ValueError, match="fsdp_state_dict_type: FULL_STATE_DICT"):
+            check_fsdp_state_dict_type(sharded)
+
+
+def test_the_fsdp_config_asks_for_what_the_trainer_accepts():
+    from pathlib import Path
+
+    import yaml
+
+    from hf_magma.trainer import check_fsdp_state_dict_type
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "scripts" / "accelerate_configs" / "fsdp.yaml")
+                            .read_text())
+    assert config["distributed_type"] == "FSDP"
+    assert config["fsdp_config"]["fsdp_transformer_layer_cls_to_wrap"] == "ViTMAELayer"
+    check_fsdp_state_dict_type(config["fsdp_config"]["fsdp_state_dict_type"])
+
+
 def test_all_gather_single_process_is_identity():
     x = torch.randn(4, 3, requires_grad=True)
     assert all_gather_with_grad(x) is x
 
 
-def test_magma_gather_matches_the_global_batch():
-    """Two processes with half a batch each: the gathered terms and DDP-averaged gradients equal one process's."""
+@pytest.mark.parametrize("sharding", ["ddp", "fsdp"])
+def test_magma_gather_matches_the_global_batch(sharding):
+    """Two processes with half a batch each: the gathered terms and the reduced gradients equal one process's, with
+    DDP's averaging and with the model sharded by torch's FSDP2 as the FSDP accelerate config asks."""
     import os
     import subprocess
     import sys
@@ -185,11 +213,11 @@ def test_magma_gather_matches_the_global_batch():
     torchrun = Path(sys.executable).with_name("torchrun")
     env = {**os.environ, "PYTHONPATH": str(root / "src"), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [str(torchrun), "--standalone", "--nproc_per_node", "2", str(root / "tests" / "distributed_gather_worker.py")],
+        [str(torchrun), "--standalone", "--nproc_per_node", "2", str(root / "tests" / "distributed_gather_worker.py"), sharding],
         env=env, capture_output=True, text=True, timeout=180,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert result.stdout.count(": ok") == 2
+    assert result.stdout.count("gradients: ok") == 2
 
 
 @pytest.mark.parametrize("objective", ["simclr", "vicreg"])

@@ -70,6 +70,28 @@ class OnlineLinearProbe(nn.Module):
         return (self.classifier(features.float()).argmax(dim=-1) == labels).sum()
 
 
+def check_fsdp_state_dict_type(state_dict_type: Any) -> None:
+    """Refuse FSDP state-dict types other than ``FULL_STATE_DICT``.
+
+    With a sharded state dict the transformers `Trainer` writes no ``model.safetensors`` (neither in checkpoints nor
+    in the final folder), so there would be no ``encoder/``, nothing for the Hub, and no checkpoint this library
+    resumes from.
+
+    Args:
+        state_dict_type: accelerate's `FullyShardedDataParallelPlugin.state_dict_type` (an enum or its name).
+
+    Raises:
+        ValueError: naming the setting and the fix, for any type but ``FULL_STATE_DICT``.
+    """
+    name = str(getattr(state_dict_type, "name", state_dict_type)).rsplit(".", 1)[-1]
+    if name != "FULL_STATE_DICT":
+        raise ValueError(
+            f"FSDP with fsdp_state_dict_type {name}: the Trainer would save no model.safetensors, so checkpoints "
+            "would have no encoder/ and could not be resumed. Set `fsdp_state_dict_type: FULL_STATE_DICT` in the "
+            "accelerate config (as scripts/accelerate_configs/fsdp.yaml does)."
+        )
+
+
 class MAGMATrainer(HubPushMixin, RunGuardMixin, Trainer):
     """`Trainer` for `ViTMAEWithMAGMA` (M-MAE, MU-MAE, plain MAE with ``magma_weight=0``) and `ViTForSSL`
     (M-SimCLR, M-VICReg: batches with ``pixel_values`` and ``pixel_values_2``, e.g. from a `TwoViewCollator`).
@@ -112,6 +134,10 @@ class MAGMATrainer(HubPushMixin, RunGuardMixin, Trainer):
         model.config.uniformity_weight = float(args.uniformity_weight)
         model.magma_gather = args.magma_gather
         super().__init__(model=model, args=args, **kwargs)
+        if self.is_fsdp_enabled:
+            check_fsdp_state_dict_type(self.accelerator.state.fsdp_plugin.state_dict_type)
+        logger.info("Training on %d process(es), distributed type: %s", args.world_size,
+                    getattr(self.accelerator.distributed_type, "value", self.accelerator.distributed_type))
         # Evaluation batches are built without augmentation (resize + centre crop) when a collator is given.
         self.eval_data_collator = eval_data_collator
         # uint8 batches (the in-memory path) are augmented here, on the device, by phase ("train"/"eval").
