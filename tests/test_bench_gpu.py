@@ -27,4 +27,12 @@ def test_gpu_benchmark_smoke_run_writes_every_section(tmp_path):
     assert report["jpeg_data_path"]["images_per_s"] > 0 and report["jpeg_data_path"]["data_over_model"] > 0
     assert [(row["model"], row["method"]) for row in report["in_memory"]] == [("demo", "mae"), ("demo", "m-mae")]
     assert all(row["hours_for_100_epochs_of_60000"] > 0 for row in report["in_memory"])
+    # The pretraining script under the FSDP accelerate config: on CPU accelerate runs it as plain DDP (FSDP needs
+    # GPUs), but the launch, the checkpoints' full weights and encoder/, and loading that encoder are the GPU run's.
+    fsdp = report["fsdp"]
+    assert fsdp["returncode"] == 0, fsdp.get("error")
+    assert fsdp["distributed_type"] in {"MULTI_CPU", "NO"}
+    assert fsdp["folders"] == ["checkpoint-2", "checkpoint-4", "run"] == fsdp["weights_and_encoder_in"]
+    assert fsdp["encoder_loads"] is True
     assert "| m-mae | compiled |" in result.stdout and "JPEG data path" in result.stdout
+    assert "fsdp.yaml (4 steps of 4, accelerate's distributed type" in result.stdout
