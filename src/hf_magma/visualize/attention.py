@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -134,6 +135,35 @@ def _check_models(models: Mapping[str, nn.Module]) -> None:
         load_encoder(model)
 
 
+def _image_rows(
+    Figure: type, maps: Mapping[str, torch.Tensor], shown: Sequence, size: tuple[int, int], ncols: int,
+    panel_size: float,
+) -> tuple[Any, Any, Iterator[tuple[int, str, Any, Any]]]:
+    """The grid both plots draw: one row per (image, checkpoint), the image in the first column, ticks off.
+
+    Returns the figure, its axes and an iterator of ``(image index, checkpoint name, row axes, maps upsampled to
+    size)``; each row's panels beyond ``1 + len(maps)`` are hidden once the caller has drawn it.
+    """
+    nrows = len(shown) * len(maps)
+    fig = Figure(figsize=(panel_size * ncols, panel_size * (nrows + 0.3)), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+
+    def rows() -> Iterator[tuple[int, str, Any, Any]]:
+        for i in range(len(shown)):
+            for j, (name, m) in enumerate(maps.items()):
+                row = axes[i * len(maps) + j]
+                up = upsample_maps(m[i], size).numpy()
+                row[0].imshow(shown[i])
+                yield i, name, row, up
+                for ax in row:
+                    ax.set_xticks([])
+                    ax.set_yticks([])
+                for ax in row[1 + up.shape[0] :]:
+                    ax.set_axis_off()
+
+    return fig, axes, rows()
+
+
 def plot_key_pca(
     models: Mapping[str, nn.Module],
     pixel_values: torch.Tensor,
@@ -158,26 +188,13 @@ def plot_key_pca(
     maps = {name: key_pca_maps(model, pixel_values, layers) for name, model in models.items()}
     blocks = {name: _layer_indices(len(load_encoder(m).layers), layers) for name, m in models.items()}
     shown = images_for_display(pixel_values, image_mean, image_std)
-    height, width = pixel_values.shape[-2:]
     num_images = len(pixel_values)
     ncols = 1 + max(len(b) for b in blocks.values())
-    nrows = num_images * len(models)
-
-    fig = Figure(figsize=(panel_size * ncols, panel_size * (nrows + 0.3)), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    for i in range(num_images):
-        for j, (name, m) in enumerate(maps.items()):
-            row = axes[i * len(maps) + j]
-            up = upsample_maps(m[i], (height, width)).numpy()
-            row[0].imshow(shown[i])
-            row[0].set_ylabel(f"{name}\nimage {i}" if num_images > 1 else name, fontsize=8)
-            for k, block in enumerate(blocks[name]):
-                row[k + 1].imshow(_normalise(up[k]), cmap=cmap, vmin=0, vmax=1)
-            for ax in row:
-                ax.set_xticks([])
-                ax.set_yticks([])
-            for ax in row[1 + len(blocks[name]) :]:
-                ax.set_axis_off()
+    fig, axes, rows = _image_rows(Figure, maps, shown, tuple(pixel_values.shape[-2:]), ncols, panel_size)
+    for i, name, row, up in rows:
+        row[0].set_ylabel(f"{name}\nimage {i}" if num_images > 1 else name, fontsize=8)
+        for k in range(len(blocks[name])):
+            row[k + 1].imshow(_normalise(up[k]), cmap=cmap, vmin=0, vmax=1)
     axes[0][0].set_title("image", fontsize=8)
     for k, block in enumerate(max(blocks.values(), key=len)):
         axes[0][k + 1].set_title(f"layer {block + 1}", fontsize=8)
@@ -211,29 +228,16 @@ def plot_attention_maps(
         raise ValueError(f"`alpha` must be in [0, 1], got {alpha}")
     maps = {name: cls_attention_maps(model, pixel_values, layer) for name, model in models.items()}
     shown = images_for_display(pixel_values, image_mean, image_std)
-    height, width = pixel_values.shape[-2:]
     num_images = len(pixel_values)
     ncols = 1 + max(m.shape[1] for m in maps.values())
-    nrows = num_images * len(maps)
     block = {name: _layer_indices(len(load_encoder(m).layers), [layer])[0] for name, m in models.items()}
-
-    fig = Figure(figsize=(panel_size * ncols, panel_size * (nrows + 0.3)), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    for i in range(num_images):
-        for j, (name, m) in enumerate(maps.items()):
-            row = axes[i * len(maps) + j]
-            up = upsample_maps(m[i], (height, width)).numpy()
-            row[0].imshow(shown[i])
-            label = f"{name}\nlayer {block[name] + 1}"
-            row[0].set_ylabel(f"{label}, image {i}" if num_images > 1 else label, fontsize=8)
-            for h in range(up.shape[0]):
-                row[h + 1].imshow(shown[i])
-                row[h + 1].imshow(_normalise(up[h]), cmap=cmap, alpha=alpha, vmin=0, vmax=1)
-            for ax in row:
-                ax.set_xticks([])
-                ax.set_yticks([])
-            for ax in row[1 + up.shape[0] :]:
-                ax.set_axis_off()
+    fig, axes, rows = _image_rows(Figure, maps, shown, tuple(pixel_values.shape[-2:]), ncols, panel_size)
+    for i, name, row, up in rows:
+        label = f"{name}\nlayer {block[name] + 1}"
+        row[0].set_ylabel(f"{label}, image {i}" if num_images > 1 else label, fontsize=8)
+        for h in range(up.shape[0]):
+            row[h + 1].imshow(shown[i])
+            row[h + 1].imshow(_normalise(up[h]), cmap=cmap, alpha=alpha, vmin=0, vmax=1)
     axes[0][0].set_title("image", fontsize=8)
     for h in range(ncols - 1):
         axes[0][h + 1].set_title(f"head {h + 1}", fontsize=8)
