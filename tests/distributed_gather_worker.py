@@ -68,6 +68,9 @@ def main(sharding: str) -> int:
             ok = False
     print(f"rank {rank} ({sharding}): loss {out.magma_loss.item():.6g} vs {full_magma.item():.6g}, "
           f"{len(expected)} gradients: {'ok' if ok else 'MISMATCH'}")
+    # Both ranks done with every collective (FSDP's gloo work included) before the group is torn down: a rank
+    # that tears it down while the other still talks to it can abort the other one.
+    dist.barrier()
     dist.destroy_process_group()
     return 0 if ok else 1
 
