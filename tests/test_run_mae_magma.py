@@ -317,6 +317,27 @@ def test_rotation_deletes_only_checkpoints_this_run_series_wrote(make_image_fold
     assert (out / "checkpoint-0" / "keep.txt").read_text() == "mine"
 
 
+def test_a_checkpoint_folder_of_someone_else_in_a_run_folder_is_neither_written_into_nor_deleted(
+        make_image_folder, run_mae_magma, tmp_path):
+    make_image_folder(tmp_path / "images", n_per_class=6)
+    out = tmp_path / "out"
+    run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, max_steps=2, save_steps=1, magma_start_step=0,
+                                           magma_steps=2))
+    for name in ("checkpoint-old", "checkpoint-3"):  # the user's, beside the run's checkpoint-1 and checkpoint-2
+        (out / name).mkdir()
+        (out / name / "notes.txt").write_text(name)
+    more = base_args(tmp_path / "images", out, max_steps=4, save_steps=1, magma_start_step=0, magma_steps=2,
+                     save_total_limit=1)
+    with pytest.raises(FileExistsError, match=r"(?s)holds checkpoint-3, which this run did not write.*Move them out"):
+        run_inprocess(run_mae_magma, more)
+    assert (out / "checkpoint-3" / "notes.txt").read_text() == "checkpoint-3"
+    assert sorted(p.name for p in (out / "checkpoint-3").iterdir()) == ["notes.txt"]
+    (out / "checkpoint-3").rename(tmp_path / "moved-away")
+    run_inprocess(run_mae_magma, more)
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint")) == ["checkpoint-4", "checkpoint-old"]
+    assert (out / "checkpoint-old" / "notes.txt").read_text() == "checkpoint-old"
+
+
 def test_a_different_experiment_does_not_continue_an_old_one(make_image_folder, run_mae_magma, tmp_path, caplog):
     make_image_folder(tmp_path / "images", n_per_class=6)
     make_image_folder(tmp_path / "other", n_per_class=5)

@@ -7,6 +7,7 @@ it) and the settings that define the run (model config, data source, MAGMA/U-MAE
 
 - a non-empty output folder without the marker holds no run of this project: it is refused, never written into;
 - checkpoint rotation (``save_total_limit``) deletes only ``checkpoint-N`` folders whose marker names this series;
+- a ``checkpoint-N`` folder of another series (or of the user) that the run could save into is refused;
 - a checkpoint whose settings differ from the present ones is not resumed unless the user says so.
 """
 
@@ -20,7 +21,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from .trainer_state import last_checkpoint
+from .trainer_state import TRAINER_STATE_NAME, last_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +142,44 @@ def own_checkpoints(output_dir: str | os.PathLike, series: str) -> list[str]:
     return [folder for _, folder in sorted(found)]
 
 
+def _checkpoint_step(folder: str | os.PathLike) -> int:
+    """The ``global_step`` of a checkpoint's ``trainer_state.json`` (0 when it cannot be read)."""
+    try:
+        with open(os.path.join(folder, TRAINER_STATE_NAME), encoding="utf-8") as handle:
+            step = json.load(handle).get("global_step", 0)
+    except (OSError, ValueError, AttributeError):
+        return 0
+    return step if isinstance(step, int) else 0
+
+
+def check_foreign_checkpoints(output_dir: str | os.PathLike, series: str, resume: str | None) -> None:
+    """Refuse ``checkpoint-N`` folders of ``output_dir`` that this run series did not write and that the run, going
+    on from ``resume`` (or from step 0), could save into at step N and then delete by rotation.
+
+    Raises:
+        FileExistsError: naming the folders and how to proceed.
+    """
+    start = _checkpoint_step(resume) if resume else 0
+    foreign = []
+    for name in sorted(os.listdir(output_dir)):
+        prefix, _, number = name.partition("-")
+        folder = os.path.join(output_dir, name)
+        if prefix != "checkpoint" or not number.isdigit() or int(number) <= start or not os.path.isdir(folder):
+            continue
+        marker = read_marker(folder)
+        # A checkpoint of this series killed before its marker was in place is empty but for a temporary file.
+        contents = [entry for entry in os.listdir(folder) if not entry.startswith(f"{RUN_MARKER}.")]
+        if contents and (marker is None or marker.get("series") != series):
+            foreign.append(name)
+    if foreign:
+        raise FileExistsError(
+            f"--output_dir {output_dir} holds {', '.join(foreign)}, which this run did not write (no "
+            f"{RUN_MARKER} of its run series inside). Going on from step {start}, the run could save a checkpoint "
+            "into such a folder, overwriting its files, and delete it by --save_total_limit. Move "
+            "them out of the folder, or give a new --output_dir."
+        )
+
+
 def rotate_own_checkpoints(output_dir: str | os.PathLike, series: str, limit: int | None,
                            best: str | None = None) -> list[str]:
     """Delete this series' oldest checkpoints beyond ``limit``, keeping the newest and ``best``; returns the deleted.
@@ -198,6 +237,8 @@ class RunGuardMixin:
                 raise ValueError(f"No complete checkpoint to resume from in --output_dir {args.output_dir}")
         settings = run_settings(self.accelerator.unwrap_model(self.model).config, args, self.run_data)
         self._check_settings(resume_from_checkpoint or None, marker, settings)
+        if marker is not None:  # a folder without a marker was empty (`check_output_dir`)
+            check_foreign_checkpoints(args.output_dir, marker["series"], resume_from_checkpoint or None)
         if resume_from_checkpoint:
             logger.warning("Resuming from %s", resume_from_checkpoint)  # warning: shown at the default log level
         self.accelerator.wait_for_everyone()
