@@ -1,5 +1,6 @@
-"""Run by torchrun (two CPU processes) for tests/test_run_mae_magma.py: each process writes the paths of the
-training examples it streams to RECORD_DIR/rank<N>.json, then the processes pretrain together on the stream.
+"""Run by torchrun (two CPU processes) for tests/test_run_mae_magma.py: the processes pretrain together on the
+stream, and each writes to RECORD_DIR/rank<N>.json the paths of its shard of the training examples (``"shard"``)
+and of the examples its training collator was given (``"trained"``, as many times as given).
 
     torchrun --standalone --nproc_per_node 2 tests/streaming_worker.py RECORD_DIR [run_mae_magma.py options]
 """
@@ -12,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from hf_magma.data import ImageDataArguments, load_image_datasets
+from hf_magma.data import ImageCollator, ImageDataArguments, load_image_datasets
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "run_mae_magma.py"
 
@@ -25,9 +26,18 @@ def main(record_dir: str, argv: list[str]) -> None:
     splits = load_image_datasets(ImageDataArguments(train_dir=data_args.train_dir,
                                                     validation_dir=data_args.validation_dir, streaming=True),
                                  seed=training_args.seed)
-    seen = [example["image"]["path"] for example in splits["train"]]
-    Path(record_dir, f"rank{os.environ['RANK']}.json").write_text(json.dumps(seen))
+    shard = [example["image"]["path"] for example in splits["train"]]
+    given: list[str] = []
+    collate = ImageCollator.__call__
+
+    def recording(self, examples):  # DataLoader workers are off: every batch is collated in this process
+        examples = list(examples)
+        given.extend(example[self.image_column]["path"] for example in examples)
+        return collate(self, examples)
+
+    ImageCollator.__call__ = recording
     script.main(data_args, training_args, model_args)
+    Path(record_dir, f"rank{os.environ['RANK']}.json").write_text(json.dumps({"shard": shard, "trained": given}))
 
 
 if __name__ == "__main__":
