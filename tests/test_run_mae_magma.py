@@ -356,9 +356,16 @@ def test_a_different_experiment_does_not_continue_an_old_one(make_image_folder, 
     assert "data.source" in str(error.value) and "other" in str(error.value)
     # A changed architecture is named too, instead of a shape mismatch while loading the weights.
     bigger = TINY.replace("hidden_size=32,", "hidden_size=64,", 1)
-    with pytest.raises(ValueError, match=r"model\.hidden_size: 32 -> 64"):
-        run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, max_steps=8, magma_start_step=0, magma_steps=8,
-                                config_overrides=bigger))
+    bigger_args = base_args(tmp_path / "images", out, max_steps=8, magma_start_step=0, magma_steps=8,
+                            config_overrides=bigger)
+    with pytest.raises(ValueError, match=r"(?s)model\.hidden_size: 32 -> 64.*only if every weight keeps its shape"):
+        run_inprocess(run_mae_magma, bigger_args)
+    # Continued anyway, the weights cannot load: the log has said which checkpoint and why before the error.
+    caplog.clear()
+    with pytest.raises(RuntimeError):
+        run_inprocess(run_mae_magma, [*bigger_args, "--ignore_resume_mismatch", "true"])
+    assert f"Resuming from {out / 'checkpoint-4'}" in caplog.text
+    assert "model.hidden_size: 32 -> 64" in caplog.text and "only if every weight keeps its shape" in caplog.text
     assert json.loads((out / "hf_magma_run.json").read_text())["settings"]["schedule"]["magma_weight"] == 1.0
     # The explicit way out continues it, and says so at the default log level.
     caplog.clear()

@@ -215,8 +215,17 @@ def resume_mismatch_message(source: str, differences: list[str], resuming: bool)
     return (
         f"{what}: it holds a run with other settings (saved -> this command):\n{listed}\n"
         "This would continue or overwrite another experiment. Give a new --output_dir to start a new run, or pass "
-        "--ignore_resume_mismatch true to continue it with the present settings anyway."
+        f"--ignore_resume_mismatch true to continue it with the present settings anyway.{_model_note(differences)}"
     )
+
+
+def _model_note(differences: list[str]) -> str:
+    """A warning that the weights of a changed model may not load, when ``differences`` name model settings."""
+    if not any(line.startswith("model.") for line in differences):
+        return ""
+    return ("\nThe model settings differ: a checkpoint loads into the present model only if every weight keeps its "
+            "shape (e.g. not after a change of hidden_size, layers or patch size).")
+
 
 class RunGuardMixin:
     """Mixin for `transformers.Trainer` subclasses: the output folder, rotation and resume rules of this module.
@@ -287,8 +296,8 @@ class RunGuardMixin:
         if not differences:
             return
         if getattr(self.args, "ignore_resume_mismatch", False):
-            logger.warning("Continuing %s with other settings (--ignore_resume_mismatch):\n  %s", source,
-                           "\n  ".join(differences))
+            logger.warning("Continuing %s with other settings (--ignore_resume_mismatch):\n  %s%s", source,
+                           "\n  ".join(differences), _model_note(differences))
             return
         raise ValueError(resume_mismatch_message(source, differences, resuming=bool(resume)))
 
