@@ -93,7 +93,7 @@ def test_summary_table_mean_and_sample_std():
 def test_methods_and_recipe_checked(tmp_path):
     with pytest.raises(ValueError, match="--methods must be among"):
         ReproduceArguments(methods=["simclr"])
-    with pytest.raises(ValueError, match="--linear_epochs must be positive"):
+    with pytest.raises(ValueError, match="--linear_epochs must be a finite positive integer"):
         ReproduceArguments(linear_epochs=0)
     args = MAGMATrainingArguments(output_dir=str(tmp_path), magma_weight=1.0, uniformity_weight=0.0, use_cpu=True)
     with pytest.raises(ValueError, match="mu-mae needs a positive uniformity_weight"):

@@ -21,7 +21,7 @@ from .export import ENCODER_SUBFOLDER
 from .modeling import resolve_magma_config
 from .modeling_ssl import resolve_ssl_config
 from .card_results import check_figures, eval_section, figures_section, format_value
-from .logged_metrics import METRIC_LABELS
+from .logged_metrics import LOGGED_TERMS, METRIC_LABELS
 
 TEMPLATE_NAME = "m-mae.md"
 CARD_TAGS = ["vit-mae", "magma", "self-supervised", "image-feature-extraction"]
@@ -47,10 +47,7 @@ _SUMMARY_LABELS = {
     "global_step": "optimisation steps",
     "epoch": "epochs",
     "loss": "final loss",
-    **{
-        name: f"final {METRIC_LABELS[name]}"
-        for name in ("reconstruction_loss", "magma_loss", "uniformity_loss", "objective_loss", "magma_weight")
-    },
+    **{name: f"final {METRIC_LABELS[name]}" for name in LOGGED_TERMS if name in METRIC_LABELS},
     "eval_loss": "final eval loss",
     "train_runtime": "training time (s)",
     "train_samples_per_second": "training images / s",
