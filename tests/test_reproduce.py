@@ -9,11 +9,11 @@ import pytest
 from hf_magma.cli.grid_results import summary_table
 from hf_magma.cli.reproduce import ReproduceArguments, method_training_args
 from hf_magma.trainer import MAGMATrainingArguments
+from utils import tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "reproduce.py"
-TINY = ("hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64,image_size=16,patch_size=4,"
-        "decoder_hidden_size=32,decoder_num_hidden_layers=1,decoder_num_attention_heads=2,decoder_intermediate_size=64")
+TINY = tiny_overrides()
 
 
 
