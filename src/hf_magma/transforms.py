@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import PIL.Image
+import PIL.ImageOps
 import torch
 
 from .crop import (  # noqa: F401  (check_crop_settings re-exported: it was first published here)
@@ -31,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 def decode_image(value: Any) -> PIL.Image.Image | np.ndarray:
     """A PIL image or array from what a dataset column holds: PIL image, array, path, bytes or ``{"bytes", "path"}``.
+
+    Files and bytes are turned upright by their EXIF orientation.
 
     Raises ``OSError``/``ValueError`` (from PIL) when the data is not a readable image.
     """
@@ -51,6 +54,9 @@ def decode_image(value: Any) -> PIL.Image.Image | np.ndarray:
         return np.asarray(value, dtype=np.uint8)
     image = PIL.Image.open(value)
     image.load()  # decode now, so that truncated files fail here and not later
+    if image.getexif().get(PIL.Image.ExifTags.Base.Orientation, 1) != 1:
+        # Upright, as `datasets.Image` decodes files and transformers' pipelines load them.
+        image = PIL.ImageOps.exif_transpose(image)
     return image
 
 
@@ -192,8 +198,13 @@ class ImageTransform:
             if random.random() < self.hflip:
                 image = image.transpose(PIL.Image.FLIP_LEFT_RIGHT)
         else:
-            scale = max(height / image.height, width / image.width)
-            new_w, new_h = max(width, round(image.width * scale)), max(height, round(image.height * scale))
+            # The side that limits the scale gets the target size, the other one int(target x its ratio): the
+            # sizes of transformers' `shortest_edge` resize (and torchvision's), so that a ViT image processor
+            # saved with these settings (`hf_magma.export.encoder_image_processor`) gives the same pixels.
+            if width * image.height >= height * image.width:
+                new_w, new_h = width, max(height, int(width * image.height / image.width))
+            else:
+                new_w, new_h = max(width, int(height * image.width / image.height)), height
             if (new_w, new_h) != image.size:
                 image = image.resize((new_w, new_h), PIL.Image.BICUBIC)
             left, top = (new_w - width) // 2, (new_h - height) // 2
