@@ -157,6 +157,11 @@ def test_checkpoint_features_through_pipeline_and_automodel_equal_run_eval(hub_s
         torch.testing.assert_close(torch.from_numpy(got["auto_pooled"]), cls, rtol=1e-5, atol=1e-5)
         assert float(got["root_mask_ratio"]) == 0.75
 
+    # Continuing pretraining from the pushed repository (the class, and what run_mae_magma.py loads) still masks.
+    for loaded in (ViTMAEWithMAGMA.from_pretrained(repo_id),
+                   load_model_and_image_processor(MAGMAModelArguments(model_name_or_path=repo_id))[0]):
+        assert loaded(torch.randn(2, 3, 16, 16)).mask.float().mean().item() == 0.75
+
     # The patch tokens come in their original order: those of the unmasked MAE encoder, position by position.
     pixels = torch.randn(2, 3, 16, 16)
     mae = ViTMAEWithMAGMA.from_pretrained(out).eval()
