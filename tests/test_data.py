@@ -21,6 +21,7 @@ from hf_magma.data import (
     find_label_column,
     load_fashion_mnist,
     load_image_datasets,
+    select_subset,
     to_pil,
 )
 
@@ -190,6 +191,17 @@ def test_sample_limits_draw_with_the_seed_and_keep_every_class(tmp_path):
     paths = [entry["path"] for entry in splits["train"]["image"]]
     assert paths == [entry["path"] for entry in again["image"]]  # reproducible with the seed
     assert paths != [entry["path"] for entry in other["image"]]
+
+
+def test_a_subset_as_small_as_the_class_count_holds_every_class():
+    # Ten classes of ten, class-sorted; ten drawn at random would all differ in class about once in 2,700 draws.
+    labels = datasets.ClassLabel(names=[f"c{i}" for i in range(10)])
+    dataset = datasets.Dataset.from_dict({"x": list(range(100)), "label": [i // 10 for i in range(100)]},
+                                         features=datasets.Features({"x": datasets.Value("int64"), "label": labels}))
+    for seed in range(5):
+        subset = select_subset(dataset, 10, seed)
+        assert sorted(subset["label"]) == list(range(10))
+        assert subset["x"] != select_subset(dataset, 10, seed + 1)["x"]
 
 
 @pytest.mark.parametrize(
