@@ -221,6 +221,18 @@ def test_wide_images_are_scaled_to_8_bits(pixels, file_format):
         assert np.asarray(image).mean() == pytest.approx(128, abs=1)  # not white (255) nor black (0)
 
 
+@pytest.mark.parametrize(
+    "pixels",
+    [
+        np.full((8, 8, 3), 32896, dtype=np.uint16),  # an array column of 16-bit pixels: 32896 / 257 = 128
+        np.full((8, 8, 3), 128 / 255, dtype=np.float32),
+        np.full((8, 8), 128, dtype=np.int64),
+    ],
+)
+def test_wide_image_arrays_are_scaled_to_8_bits(pixels):
+    assert np.asarray(to_pil(pixels)).mean() == pytest.approx(128, abs=1)  # a uint16 array was clipped to white
+
+
 def test_the_collator_stops_when_the_data_is_unreadable_as_a_whole():
     transform = ImageTransform(8, train=False)
     broken = {"image": {"bytes": b"not an image", "path": "broken.png"}}
