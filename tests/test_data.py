@@ -258,6 +258,10 @@ def test_a_missing_or_empty_train_dir_is_named(make_image_folder, tmp_path):
     (tmp_path / "empty" / "cat").mkdir(parents=True)
     with pytest.raises(ValueError, match=r"--train_dir .*empty holds no files"):
         load_image_datasets(ImageDataArguments(train_dir=str(tmp_path / "empty")))
+    (tmp_path / "notes" / "cat").mkdir(parents=True)
+    (tmp_path / "notes" / "cat" / "notes.txt").write_text("not an image")
+    with pytest.raises(ValueError, match=r"--train_dir .*notes holds no image files \(1 other files, e.g. .*notes.txt"):
+        load_image_datasets(ImageDataArguments(train_dir=str(tmp_path / "notes")))
     make_image_folder(tmp_path / "images", n_per_class=2)
     with pytest.raises(FileNotFoundError, match=r"--validation_dir .*missing does not exist"):
         load_image_datasets(ImageDataArguments(train_dir=str(tmp_path / "images"),
