@@ -342,6 +342,18 @@ def test_a_local_checkpoint_path_that_does_not_exist_is_named(tmp_path):
             load_encoder(path)
 
 
+def test_a_damaged_weights_file_is_named(tmp_path):
+    from hf_magma.model_config import MAGMAModelArguments, load_model_and_image_processor
+
+    ViTMAEWithMAGMA(ViTMAEConfig(**TINY, **TINY_DECODER)).save_pretrained(tmp_path / "run")
+    weights = tmp_path / "run" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # a copy cut short
+    with pytest.raises(ValueError, match=r"Cannot read the weights of .*run \(SafetensorError.*damaged.*another checkpoint"):
+        load_encoder(str(tmp_path / "run"))
+    with pytest.raises(ValueError, match=r"weights of --model_name_or_path .*run \(SafetensorError"):
+        load_model_and_image_processor(MAGMAModelArguments(model_name_or_path=str(tmp_path / "run")))
+
+
 def test_test_classes_absent_from_training_are_warned_about(caplog):
     from hf_magma.evaluation import EvaluationArguments, evaluate_features
 

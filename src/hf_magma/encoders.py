@@ -21,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import AutoConfig, PreTrainedModel, ViTMAEModel, ViTModel
 
-from .checks import check_number
+from .checks import check_number, named_weights_errors
 from .data import ImageTransform, check_label_feature, resolve_columns
 from .transforms import UNREADABLE_IMAGE_ERRORS, image_name
 from .losses import IMAGE_POOLINGS, ImagePooling, pool_hidden_state
@@ -87,9 +87,10 @@ def load_encoder(
             f"{os.fspath(source)!r} is a `{model_type}` checkpoint, not a ViT: evaluation needs one of "
             f"{SUPPORTED_MODEL_TYPES} (a ViT-MAE or ViT encoder)"
         )
-    encoder, info = encoder_class.from_pretrained(
-        source, config=config, revision=revision, token=token, output_loading_info=True, **kwargs
-    )
+    with named_weights_errors(source):
+        encoder, info = encoder_class.from_pretrained(
+            source, config=config, revision=revision, token=token, output_loading_info=True, **kwargs
+        )
     missing = sorted(info.get("missing_keys", []))
     if missing:
         raise ValueError(

@@ -11,6 +11,7 @@ from transformers import AutoConfig, ViTConfig, ViTMAEConfig
 from transformers.image_processing_utils import BaseImageProcessor
 from transformers.utils import is_torchvision_available
 
+from .checks import named_weights_errors
 from .modeling import ViTMAEWithMAGMA
 from .modeling_ssl import ViTForSSL
 from .ssl_objectives import SSL_OBJECTIVES
@@ -128,7 +129,8 @@ def load_model_and_image_processor(model_args: MAGMAModelArguments) -> tuple[ViT
     config.norm_pix_loss = model_args.norm_pix_loss
 
     if model_args.model_name_or_path is not None:
-        model = ViTMAEWithMAGMA.from_pretrained(model_args.model_name_or_path, config=config, **common)
+        with named_weights_errors(model_args.model_name_or_path, "--model_name_or_path"):
+            model = ViTMAEWithMAGMA.from_pretrained(model_args.model_name_or_path, config=config, **common)
     else:
         model = ViTMAEWithMAGMA(config)
 
@@ -228,7 +230,8 @@ def load_ssl_model_and_image_processor(model_args: SSLModelArguments) -> tuple[V
             setattr(config, name, getattr(model_args, name))
 
     if model_args.model_name_or_path is not None:
-        model = ViTForSSL.from_pretrained(model_args.model_name_or_path, config=config, **common)
+        with named_weights_errors(model_args.model_name_or_path, "--model_name_or_path"):
+            model = ViTForSSL.from_pretrained(model_args.model_name_or_path, config=config, **common)
     else:
         model = ViTForSSL(config)
     return model, _image_processor_of(model_args, config.image_size)
