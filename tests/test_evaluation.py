@@ -342,6 +342,12 @@ def test_a_local_checkpoint_path_that_does_not_exist_is_named(tmp_path):
             load_encoder(path)
 
 
+def test_a_relative_path_that_reads_as_a_hub_id_is_named_when_neither_exists(hub_server, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # "outputs/m-mae" exists neither here nor on the (localhost) Hub
+    with pytest.raises(OSError, match=r"(?s)--model_name_or_path outputs/m-mae: no local folder of that name.*org/name"):
+        load_encoder("outputs/m-mae")
+
+
 def test_a_damaged_weights_file_is_named(tmp_path):
     from hf_magma.model_config import MAGMAModelArguments, load_model_and_image_processor
 

@@ -74,7 +74,17 @@ def load_encoder(
             f"expected a checkpoint path, a Hub model id or a model, got {type(source).__name__}"
         )
     check_local_path(source)
-    config = AutoConfig.from_pretrained(source, revision=revision, token=token)
+    try:
+        config = AutoConfig.from_pretrained(source, revision=revision, token=token)
+    except OSError as error:
+        if os.path.exists(os.path.expanduser(os.fspath(source))):
+            raise
+        raise OSError(
+            f"--model_name_or_path {os.fspath(source)}: no local folder of that name, and the Hub could not give a "
+            f"model of that id ({error}). Check the spelling: a local checkpoint folder (the output_dir of a "
+            "pretraining run, or one of its checkpoint-N folders; ./name for one in the current folder) or a Hub "
+            "model id such as org/name."
+        ) from error
     model_type = getattr(config, "model_type", None)
     if model_type == "vit_mae":
         encoder_class: type[PreTrainedModel] = ViTMAEEncoder  # the decoder's weights are dropped without a report
