@@ -193,6 +193,22 @@ def test_sample_limits_draw_with_the_seed_and_keep_every_class(tmp_path):
     assert paths != [entry["path"] for entry in other["image"]]
 
 
+def test_streamed_sample_limits_draw_through_the_shuffle_buffer(tmp_path):
+    for split, per_class in (("train", 10), ("val", 4)):  # class-sorted: a stream's first rows are all class "a"
+        for label in ("a", "b", "c"):
+            folder = tmp_path / split / label
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                PIL.Image.new("RGB", (8, 8), (i * 20, 0, 0)).save(folder / f"{i}.png")
+    args = ImageDataArguments(train_dir=str(tmp_path / "train"), validation_dir=str(tmp_path / "val"),
+                              streaming=True, max_train_samples=6, max_eval_samples=6)
+    splits = load_image_datasets(args, seed=0)
+    train, validation = [e["label"] for e in splits["train"]], [e["label"] for e in splits["validation"]]
+    assert len(train) == 6 and len(validation) == 6
+    assert sorted(set(train)) == [0, 1, 2] and sorted(set(validation)) == [0, 1, 2]
+    assert validation == [e["label"] for e in load_image_datasets(args, seed=0)["validation"]]  # the seed's draw
+
+
 def test_a_subset_as_small_as_the_class_count_holds_every_class():
     # Ten classes of ten, class-sorted; ten drawn at random would all differ in class about once in 2,700 draws.
     labels = datasets.ClassLabel(names=[f"c{i}" for i in range(10)])

@@ -84,9 +84,14 @@ class ImageDataArguments:
         default=10_000, metadata={"help": "Buffer size of the approximate shuffle of a streamed training set."}
     )
     max_train_samples: int | None = field(
-        default=None, metadata={"help": "Keep only this many training examples (debugging, quick runs)."}
+        default=None,
+        metadata={"help": "Keep only this many training examples, drawn at random with --seed, at least one of every "
+                  "class (debugging, quick runs). Streamed: drawn through the --shuffle_buffer_size shuffle buffer."},
     )
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only this many validation examples."})
+    max_eval_samples: int | None = field(
+        default=None,
+        metadata={"help": "Keep only this many validation examples, drawn like --max_train_samples."},
+    )
     preprocessing_num_workers: int | None = field(
         default=None, metadata={"help": "Processes used to prepare an image folder or non-streamed dataset."}
     )
@@ -291,7 +296,8 @@ def load_image_datasets(
             continue
         dataset = splits[name]
         if isinstance(dataset, IterableDataset):
-            splits[name] = dataset.take(limit)
+            # Through the shuffle buffer, not the stream's first rows (all of one class in a class-sorted folder).
+            splits[name] = dataset.shuffle(seed=seed, buffer_size=data_args.shuffle_buffer_size).take(limit)
         else:
             splits[name] = select_subset(dataset, limit, seed, data_args.label_column_name)
 
