@@ -171,14 +171,19 @@ def test_fashion_mnist_folder_from_the_environment(tmp_path):
         load_fashion_mnist(tmp_path / "empty")
 
 
-def test_sample_limits_draw_with_the_seed_and_keep_every_class(tmp_path):
-    # A class-sorted folder: the first rows are all of one class.
+def class_sorted_folders(root):
+    """train/ (10 per class) and val/ (4 per class) of classes a, b, c: a class-sorted folder's first rows are
+    all of class a."""
     for split, per_class in (("train", 10), ("val", 4)):
         for label in ("a", "b", "c"):
-            folder = tmp_path / split / label
+            folder = root / split / label
             folder.mkdir(parents=True)
             for i in range(per_class):
                 PIL.Image.new("RGB", (8, 8), (i * 20, 0, 0)).save(folder / f"{i}.png")
+
+
+def test_sample_limits_draw_with_the_seed_and_keep_every_class(tmp_path):
+    class_sorted_folders(tmp_path)
     args = ImageDataArguments(train_dir=str(tmp_path / "train"), validation_dir=str(tmp_path / "val"),
                               max_train_samples=6, max_eval_samples=3)
     splits = load_image_datasets(args, seed=0)
@@ -194,12 +199,7 @@ def test_sample_limits_draw_with_the_seed_and_keep_every_class(tmp_path):
 
 
 def test_streamed_sample_limits_draw_through_the_shuffle_buffer(tmp_path):
-    for split, per_class in (("train", 10), ("val", 4)):  # class-sorted: a stream's first rows are all class "a"
-        for label in ("a", "b", "c"):
-            folder = tmp_path / split / label
-            folder.mkdir(parents=True)
-            for i in range(per_class):
-                PIL.Image.new("RGB", (8, 8), (i * 20, 0, 0)).save(folder / f"{i}.png")
+    class_sorted_folders(tmp_path)
     args = ImageDataArguments(train_dir=str(tmp_path / "train"), validation_dir=str(tmp_path / "val"),
                               streaming=True, max_train_samples=6, max_eval_samples=6)
     splits = load_image_datasets(args, seed=0)
@@ -210,7 +210,7 @@ def test_streamed_sample_limits_draw_through_the_shuffle_buffer(tmp_path):
 
 
 def test_a_subset_as_small_as_the_class_count_holds_every_class():
-    # Ten classes of ten, class-sorted; ten drawn at random would all differ in class about once in 2,700 draws.
+    # Ten classes of ten, class-sorted; ten drawn at random would all differ in class about once in 1,700 draws.
     labels = datasets.ClassLabel(names=[f"c{i}" for i in range(10)])
     dataset = datasets.Dataset.from_dict({"x": list(range(100)), "label": [i // 10 for i in range(100)]},
                                          features=datasets.Features({"x": datasets.Value("int64"), "label": labels}))
