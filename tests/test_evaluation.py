@@ -112,6 +112,23 @@ def test_linear_probe_is_at_chance_on_shuffled_labels():
     assert 0.06 < result["accuracy"] < 0.14
 
 
+def test_linear_probe_lr_drops_by_gamma_after_the_milestone_epoch():
+    # gamma 0 turns the lr to 0 at the milestone: the head then stays as it was after that many epochs.
+    g = torch.Generator().manual_seed(3)
+    centres = torch.randn(4, 8, generator=g)
+    train_y, test_y = torch.arange(400) % 4, torch.arange(400) % 4
+    train_x = centres[train_y] + 2 * torch.randn(400, 8, generator=g)  # overlapping classes: accuracy is sensitive
+    test_x = centres[test_y] + 2 * torch.randn(400, 8, generator=g)
+    frozen = [linear_probe(train_x, train_y, test_x, test_y, epochs=e, milestones=(2,), gamma=0.0, batch_size=32)
+              for e in (3, 4)]
+    two_epochs = linear_probe(train_x, train_y, test_x, test_y, epochs=2, milestones=(), batch_size=32)
+    going_on = linear_probe(train_x, train_y, test_x, test_y, epochs=4, milestones=(), batch_size=32)
+    assert frozen[0]["train_loss"] == pytest.approx(frozen[1]["train_loss"], rel=1e-6)  # no step after epoch 2
+    assert frozen[1]["train_loss"] != pytest.approx(going_on["train_loss"], rel=1e-4)
+    for result in frozen:  # the weights of two full epochs, not fewer steps
+        assert result["train_accuracy"] == two_epochs["train_accuracy"] and result["accuracy"] == two_epochs["accuracy"]
+
+
 def test_linear_probe_is_seeded():
     train_x, train_y, test_x, test_y = random_split(dtype=torch.float32)
     a = linear_probe(train_x, train_y, test_x, test_y, epochs=3, milestones=(2,), seed=5)
