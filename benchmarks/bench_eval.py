@@ -18,12 +18,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from hf_magma.evaluation import knn_accuracy, linear_probe
+from hf_magma.labels import class_count
 
 
 def dataloader_probe(train_x, train_y, *, epochs, batch_size=256, lr=0.1, momentum=0.9, milestones=(60, 80)):
     """The same probe written the common way: a shuffling DataLoader over a TensorDataset."""
     torch.manual_seed(0)
-    head = nn.Linear(train_x.shape[1], int(train_y.max()) + 1)
+    head = nn.Linear(train_x.shape[1], class_count(train_y))
     optimizer = torch.optim.SGD(head.parameters(), lr=lr, momentum=momentum)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(milestones), gamma=0.1)
     loader = torch.utils.data.DataLoader(

@@ -16,7 +16,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 
 from hub_server import HubServer  # noqa: E402
-from utils import TINY_DECODER, TINY_VIT, tiny_vit_config, tiny_vit_mae_config  # noqa: E402
+from utils import tiny_overrides, tiny_vit_config, tiny_vit_mae_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,11 +38,7 @@ def vit_config():
 def config_overrides():
     """``--config_overrides`` text of the tiny ViT-MAE (with ``decoder=False``: of the tiny ViT), plus overrides."""
 
-    def make(decoder: bool = True, **overrides) -> str:
-        values = {**TINY_VIT, **(TINY_DECODER if decoder else {}), **overrides}
-        return ",".join(f"{key}={value}" for key, value in values.items())
-
-    return make
+    return tiny_overrides
 
 
 def _make_image_folder(root, n_per_class=6, size=20, modes=("RGB", "L", "RGBA", "P"), corrupt=0):

@@ -36,6 +36,7 @@ MODULE_LAYERS = {
     "hf_magma.integrations": "training",
     "hf_magma.training_args": "training",
     "hf_magma.trainer_state": "training",
+    "hf_magma.card_results": "training",
     "hf_magma.model_card": "training",
     "hf_magma.hub": "training",
     "hf_magma.run_guard": "training",

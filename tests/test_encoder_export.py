@@ -21,10 +21,10 @@ from hf_magma.data import ImageTransform
 from hf_magma.evaluation import extract_features, load_encoder
 from hf_magma.export import ENCODER_SUBFOLDER, save_encoder, vit_encoder_from
 from hf_magma.model_config import MAGMAModelArguments, load_image_processor, load_model_and_image_processor
+from utils import tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ("hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64,image_size=16,patch_size=4,"
-        "decoder_hidden_size=16,decoder_num_hidden_layers=1,decoder_num_attention_heads=2,decoder_intermediate_size=32")
+TINY = tiny_overrides(decoder_hidden_size=16, decoder_intermediate_size=32)
 NUM_PATCHES = (16 // 4) ** 2
 
 

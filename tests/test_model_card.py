@@ -113,7 +113,7 @@ def test_figures_are_embedded_and_kept(card_dir):
 
 
 def test_recreating_the_card_keeps_results_and_figures_via_the_trainer_path(tiny_config, card_dir):
-    from hf_magma.model_card import read_card_extras
+    from hf_magma.card_results import read_card_extras
 
     (card_dir / "fig.png").write_bytes(b"\x89PNG")
     add_figures(card_dir, {"curves": "fig.png"})

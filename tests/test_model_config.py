@@ -2,6 +2,7 @@ import pytest
 from transformers import ViTImageProcessor
 
 from hf_magma.model_config import load_image_processor
+from utils import tiny_overrides
 
 
 def test_load_image_processor_reads_the_checkpoint_and_follows_the_image_size(tmp_path):
@@ -24,7 +25,7 @@ def test_load_image_processor_falls_back_to_vit_defaults_unless_required(tmp_pat
         load_image_processor(tmp_path, 32, required=True)
 
 
-TINY_OVERRIDES = "hidden_size=32,num_hidden_layers=3,num_attention_heads=2,intermediate_size=64,image_size=16,patch_size=4"
+TINY_OVERRIDES = tiny_overrides(decoder=False, num_hidden_layers=3)
 
 
 def test_both_loaders_apply_overrides_and_magma_layers(tmp_path):

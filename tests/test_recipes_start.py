@@ -14,11 +14,11 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
+from utils import tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "recipes").rglob("*.yaml"))
-TINY = ("hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64,image_size=16,patch_size=8,"
-        "decoder_hidden_size=16,decoder_num_hidden_layers=1,decoder_num_attention_heads=2,decoder_intermediate_size=32")
+TINY = tiny_overrides(patch_size=8, decoder_hidden_size=16, decoder_intermediate_size=32)
 
 
 def load_script(name):

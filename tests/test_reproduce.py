@@ -9,11 +9,11 @@ import pytest
 from hf_magma.cli.grid_results import summary_table
 from hf_magma.cli.reproduce import ReproduceArguments, method_training_args
 from hf_magma.trainer import MAGMATrainingArguments
+from utils import tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "reproduce.py"
-TINY = ("hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64,image_size=16,patch_size=4,"
-        "decoder_hidden_size=32,decoder_num_hidden_layers=1,decoder_num_attention_heads=2,decoder_intermediate_size=64")
+TINY = tiny_overrides()
 
 
 
@@ -93,7 +93,7 @@ def test_summary_table_mean_and_sample_std():
 def test_methods_and_recipe_checked(tmp_path):
     with pytest.raises(ValueError, match="--methods must be among"):
         ReproduceArguments(methods=["simclr"])
-    with pytest.raises(ValueError, match="--linear_epochs must be positive"):
+    with pytest.raises(ValueError, match="--linear_epochs must be a finite positive integer"):
         ReproduceArguments(linear_epochs=0)
     args = MAGMATrainingArguments(output_dir=str(tmp_path), magma_weight=1.0, uniformity_weight=0.0, use_cpu=True)
     with pytest.raises(ValueError, match="mu-mae needs a positive uniformity_weight"):

@@ -17,11 +17,11 @@ from safetensors.torch import load_file
 import kill_worker
 
 from hf_magma.trainer_state import load_log_history
+from utils import tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "run_mae_magma.py"
-TINY = ("hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64,image_size=16,patch_size=4,"
-        "decoder_hidden_size=32,decoder_num_hidden_layers=1,decoder_num_attention_heads=2,decoder_intermediate_size=64")
+TINY = tiny_overrides()
 
 
 

@@ -10,10 +10,11 @@ import pytest
 from safetensors.torch import load_file
 
 from hf_magma.trainer_state import load_log_history
+from utils import tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "run_ssl_magma.py"
-TINY = "hidden_size=32,num_hidden_layers=3,num_attention_heads=2,intermediate_size=64,image_size=16,patch_size=4"
+TINY = tiny_overrides(decoder=False, num_hidden_layers=3)
 
 
 

@@ -14,6 +14,12 @@ TINY_DECODER = dict(
 )
 
 
+def tiny_overrides(decoder: bool = True, **overrides) -> str:
+    """``--config_overrides`` text of `TINY_VIT` (+ `TINY_DECODER` unless ``decoder=False``), with ``overrides``."""
+    values = {**TINY_VIT, **(TINY_DECODER if decoder else {}), **overrides}
+    return ",".join(f"{key}={value}" for key, value in values.items())
+
+
 def tiny_vit_mae_config(**overrides) -> ViTMAEConfig:
     """`TINY_VIT` + `TINY_DECODER` as a `ViTMAEConfig`, with ``overrides`` (any config attribute) applied."""
     return ViTMAEConfig(**{**TINY_VIT, **TINY_DECODER, **overrides})

@@ -23,7 +23,8 @@ _LAZY_ATTRIBUTES = {
     "cli.evaluation": ('run_evaluation',),
     "export": ('save_encoder', 'vit_encoder_from'),
     "hub": ('HubPushMixin', 'push_model_card'),
-    "model_card": ('add_evaluation_results', 'add_figures', 'create_model_card', 'summarize_training'),
+    "card_results": ('add_evaluation_results', 'add_figures'),
+    "model_card": ('create_model_card', 'summarize_training'),
     "model_config": ('MAGMAModelArguments', 'load_model_and_image_processor'),
     "modeling_ssl": ('ViTForSSL', 'ViTForSSLOutput', 'resolve_ssl_config'),
     "ssl_objectives": ('VICRegLossOutput', 'nt_xent_loss', 'vicreg_loss'),
@@ -42,7 +43,8 @@ if TYPE_CHECKING:
     from .cli.evaluation import run_evaluation
     from .export import save_encoder, vit_encoder_from
     from .hub import HubPushMixin, push_model_card
-    from .model_card import add_evaluation_results, add_figures, create_model_card, summarize_training
+    from .card_results import add_evaluation_results, add_figures
+    from .model_card import create_model_card, summarize_training
     from .model_config import MAGMAModelArguments, load_model_and_image_processor
     from .modeling_ssl import ViTForSSL, ViTForSSLOutput, resolve_ssl_config
     from .ssl_objectives import VICRegLossOutput, nt_xent_loss, vicreg_loss

@@ -35,6 +35,28 @@ def check_number(
     return value
 
 
+def _is_fraction(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, Real) and 0 < value <= 1
+
+
+def check_fraction(name: str, value: Any) -> float:
+    """``value`` as a float if it is a fraction in (0, 1] (of the labels, of the data...)."""
+    if not _is_fraction(value):
+        label = f"`{name}`" if name.isidentifier() else name
+        raise ValueError(f"{label} must be a fraction in (0, 1], got {value!r}")
+    return float(value)
+
+
+def check_fractions(name: str, values: Any) -> list[float]:
+    """``values`` as floats if they are a non-empty sequence of fractions in (0, 1]."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values or not all(
+        _is_fraction(v) for v in values
+    ):
+        label = f"`{name}`" if name.isidentifier() else name
+        raise ValueError(f"{label} must be one or more fractions in (0, 1], got {values!r}")
+    return [float(v) for v in values]
+
+
 def check_non_negative(name: str, value: Any) -> float:
     """``value`` as a float if it is a finite non-negative number (a loss weight, a schedule length...)."""
     return float(check_number(name, value))

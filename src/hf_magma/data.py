@@ -146,8 +146,7 @@ class ImageDataArguments:
             raise ValueError(f"--in_memory must be auto, true or false, got {self.in_memory!r}")
         if self.in_memory == "true" and self.streaming:
             raise ValueError("--in_memory true cannot hold a streamed dataset: drop --streaming or --in_memory")
-        if not self.in_memory_max_gb > 0:
-            raise ValueError(f"--in_memory_max_gb must be positive, got {self.in_memory_max_gb}")
+        check_number("--in_memory_max_gb", self.in_memory_max_gb, sign="positive")
         check_crop_settings(1, [0.0], [1.0], self.crop_scale or MAE_CROP_SCALE, self.crop_ratio)
 
     def augmentation_settings(self, default_scale: Sequence[float] = MAE_CROP_SCALE) -> dict[str, Any]:

@@ -23,7 +23,8 @@ from huggingface_hub import HfApi, ModelCard
 from transformers.trainer_utils import HubStrategy
 
 from .export import ENCODER_SUBFOLDER
-from .model_card import _known_tokens, _redact, card_path, card_tags, create_model_card, read_card_extras, summarize_training
+from .card_results import card_path, read_card_extras
+from .model_card import _known_tokens, _redact, card_tags, create_model_card, summarize_training
 
 logger = logging.getLogger(__name__)
 

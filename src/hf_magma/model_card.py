@@ -2,7 +2,7 @@
 
 The card says what was trained (MAE, M-MAE, U-MAE or MU-MAE, from the weights actually used), on what data, with
 which MAGMA settings, how training went, how the checkpoint evaluates and how to load it. Evaluation results
-and figures can be added later (`add_evaluation_results`, `add_figures`) without losing the rest of the card.
+and figures can be added later (`hf_magma.card_results`) without losing the rest of the card.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
-from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +20,11 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from .export import ENCODER_SUBFOLDER
 from .modeling import resolve_magma_config
 from .modeling_ssl import resolve_ssl_config
-from .checks import check_number
-from .logged_metrics import METRIC_LABELS
+from .card_results import check_figures, eval_section, figures_section, format_value
+from .logged_metrics import LOGGED_TERMS, METRIC_LABELS
 
 TEMPLATE_NAME = "m-mae.md"
 CARD_TAGS = ["vit-mae", "magma", "self-supervised", "image-feature-extraction"]
-_EVAL_START, _EVAL_END = "<!-- magma-eval-results-start -->", "<!-- magma-eval-results-end -->"
-_FIGURES_START, _FIGURES_END = "<!-- magma-figures-start -->", "<!-- magma-figures-end -->"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 # (attribute of the training arguments, label in the card); nothing else of the arguments is ever written.
@@ -50,10 +47,7 @@ _SUMMARY_LABELS = {
     "global_step": "optimisation steps",
     "epoch": "epochs",
     "loss": "final loss",
-    **{
-        name: f"final {METRIC_LABELS[name]}"
-        for name in ("reconstruction_loss", "magma_loss", "uniformity_loss", "objective_loss", "magma_weight")
-    },
+    **{name: f"final {METRIC_LABELS[name]}" for name in LOGGED_TERMS if name in METRIC_LABELS},
     "eval_loss": "final eval loss",
     "train_runtime": "training time (s)",
     "train_samples_per_second": "training images / s",
@@ -100,63 +94,10 @@ def summarize_training(state: Any) -> dict[str, float]:
     return summary
 
 
-def _format(value: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        return str(value).replace("|", "\\|")
-    if isinstance(value, int) or float(value).is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e6):
-        return f"{value:.4g}"
-    return f"{value:.4f}".rstrip("0").rstrip(".")
-
-
 def _dataset_link(dataset_name: str | None) -> str | None:
     if dataset_name and _HUB_ID.match(dataset_name) and "/" in dataset_name and not os.path.exists(dataset_name):
         return f"https://huggingface.co/datasets/{dataset_name}"
     return None
-
-
-def _eval_section(eval_results: Sequence[EvalResult] | None) -> str:
-    if not eval_results:
-        body = (
-            "No evaluation results recorded yet. Linear-probe and k-NN accuracies on frozen features (the paper's "
-            "protocol) are added here by `hf_magma.add_evaluation_results` (the evaluation script does it)."
-        )
-    else:
-        rows = ["| task | dataset | split | metric | value |", "|---|---|---|---|---|"]
-        for result in eval_results:
-            rows.append(
-                f"| {result.task_type} | {result.dataset_name} | {result.dataset_split or ''} | "
-                f"{result.metric_name or result.metric_type} | {_format(result.metric_value)} |"
-            )
-        body = "\n".join(rows)
-    return f"{_EVAL_START}\n{body}\n{_EVAL_END}"
-
-
-def _figures_section(figures: Mapping[str, str] | None) -> str:
-    if not figures:
-        return f"{_FIGURES_START}\n{_FIGURES_END}"
-    parts = ["## Figures", ""]
-    for caption, path in figures.items():
-        parts += [f"![{caption}]({path})", "", f"*{caption}*", ""]
-    return f"{_FIGURES_START}\n" + "\n".join(parts).rstrip() + f"\n{_FIGURES_END}"
-
-
-def _check_figures(output_dir: str | os.PathLike, figures: Mapping[str, str]) -> dict[str, str]:
-    checked = {}
-    root = Path(output_dir).resolve()
-    for caption, path in figures.items():
-        if not isinstance(caption, str) or not caption.strip():
-            raise ValueError(f"figure captions must be non-empty strings, got {caption!r}")
-        if Path(path).is_absolute():
-            raise ValueError(f"figure path {path!r} must be relative to the output directory {str(output_dir)!r}")
-        full = (root / path).resolve()
-        if root not in full.parents:
-            raise ValueError(f"figure path {path!r} points outside the output directory {str(output_dir)!r}")
-        if not full.is_file():
-            raise FileNotFoundError(f"figure {path!r} (for {caption!r}) does not exist in {str(output_dir)!r}")
-        checked[caption.strip()] = Path(path).as_posix()
-    return checked
 
 
 # (distribution, name in the card), as in the Trainer's own cards' "Framework versions".
@@ -233,7 +174,7 @@ def _magma_settings(
         ("objective", method),
         ("reference layers (0-based blocks)", ", ".join(str(i) for i in config.magma_reference_layers)),
         ("regularised (target) layer", config.magma_target_layer),
-        ("MAGMA weight (lambda)", _format(magma_weight)),
+        ("MAGMA weight (lambda)", format_value(magma_weight)),
     ]
     if start_step is not None or steps is not None:
         magma_settings += [("MAGMA start step", start_step), ("MAGMA duration (steps)", steps)]
@@ -242,7 +183,7 @@ def _magma_settings(
     else:
         magma_settings.append(("MAGMA schedule", "constant weight"))
     if not ssl_objective:
-        magma_settings.append(("uniformity weight (mu)", _format(uniformity_weight)))
+        magma_settings.append(("uniformity weight (mu)", format_value(uniformity_weight)))
     return magma_settings
 
 
@@ -257,7 +198,7 @@ def _model_settings(config: Any) -> list[tuple[str, Any]]:
             f"{config.decoder_num_attention_heads} heads",
         ),
         ("image size / patch size", f"{config.image_size} / {config.patch_size}"),
-        ("mask ratio", _format(config.mask_ratio)),
+        ("mask ratio", format_value(config.mask_ratio)),
         ("normalised-pixel loss", config.norm_pix_loss),
     ] if not ssl_objective else [
         ("encoder", f"{config.num_hidden_layers} blocks x {config.hidden_size} wide, {config.num_attention_heads} heads"),
@@ -265,10 +206,10 @@ def _model_settings(config: Any) -> list[tuple[str, Any]]:
                       f"{config.projector_output_size} out"),
         ("representation", config.representation_pooling),
         ("image size / patch size", f"{config.image_size} / {config.patch_size}"),
-        *([("NT-Xent temperature", _format(config.simclr_temperature))] if config.ssl_objective == "simclr" else [
+        *([("NT-Xent temperature", format_value(config.simclr_temperature))] if config.ssl_objective == "simclr" else [
             ("VICReg weights (invariance / variance / covariance)",
-             f"{_format(config.vicreg_sim_weight)} / {_format(config.vicreg_var_weight)} / "
-             f"{_format(config.vicreg_cov_weight)}")]),
+             f"{format_value(config.vicreg_sim_weight)} / {format_value(config.vicreg_var_weight)} / "
+             f"{format_value(config.vicreg_cov_weight)}")]),
     ]
 
 
@@ -281,7 +222,7 @@ def _training_settings(training_args: Any) -> list[tuple[str, Any]]:
             if value is None or (attribute == "max_steps" and value <= 0):
                 continue
             value = getattr(value, "value", value)  # enums (optimizer, scheduler)
-            training_settings.append((label, _format(value)))
+            training_settings.append((label, format_value(value)))
         world_size = getattr(training_args, "world_size", 1) or 1
         total = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps * world_size
         training_settings.append(("total batch size", total))
@@ -320,7 +261,7 @@ def create_model_card(
 
     repo_id = getattr(training_args, "hub_model_id", None) or Path(output_dir).resolve().name
     model_name = model_name or repo_id.split("/")[-1]
-    figures = _check_figures(output_dir, figures) if figures else {}
+    figures = check_figures(output_dir, figures) if figures else {}
 
     card_data = ModelCardData(
         model_name=model_name,
@@ -337,8 +278,8 @@ def create_model_card(
 
     model_settings = _model_settings(config)
     training_settings = _training_settings(training_args)
-    training_settings += [(f"augmentation: {name}", _format(value)) for name, value in (augmentation or {}).items()]
-    summary_rows = [(_SUMMARY_LABELS.get(k, k), _format(v)) for k, v in (train_summary or {}).items()]
+    training_settings += [(f"augmentation: {name}", format_value(value)) for name, value in (augmentation or {}).items()]
+    summary_rows = [(_SUMMARY_LABELS.get(k, k), format_value(v)) for k, v in (train_summary or {}).items()]
 
     architecture = f"ViT, {config.num_hidden_layers} x {config.hidden_size}, patch {config.patch_size}"
     card = ModelCard.from_template(
@@ -357,8 +298,8 @@ def create_model_card(
         model_settings=model_settings,
         training_settings=training_settings,
         train_summary=summary_rows,
-        eval_section=_eval_section(eval_results),
-        figures_section=_figures_section(figures),
+        eval_section=eval_section(eval_results),
+        figures_section=figures_section(figures),
         encoder_subfolder=ENCODER_SUBFOLDER,
         framework_versions=framework_versions(),
     )
@@ -366,100 +307,4 @@ def create_model_card(
     if save:
         os.makedirs(output_dir, exist_ok=True)
         card.save(os.path.join(output_dir, "README.md"))
-    return card
-
-
-def card_path(output_dir_or_card_path: str | os.PathLike) -> Path:
-    """The model card: ``README.md`` in a folder, or the file itself; ``FileNotFoundError`` when there is none."""
-    path = Path(output_dir_or_card_path)
-    if path.is_dir():
-        path = path / "README.md"
-    if not path.is_file():
-        raise FileNotFoundError(f"no model card at {str(path)!r}: create one first with `create_model_card`")
-    return path
-
-
-def _replace_section(content: str, start: str, end: str, section: str, heading: str | None = None) -> str:
-    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
-    if pattern.search(content):
-        return pattern.sub(lambda _: section, content, count=1)
-    prefix = f"\n## {heading}\n\n" if heading else "\n"
-    return content.rstrip("\n") + "\n" + prefix + section + "\n"
-
-
-def add_evaluation_results(
-    output_dir_or_card_path: str | os.PathLike,
-    results: Mapping[str, float],
-    *,
-    dataset_name: str,
-    dataset_split: str,
-    task: str = "image-classification",
-    dataset_config: str | None = None,
-    save: bool = True,
-) -> ModelCard:
-    """Record ``results`` (metric name -> value) in the card's evaluation table and model-index metadata.
-
-    A result for the same task, dataset, split and metric replaces the old one; everything else in the card
-    (text, metadata, other results) is kept.
-    """
-    if not results:
-        raise ValueError("`results` is empty: pass at least one metric, e.g. {'linear_accuracy': 0.43}")
-    for name, value in results.items():
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"metric names must be non-empty strings, got {name!r}")
-        check_number(f"metric {name!r}", value, sign=None)
-    path = card_path(output_dir_or_card_path)
-    card = ModelCard.load(path)
-    if card.data.model_name is None:
-        card.data.model_name = path.resolve().parent.name
-
-    new = [
-        EvalResult(
-            task_type=task,
-            dataset_type=dataset_name,
-            dataset_name=dataset_name,
-            dataset_config=dataset_config,
-            dataset_split=dataset_split,
-            metric_type="accuracy" if "accuracy" in name else name,
-            metric_name=name,
-            metric_value=float(value),
-        )
-        for name, value in results.items()
-    ]
-    kept = [old for old in card.data.eval_results or [] if not any(old.is_equal_except_value(n) for n in new)]
-    card.data.eval_results = kept + new
-    card.text = _replace_section(card.text, _EVAL_START, _EVAL_END, _eval_section(card.data.eval_results), "Evaluation")
-    card = ModelCard(str(card))  # re-parse: validates the metadata as the Hub would
-    if save:
-        card.save(path)
-    return card
-
-
-def read_card_extras(output_dir: str | os.PathLike) -> tuple[list[EvalResult] | None, dict[str, str] | None]:
-    """The evaluation results and figures recorded in ``output_dir/README.md`` (None where there are none)."""
-    path = Path(output_dir) / "README.md"
-    if not path.is_file():
-        return None, None
-    try:
-        card = ModelCard.load(path)
-    except Exception:  # a card broken by hand is replaced, not fatal
-        return None, None
-    match = re.search(re.escape(_FIGURES_START) + r"(.*?)" + re.escape(_FIGURES_END), card.text, re.DOTALL)
-    figures = dict(re.findall(r"!\[(.*?)\]\((.*?)\)", match.group(1))) if match else {}
-    figures = {c: p for c, p in figures.items() if (Path(output_dir) / p).is_file()}
-    return card.data.eval_results or None, figures or None
-
-
-def add_figures(output_dir: str | os.PathLike, figures: Mapping[str, str], *, save: bool = True) -> ModelCard:
-    """Embed figures (caption -> PNG path relative to ``output_dir``) in the card, after any embedded before."""
-    if not figures:
-        raise ValueError("`figures` is empty: pass {caption: relative_png_path}")
-    path = card_path(output_dir)
-    checked = _check_figures(path.parent, figures)
-    card = ModelCard.load(path)
-    existing = read_card_extras(path.parent)[1] or {}
-    existing.update(checked)
-    card.text = _replace_section(card.text, _FIGURES_START, _FIGURES_END, _figures_section(existing))
-    if save:
-        card.save(path)
     return card

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from transformers import TrainingArguments, ViTMAEConfig
 
-from ..checks import check_number
+from ..checks import check_fractions, check_number
 from ..data import ImageDataArguments
 from ..evaluation import EvaluationArguments
 from ..logged_metrics import LOGGED_METRICS
@@ -102,12 +102,9 @@ class ReproduceArguments:
             raise ValueError(f"--methods must be among {list(METHODS)}, got {self.methods}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"--seeds must be distinct integers, got {self.seeds}")
-        for name in ("knn_k", "linear_epochs", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be positive (the grid reports both k-NN and the linear probe), "
-                                 f"got {getattr(self, name)}")
-        if not self.label_fractions or any(not 0 < f <= 1 for f in self.label_fractions):
-            raise ValueError(f"--label_fractions must be in (0, 1], got {self.label_fractions}")
+        for name in ("knn_k", "linear_epochs", "eval_batch_size"):  # the grid reports both k-NN and the probe
+            check_number(f"--{name}", getattr(self, name), sign="positive", integer=True)
+        check_fractions("--label_fractions", self.label_fractions)
         check_number("--processes", self.processes, sign="positive", integer=True)
         if self.num_threads is not None:
             check_number("--num_threads", self.num_threads, sign="positive", integer=True)

@@ -10,7 +10,7 @@ from huggingface_hub import ModelCard, create_repo, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError
 
 from ..hub import push_model_card
-from ..model_card import add_evaluation_results
+from ..card_results import add_evaluation_results
 
 
 def _minimal_card(directory: Path, model_id: str) -> None:

@@ -49,7 +49,7 @@ def knn_predict(
         raise ValueError(f"`k` must be an integer in [1, {train_x.shape[0]}] (the number of train examples), got {k!r}")
     check_number("chunk_size", chunk_size, sign="positive", integer=True)
     check_number("train_chunk_size", train_chunk_size, sign="positive", integer=True)
-    num_classes = int(train_y.max()) + 1 if num_classes is None else num_classes
+    num_classes = class_count(train_y) if num_classes is None else num_classes
     test_x = test_x.to(train_x.dtype)
     train_y = train_y.to(train_x.device)
     train_sq = train_x.pow(2).sum(dim=1)

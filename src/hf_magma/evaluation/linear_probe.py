@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..checks import check_number
+from ..checks import check_fraction, check_number
 from ..labels import check_labels, class_count, sample_per_class
 from .metrics import check_features_labels, top1_accuracy
 
@@ -149,8 +149,7 @@ def sample_label_fraction(labels: torch.Tensor, fraction: float, seed: int = 0) 
         (M,) int64 indices into ``labels``, increasing.
     """
     check_labels("labels", labels)
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
-        raise ValueError(f"`fraction` must be in (0, 1], got {fraction!r}")
+    check_fraction("fraction", fraction)
     if labels.numel() == 0:
         raise ValueError("`labels` is empty: nothing to sample from")
     if fraction == 1:

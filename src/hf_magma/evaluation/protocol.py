@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..checks import check_number
+from ..checks import check_fractions, check_number
 from ..labels import class_count
 from ..losses import IMAGE_POOLINGS
 from .knn import KNN_WEIGHTINGS, knn_accuracy
@@ -89,8 +89,7 @@ class EvaluationArguments:
             check_number(f"--{name}", getattr(self, name), sign="positive", integer=True)
         for name in ("knn_k", "linear_epochs"):  # 0 skips it
             check_number(f"--{name}", getattr(self, name), integer=True)
-        if not self.label_fractions or any(not 0 < f <= 1 for f in self.label_fractions):
-            raise ValueError(f"--label_fractions must be in (0, 1], got {self.label_fractions}")
+        check_fractions("--label_fractions", self.label_fractions)
 
 
 def fraction_suffix(fraction: float) -> str:

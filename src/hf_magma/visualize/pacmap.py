@@ -11,6 +11,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from ..checks import check_number
 from ..labels import sample_per_class
 from .drawing import _class_colors, _figure_class, _pacmap_class, _save, _to_numpy
 
@@ -156,8 +157,8 @@ def _checked_inputs(
             )
         if not 0.0 <= acc <= 1.0:
             raise ValueError(f"`linear_accuracy[{name!r}]` must be a fraction in [0, 1], got {acc}")
-    if max_samples_per_class is not None and max_samples_per_class < 1:
-        raise ValueError(f"`max_samples_per_class` must be positive or None, got {max_samples_per_class}")
+    if max_samples_per_class is not None:
+        check_number("max_samples_per_class", max_samples_per_class, sign="positive", integer=True)
     arrays = {}
     for name, pair in checkpoints.items():
         if not isinstance(pair, (tuple, list)) or len(pair) != 2:

@@ -22,7 +22,7 @@ from ..encoders import extract_features, load_encoder
 from ..figure_options import FIGURES, parse_figures
 from ..labels import sample_per_class
 from ..losses import IMAGE_POOLINGS, ImagePooling
-from ..model_card import add_figures
+from ..card_results import add_figures
 from ..model_config import load_image_processor
 from ..trainer_state import find_trainer_state
 from .attention import plot_attention_maps, plot_key_pca
@@ -143,13 +143,12 @@ def write_figures(
         logger.info("Skipping the %s figure: %s", figure, reason)
 
     needs_data = [f for f in wanted if f in ("pacmap", "keys", "attention")]
-    if needs_data and dataset is None:
+    reason = "no dataset was given" if dataset is None else (
+        None if hasattr(dataset, "__getitem__") else "it needs a map-style dataset (not a streamed one)"
+    )
+    if needs_data and reason:
         for figure in needs_data:
-            unavailable(figure, "no dataset was given")
-        needs_data = []
-    if needs_data and not hasattr(dataset, "__getitem__"):
-        for figure in needs_data:
-            unavailable(figure, "it needs a map-style dataset (not a streamed one)")
+            unavailable(figure, reason)
         needs_data = []
 
     written: dict[str, Path] = {}
@@ -163,13 +162,7 @@ def write_figures(
         return written
 
     models = {name: load_encoder(source) for name, source in checkpoints.items()}
-    if image_processor is None:
-        first = next(iter(checkpoints.values()))
-        if not isinstance(first, (str, os.PathLike)):
-            raise ValueError("Pass `image_processor` when the checkpoints are model objects")
-        image_processor = load_image_processor(first, next(iter(models.values())).config.image_size)
-    channels = next(iter(models.values())).config.num_channels
-    transform = ImageTransform.from_image_processor(image_processor, train=False, num_channels=channels)
+    transform = _evaluation_transform(checkpoints, models, image_processor)
     image_column, label_column = resolve_columns(dataset, image_column, label_column)
 
     image_figures = [f for f in needs_data if f in ("keys", "attention")]
@@ -193,6 +186,21 @@ def write_figures(
                 seed=seed, dpi=dpi,
             )
     return {f: written[f] for f in FIGURES if f in written}
+
+
+def _evaluation_transform(
+    checkpoints: Mapping[str, str | os.PathLike | nn.Module], models: Mapping[str, nn.Module], image_processor: Any,
+) -> ImageTransform:
+    """The evaluation transform of ``image_processor``, by default the first checkpoint's at its model's size."""
+    first_model = next(iter(models.values()))
+    if image_processor is None:
+        first = next(iter(checkpoints.values()))
+        if not isinstance(first, (str, os.PathLike)):
+            raise ValueError("Pass `image_processor` when the checkpoints are model objects")
+        image_processor = load_image_processor(first, first_model.config.image_size)
+    return ImageTransform.from_image_processor(
+        image_processor, train=False, num_channels=first_model.config.num_channels
+    )
 
 
 def _pacmap_figure(
@@ -263,7 +271,7 @@ def write_checkpoint_figures(
 
     For the end of a pretraining or evaluation run: ``write_figures`` for this one checkpoint (``kwargs`` are
     passed on), then, when ``checkpoint_dir`` has a ``README.md`` and ``update_model_card``, the figures are
-    added to it with `hf_magma.model_card.add_figures`. Returns ``{caption: path relative to checkpoint_dir}``.
+    added to it with `hf_magma.card_results.add_figures`. Returns ``{caption: path relative to checkpoint_dir}``.
     """
     checkpoint_dir = Path(checkpoint_dir)
     if not checkpoint_dir.is_dir():
