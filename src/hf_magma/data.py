@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 from datasets.distributed import split_dataset_by_node
+from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
 
 from .checks import check_number
 from .crop import MAE_CROP_SCALE
@@ -255,7 +256,7 @@ def _distributed_rank_and_size() -> tuple[int, int]:
 
 
 def check_image_dir(option: str, folder: str | None) -> None:
-    """Raise naming ``--option`` unless ``folder`` (if given) is a folder holding at least one file."""
+    """Raise naming ``--option`` unless ``folder`` (if given) is a folder holding at least one image file."""
     if folder is None:
         return
     if not os.path.isdir(folder):
@@ -263,8 +264,15 @@ def check_image_dir(option: str, folder: str | None) -> None:
             f"--{option} {folder} does not exist or is not a folder: give a folder of images (one subfolder per "
             "class for labels)"
         )
-    if not any(files for _, _, files in os.walk(folder)):
+    files = [os.path.join(root, name) for root, _, names in os.walk(folder) for name in names]
+    if not files:
         raise ValueError(f"--{option} {folder} holds no files: put the images there (one subfolder per class)")
+    extensions = set(ImageFolder.EXTENSIONS)
+    if not any(os.path.splitext(name)[1].lower() in extensions for name in files):
+        raise ValueError(
+            f"--{option} {folder} holds no image files ({len(files)} other files, e.g. {files[0]}): images are found "
+            "by their extension (.png, .jpg, .jpeg, .webp, .tif, ...); put the images there (one subfolder per class)"
+        )
 
 
 def load_image_datasets(
