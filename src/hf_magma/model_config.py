@@ -86,6 +86,14 @@ class MAGMAModelArguments(ModelSourceArguments):
         super().__post_init__()
         if not 0 < self.mask_ratio < 1:
             raise ValueError(f"`mask_ratio` must be in (0, 1), got {self.mask_ratio}")
+        # Both are set from their own options after the overrides, so a value given in the overrides would be lost.
+        keys = [item.split("=", 1)[0].strip() for item in (self.config_overrides or "").split(",")]
+        for key in ("mask_ratio", "norm_pix_loss"):
+            if key in keys:
+                raise ValueError(
+                    f"--config_overrides sets {key}, which its own option --{key} sets (default "
+                    f"{getattr(type(self), key)}): drop it from --config_overrides and pass --{key} instead"
+                )
 
 
 # (name, model_type) of the configs the loaders build from.
