@@ -79,15 +79,15 @@ _WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 
 
 def wide_to_uint8(array: np.ndarray, mode: str) -> np.ndarray:
-    """A one-channel image wider than 8 bits as uint8: 16-bit modes divided by 257 (65535 -> 255); 32-bit
+    """An image wider than 8 bits as uint8: 16-bit modes divided by 257 (65535 -> 255); 32-bit
     integer and float images by their range: [0, 1] floats x 255, values up to 255 as they are, up to 65535
     divided by 257, larger ones scaled by their maximum.
 
     Args:
-        array: the (H, W) pixels.
-        mode: the PIL mode they came in (e.g. ``"I;16"``, ``"F"``).
+        array: the (H, W) pixels, or (H, W, C) for an array read as numpy.
+        mode: the PIL mode they came in (e.g. ``"I;16"``, ``"F"``; ``"I"`` / ``"F"`` for integer / float arrays).
     Returns:
-        The (H, W) uint8 pixels.
+        The uint8 pixels, same shape.
     """
     values = array.astype(np.float64)
     if not np.isfinite(values).all():
@@ -111,9 +111,8 @@ def to_pil(image: PIL.Image.Image | np.ndarray, num_channels: int = 3) -> PIL.Im
     if isinstance(image, np.ndarray):
         array = image
         if array.dtype != np.uint8:
-            if np.issubdtype(array.dtype, np.floating) and array.size and array.max() <= 1.0:
-                array = array * 255.0
-            array = np.clip(array, 0, 255).astype(np.uint8)
+            # Scaled by their range like a PIL image of mode "F" or "I" (a uint16 array's 32896 is grey, not white).
+            array = wide_to_uint8(array, "F" if np.issubdtype(array.dtype, np.floating) else "I")
         if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
             array = np.moveaxis(array, 0, -1)  # (C, H, W) -> (H, W, C)
         if array.ndim == 3 and array.shape[-1] == 1:
