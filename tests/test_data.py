@@ -21,6 +21,7 @@ from hf_magma.data import (
     find_label_column,
     load_fashion_mnist,
     load_image_datasets,
+    select_subset,
     to_pil,
 )
 
@@ -170,14 +171,19 @@ def test_fashion_mnist_folder_from_the_environment(tmp_path):
         load_fashion_mnist(tmp_path / "empty")
 
 
-def test_sample_limits_draw_with_the_seed_and_keep_every_class(tmp_path):
-    # A class-sorted folder: the first rows are all of one class.
+def class_sorted_folders(root):
+    """train/ (10 per class) and val/ (4 per class) of classes a, b, c: a class-sorted folder's first rows are
+    all of class a."""
     for split, per_class in (("train", 10), ("val", 4)):
         for label in ("a", "b", "c"):
-            folder = tmp_path / split / label
+            folder = root / split / label
             folder.mkdir(parents=True)
             for i in range(per_class):
                 PIL.Image.new("RGB", (8, 8), (i * 20, 0, 0)).save(folder / f"{i}.png")
+
+
+def test_sample_limits_draw_with_the_seed_and_keep_every_class(tmp_path):
+    class_sorted_folders(tmp_path)
     args = ImageDataArguments(train_dir=str(tmp_path / "train"), validation_dir=str(tmp_path / "val"),
                               max_train_samples=6, max_eval_samples=3)
     splits = load_image_datasets(args, seed=0)
@@ -190,6 +196,28 @@ def test_sample_limits_draw_with_the_seed_and_keep_every_class(tmp_path):
     paths = [entry["path"] for entry in splits["train"]["image"]]
     assert paths == [entry["path"] for entry in again["image"]]  # reproducible with the seed
     assert paths != [entry["path"] for entry in other["image"]]
+
+
+def test_streamed_sample_limits_draw_through_the_shuffle_buffer(tmp_path):
+    class_sorted_folders(tmp_path)
+    args = ImageDataArguments(train_dir=str(tmp_path / "train"), validation_dir=str(tmp_path / "val"),
+                              streaming=True, max_train_samples=6, max_eval_samples=6)
+    splits = load_image_datasets(args, seed=0)
+    train, validation = [e["label"] for e in splits["train"]], [e["label"] for e in splits["validation"]]
+    assert len(train) == 6 and len(validation) == 6
+    assert sorted(set(train)) == [0, 1, 2] and sorted(set(validation)) == [0, 1, 2]
+    assert validation == [e["label"] for e in load_image_datasets(args, seed=0)["validation"]]  # the seed's draw
+
+
+def test_a_subset_as_small_as_the_class_count_holds_every_class():
+    # Ten classes of ten, class-sorted; ten drawn at random would all differ in class about once in 1,700 draws.
+    labels = datasets.ClassLabel(names=[f"c{i}" for i in range(10)])
+    dataset = datasets.Dataset.from_dict({"x": list(range(100)), "label": [i // 10 for i in range(100)]},
+                                         features=datasets.Features({"x": datasets.Value("int64"), "label": labels}))
+    for seed in range(5):
+        subset = select_subset(dataset, 10, seed)
+        assert sorted(subset["label"]) == list(range(10))
+        assert subset["x"] != select_subset(dataset, 10, seed + 1)["x"]
 
 
 @pytest.mark.parametrize(
@@ -207,6 +235,18 @@ def test_wide_images_are_scaled_to_8_bits(pixels, file_format):
         image = to_pil(PIL.Image.open(io.BytesIO(buffer.getvalue())), num_channels=channels)
         assert image.mode == mode
         assert np.asarray(image).mean() == pytest.approx(128, abs=1)  # not white (255) nor black (0)
+
+
+@pytest.mark.parametrize(
+    "pixels",
+    [
+        np.full((8, 8, 3), 32896, dtype=np.uint16),  # an array column of 16-bit pixels: 32896 / 257 = 128
+        np.full((8, 8, 3), 128 / 255, dtype=np.float32),
+        np.full((8, 8), 128, dtype=np.int64),
+    ],
+)
+def test_wide_image_arrays_are_scaled_to_8_bits(pixels):
+    assert np.asarray(to_pil(pixels)).mean() == pytest.approx(128, abs=1)  # a uint16 array was clipped to white
 
 
 def test_the_collator_stops_when_the_data_is_unreadable_as_a_whole():
@@ -234,6 +274,10 @@ def test_a_missing_or_empty_train_dir_is_named(make_image_folder, tmp_path):
     (tmp_path / "empty" / "cat").mkdir(parents=True)
     with pytest.raises(ValueError, match=r"--train_dir .*empty holds no files"):
         load_image_datasets(ImageDataArguments(train_dir=str(tmp_path / "empty")))
+    (tmp_path / "notes" / "cat").mkdir(parents=True)
+    (tmp_path / "notes" / "cat" / "notes.txt").write_text("not an image")
+    with pytest.raises(ValueError, match=r"--train_dir .*notes holds no image files \(1 other files, e.g. .*notes.txt"):
+        load_image_datasets(ImageDataArguments(train_dir=str(tmp_path / "notes")))
     make_image_folder(tmp_path / "images", n_per_class=2)
     with pytest.raises(FileNotFoundError, match=r"--validation_dir .*missing does not exist"):
         load_image_datasets(ImageDataArguments(train_dir=str(tmp_path / "images"),

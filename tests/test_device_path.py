@@ -201,3 +201,6 @@ def test_in_memory_decoding_skips_a_few_broken_images_and_refuses_a_broken_split
     mostly_broken = datasets.Dataset.from_dict({"image": good[:5] + broken[:12]}, features=features)
     with pytest.raises(ValueError, match=r"12 of the 17 training images are unreadable.*broken_0\.png"):
         decode_in_memory(mostly_broken, "image")
+    all_broken = datasets.Dataset.from_dict({"image": broken[:3]}, features=features)  # too few for a share
+    with pytest.raises(ValueError, match=r"3 of the 3 training images are unreadable"):
+        decode_in_memory(all_broken, "image")

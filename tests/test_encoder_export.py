@@ -12,14 +12,15 @@ from pathlib import Path
 import datasets
 import numpy as np
 import PIL.Image
+import PIL.ImageOps
 import torch
 from huggingface_hub import ModelCard
-from transformers import ViTMAEForPreTraining
+from transformers import AutoImageProcessor, ViTMAEForPreTraining
 
 from hf_magma import ViTMAEWithMAGMA
 from hf_magma.data import ImageTransform
 from hf_magma.evaluation import extract_features, load_encoder
-from hf_magma.export import ENCODER_SUBFOLDER, save_encoder, vit_encoder_from
+from hf_magma.export import ENCODER_SUBFOLDER, encoder_image_processor, save_encoder, vit_encoder_from
 from hf_magma.model_config import MAGMAModelArguments, load_image_processor, load_model_and_image_processor
 from utils import tiny_overrides
 
@@ -35,18 +36,48 @@ def load_script(name):
     return module
 
 
-def write_images(root: Path) -> list[Path]:
-    """Square images larger than the model's 16 px (so the processor resizes), grey and colour."""
+# (width, height): larger than the model's 16 px (so the processor resizes), square and not, with longer sides
+# whose scaled length is not a whole number (40 x 16 / 24 = 26.7, 37 x 16 / 24 = 24.7).
+SIZES = ((24, 24), (40, 24), (24, 37), (50, 50), (17, 30), (21, 16))
+MODES = ("RGB", "L", "RGBA", "P")
+
+
+def write_images(root: Path, opaque: bool = True) -> list[Path]:
+    """Images of several sizes and colour modes (``opaque=False``: with random transparency), and per class a
+    JPEG stored sideways with an EXIF orientation."""
     rng = np.random.default_rng(0)
     paths = []
-    for label in ("a", "b"):
+    for shift, label in enumerate(("a", "b")):
         (root / label).mkdir(parents=True)
         for i in range(6):
-            image = PIL.Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8))
+            width, height = SIZES[i]
+            pixels = rng.integers(0, 256, (height, width, 4), dtype=np.uint8)
+            if opaque:
+                pixels[..., 3] = 255
             path = root / label / f"{i}.png"
-            (image.convert("L") if i % 3 == 0 else image).save(path)
+            PIL.Image.fromarray(pixels, "RGBA").convert(MODES[(i + shift) % len(MODES)]).save(path)
             paths.append(path)
+        exif = PIL.Image.Exif()
+        exif[PIL.Image.ExifTags.Base.Orientation] = 6  # shown rotated by 90 degrees
+        path = root / label / "sideways.jpg"
+        PIL.Image.fromarray(rng.integers(0, 256, (20, 32, 3), dtype=np.uint8)).save(path, exif=exif)
+        paths.append(path)
     return paths
+
+
+def test_encoder_image_processor_prepares_images_as_the_evaluation_does(tmp_path):
+    """The saved processor and run_eval.py's transform give the same pixels on every size and colour mode."""
+    paths = write_images(tmp_path / "images", opaque=False)
+    processor = encoder_image_processor(load_image_processor(None, 16), 16)
+    processor.save_pretrained(tmp_path / "processor")
+    processor = AutoImageProcessor.from_pretrained(tmp_path / "processor")
+    transform = ImageTransform.from_image_processor(processor, train=False)
+    for path in paths:
+        image = PIL.ImageOps.exif_transpose(PIL.Image.open(path))
+        expected = transform(image)
+        got = processor(image, return_tensors="pt")["pixel_values"][0]
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-6, msg=lambda m: f"{path.name} {image.size} "
+                                   f"{image.mode}: {m}")
 
 
 def run_eval_features(checkpoint: Path, paths: list[Path], pooling: str) -> torch.Tensor:
@@ -66,6 +97,7 @@ import json, sys
 import numpy as np
 from PIL import Image
 from transformers import AutoImageProcessor, AutoModel, pipeline
+from transformers.image_utils import load_image
 
 source, paths, out = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
 images = [Image.open(p) for p in paths]
@@ -75,7 +107,7 @@ second = np.array([extractor(image)[0] for image in images], dtype=np.float32)
 pooled = np.array([extractor(image, pool=True)[0] for image in images], dtype=np.float32)
 processor = AutoImageProcessor.from_pretrained(source, subfolder="encoder")
 encoder = AutoModel.from_pretrained(source, subfolder="encoder")
-outputs = encoder(**processor(images, return_tensors="pt"))
+outputs = encoder(**processor([load_image(p) for p in paths], return_tensors="pt"))  # upright, as the pipeline
 root = AutoModel.from_pretrained(source)
 assert "hf_magma" not in sys.modules
 np.savez(out, first=first, second=second, pooled=pooled, auto=outputs.last_hidden_state.detach().numpy(),
@@ -124,6 +156,11 @@ def test_checkpoint_features_through_pipeline_and_automodel_equal_run_eval(hub_s
         torch.testing.assert_close(torch.from_numpy(got["auto"]), tokens, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(torch.from_numpy(got["auto_pooled"]), cls, rtol=1e-5, atol=1e-5)
         assert float(got["root_mask_ratio"]) == 0.75
+
+    # Continuing pretraining from the pushed repository (the class, and what run_mae_magma.py loads) still masks.
+    for loaded in (ViTMAEWithMAGMA.from_pretrained(repo_id),
+                   load_model_and_image_processor(MAGMAModelArguments(model_name_or_path=repo_id))[0]):
+        assert loaded(torch.randn(2, 3, 16, 16)).mask.float().mean().item() == 0.75
 
     # The patch tokens come in their original order: those of the unmasked MAE encoder, position by position.
     pixels = torch.randn(2, 3, 16, 16)

@@ -112,6 +112,23 @@ def test_linear_probe_is_at_chance_on_shuffled_labels():
     assert 0.06 < result["accuracy"] < 0.14
 
 
+def test_linear_probe_lr_drops_by_gamma_after_the_milestone_epoch():
+    # gamma 0 turns the lr to 0 at the milestone: the head then stays as it was after that many epochs.
+    g = torch.Generator().manual_seed(3)
+    centres = torch.randn(4, 8, generator=g)
+    train_y, test_y = torch.arange(400) % 4, torch.arange(400) % 4
+    train_x = centres[train_y] + 2 * torch.randn(400, 8, generator=g)  # overlapping classes: accuracy is sensitive
+    test_x = centres[test_y] + 2 * torch.randn(400, 8, generator=g)
+    frozen = [linear_probe(train_x, train_y, test_x, test_y, epochs=e, milestones=(2,), gamma=0.0, batch_size=32)
+              for e in (3, 4)]
+    two_epochs = linear_probe(train_x, train_y, test_x, test_y, epochs=2, milestones=(), batch_size=32)
+    going_on = linear_probe(train_x, train_y, test_x, test_y, epochs=4, milestones=(), batch_size=32)
+    assert frozen[0]["train_loss"] == pytest.approx(frozen[1]["train_loss"], rel=1e-6)  # no step after epoch 2
+    assert frozen[1]["train_loss"] != pytest.approx(going_on["train_loss"], rel=1e-4)
+    for result in frozen:  # the weights of two full epochs, not fewer steps
+        assert result["train_accuracy"] == two_epochs["train_accuracy"] and result["accuracy"] == two_epochs["accuracy"]
+
+
 def test_linear_probe_is_seeded():
     train_x, train_y, test_x, test_y = random_split(dtype=torch.float32)
     a = linear_probe(train_x, train_y, test_x, test_y, epochs=3, milestones=(2,), seed=5)
@@ -340,6 +357,24 @@ def test_a_local_checkpoint_path_that_does_not_exist_is_named(tmp_path):
     for path in (str(tmp_path / "run" / "checkpoint-9"), "./outputs/m-mae", "~/no/such/run"):
         with pytest.raises(FileNotFoundError, match=r"--model_name_or_path .*: no such folder.*Hub model id"):
             load_encoder(path)
+
+
+def test_a_relative_path_that_reads_as_a_hub_id_is_named_when_neither_exists(hub_server, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # "outputs/m-mae" exists neither here nor on the (localhost) Hub
+    with pytest.raises(OSError, match=r"(?s)--model_name_or_path outputs/m-mae: no local folder of that name.*org/name"):
+        load_encoder("outputs/m-mae")
+
+
+def test_a_damaged_weights_file_is_named(tmp_path):
+    from hf_magma.model_config import MAGMAModelArguments, load_model_and_image_processor
+
+    ViTMAEWithMAGMA(ViTMAEConfig(**TINY, **TINY_DECODER)).save_pretrained(tmp_path / "run")
+    weights = tmp_path / "run" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # a copy cut short
+    with pytest.raises(ValueError, match=r"Cannot read the weights of .*run \(SafetensorError.*damaged.*another checkpoint"):
+        load_encoder(str(tmp_path / "run"))
+    with pytest.raises(ValueError, match=r"weights of --model_name_or_path .*run \(SafetensorError"):
+        load_model_and_image_processor(MAGMAModelArguments(model_name_or_path=str(tmp_path / "run")))
 
 
 def test_test_classes_absent_from_training_are_warned_about(caplog):

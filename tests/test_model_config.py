@@ -55,3 +55,16 @@ def test_both_loaders_apply_overrides_and_magma_layers(tmp_path):
         load_model_and_image_processor(MAGMAModelArguments(config_name=str(tmp_path / "vit")))
     with pytest.raises(ValueError, match="SimCLR/VICReg pretraining needs a ViT config"):
         load_ssl_model_and_image_processor(SSLModelArguments(config_name=str(tmp_path / "mae")))
+
+
+@pytest.mark.parametrize("setting", ["mask_ratio=0.9", "norm_pix_loss=false"])
+def test_config_overrides_cannot_set_what_its_own_option_sets(setting):
+    from hf_magma.model_config import MAGMAModelArguments, load_model_and_image_processor
+
+    key = setting.split("=")[0]
+    with pytest.raises(ValueError, match=f"--config_overrides sets {key}, .* pass --{key} instead"):
+        MAGMAModelArguments(config_overrides=tiny_overrides() + "," + setting)
+    model, _ = load_model_and_image_processor(
+        MAGMAModelArguments(config_overrides=tiny_overrides(), mask_ratio=0.5, norm_pix_loss=False)
+    )
+    assert model.config.mask_ratio == 0.5 and model.config.norm_pix_loss is False

@@ -181,3 +181,14 @@ def test_selected_hidden_states_are_returned_for_both_views():
     out = model(first, second, output_hidden_states=[-1])
     assert [h is not None for h in out.hidden_states] == [False, False, False, True]
     assert out.hidden_states[3].shape == (16, 17, 32)
+
+
+def test_return_dict_false_gives_a_tuple_of_the_same_values():
+    model = model_for("vicreg")
+    model.eval()
+    first, second = views()
+    out = model(first, second)
+    plain = model(first, second, return_dict=False)  # was: AttributeError on the backbone's tuple
+    assert isinstance(plain, tuple) and len(plain) == len(out.to_tuple())
+    for mine, reference in zip(plain, out.to_tuple()):
+        torch.testing.assert_close(mine, reference)

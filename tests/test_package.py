@@ -67,14 +67,23 @@ def test_script_files_still_run():
     assert result.returncode == 0 and "--model_name_or_path" in result.stdout, result.stderr[-2000:]
 
 
+def heading_anchors(doc: Path) -> set[str]:
+    """The anchors GitHub gives a Markdown file's headings (lower case, punctuation dropped, spaces to dashes)."""
+    text = re.sub(r"```.*?```", "", doc.read_text(), flags=re.S)
+    headings = re.findall(r"^#{1,6}\s+(.+?)\s*$", text, re.M)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
 def test_relative_links_and_paths_in_docs_resolve(doc):
     text = doc.read_text()
     broken = []
     for target in re.findall(r"\]\(([^)\s]+)\)", text):
-        if re.match(r"[a-z]+:", target) or target.startswith("#"):
+        if re.match(r"[a-z]+:", target):
             continue
-        if not (doc.parent / target.split("#")[0]).exists():
+        path, _, anchor = target.partition("#")
+        linked = doc.parent / path if path else doc
+        if not linked.exists() or (anchor and linked.suffix == ".md" and anchor not in heading_anchors(linked)):
             broken.append(target)
     for path in re.findall(r"(?<![\w/.-])((?:recipes|scripts|examples|benchmarks)/[\w/.-]+\.(?:yaml|py|sh))", text):
         if not (ROOT / path).exists():

@@ -7,7 +7,11 @@ import inspect
 import pytest
 import torch
 
-from hf_magma.data import ImageTransform
+from hf_magma.augmentation import TwoViewAugmentation
+from hf_magma.cli.reproduce import ReproduceArguments
+from hf_magma.crop import BatchImageTransform
+from hf_magma.data import ImageDataArguments, ImageTransform
+from hf_magma.in_memory import SIMCLR_CROP_SCALE
 from hf_magma.evaluation import EvaluationArguments, knn_accuracy, knn_predict, linear_probe
 from hf_magma.trainer import MAGMATrainingArguments
 
@@ -53,10 +57,27 @@ def test_linear_probe_defaults_are_the_papers_recipe():
     assert settings["label_fractions"] == [1.0] and settings["pooling"] == "cls"
 
 
+def test_the_reproduction_grid_evaluates_with_the_papers_protocol():
+    settings = field_defaults(ReproduceArguments)
+    assert (settings["knn_k"], settings["linear_epochs"], settings["pooling"]) == (10, 100, "cls")
+    assert settings["label_fractions"] == [1.0]
+
+
 def test_mae_random_resized_crop_defaults():
-    defaults = defaults_of(ImageTransform)
-    assert defaults["scale"] == (0.2, 1.0)
-    assert defaults["ratio"] == pytest.approx((3 / 4, 4 / 3))
+    for transform in (ImageTransform, BatchImageTransform):  # per image (DataLoader workers) and per batch (device)
+        defaults = defaults_of(transform)
+        assert tuple(defaults["scale"]) == (0.2, 1.0)
+        assert tuple(defaults["ratio"]) == pytest.approx((3 / 4, 4 / 3))
+        assert defaults["hflip"] == 0.5 and defaults["random_crop"] is True
+    # What the scripts' --crop_scale / --crop_ratio / --horizontal_flip give when left out.
+    assert ImageDataArguments().augmentation_settings() == {
+        "scale": (0.2, 1.0), "ratio": pytest.approx((3 / 4, 4 / 3)), "hflip": 0.5, "random_crop": True}
+
+
+def test_simclr_random_resized_crop_defaults():
+    defaults = defaults_of(TwoViewAugmentation)
+    assert tuple(defaults["scale"]) == (0.08, 1.0) and SIMCLR_CROP_SCALE == (0.08, 1.0)
+    assert tuple(defaults["ratio"]) == pytest.approx((3 / 4, 4 / 3))
     assert defaults["hflip"] == 0.5
 
 

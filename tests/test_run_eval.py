@@ -77,6 +77,10 @@ def test_run_eval_end_to_end_updates_the_checkpoints_card(run_eval, checkpoint, 
     assert record["results"] == results
     assert (record["num_train"], record["num_test"], record["feature_dim"]) == (24, 10, 32)
     assert record["test_split"] == "validation"
+    assert record["label_subsets"] == {
+        "linear_accuracy_50pct": {"requested_fraction": 0.5, "num_labelled": 12, "fraction": 0.5},
+        "linear_accuracy": {"requested_fraction": 1.0, "num_labelled": 24, "fraction": 1.0},
+    }
     assert "knn_accuracy" in capsys.readouterr().out
 
     card = ModelCard.load(checkpoint / "README.md")

@@ -65,7 +65,9 @@ def test_end_to_end_image_folder_schedule_and_outputs(make_image_folder, run_mae
         assert (folder / "model.safetensors").is_file() and (folder / "preprocessor_config.json").is_file()
         config_json = json.loads((folder / "config.json").read_text())
         assert config_json["model_type"] == "vit_mae" and config_json["magma_weight"] == 0.5
-    assert "M-MAE" in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    assert "M-MAE" in card
+    assert "| augmentation: random resized crop | scale [0.2, 1.0], ratio [0.75, 1.3333]" in card  # MAE's crop
 
 
 def test_figures_are_written_next_to_the_checkpoint_and_embedded_in_its_card(make_image_folder, run_mae_magma, tmp_path):

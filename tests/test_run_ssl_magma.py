@@ -51,6 +51,7 @@ def test_end_to_end_objective_schedule_card_and_plain_vit_checkpoint(make_image_
     card = (out / "README.md").read_text()
     assert f"M-{'SimCLR' if objective == 'simclr' else 'VICReg'}" in card and "ViTForSSL" in card
     assert "decoder" not in card and "mask ratio" not in card
+    assert "| augmentation: random resized crop | scale [0.08, 1.0], ratio [0.75, 1.3333]" in card  # SimCLR's crop
 
     script = textwrap.dedent(
         f"""

@@ -4,9 +4,13 @@ raising a ``ValueError`` that names the setting."""
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from numbers import Integral, Real
-from collections.abc import Sequence
 from typing import Any, Literal
+
+from safetensors import SafetensorError
 
 
 def check_number(
@@ -83,3 +87,19 @@ def check_layer_choice(
     if target_layer in refs:
         raise ValueError(f"`{reference_name}` {refs} must not contain `{target_name}` ({target_layer})")
     return [int(r) for r in refs], int(target_layer)
+
+
+@contextmanager
+def named_weights_errors(source: str | os.PathLike, option: str | None = None) -> Iterator[None]:
+    """Re-raise a damaged weights file met while loading ``source`` (safetensors' error names no file) as a
+    ``ValueError`` that names the checkpoint, the option it came from (e.g. ``"--model_name_or_path"``) and what
+    to do."""
+    try:
+        yield
+    except SafetensorError as error:
+        raise ValueError(
+            f"Cannot read the weights of {option + ' ' if option else ''}{os.fspath(source)} (SafetensorError: {error}): its "
+            "model.safetensors is damaged, e.g. cut short by a copy, a download or a run killed while saving. Use "
+            "another checkpoint, or copy or download this one again."
+        ) from error
+

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 from datasets.distributed import split_dataset_by_node
+from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
 
 from .checks import check_number
 from .crop import MAE_CROP_SCALE
@@ -84,9 +85,14 @@ class ImageDataArguments:
         default=10_000, metadata={"help": "Buffer size of the approximate shuffle of a streamed training set."}
     )
     max_train_samples: int | None = field(
-        default=None, metadata={"help": "Keep only this many training examples (debugging, quick runs)."}
+        default=None,
+        metadata={"help": "Keep only this many training examples, drawn at random with --seed, at least one of every "
+                  "class (debugging, quick runs). Streamed: drawn through the --shuffle_buffer_size shuffle buffer."},
     )
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only this many validation examples."})
+    max_eval_samples: int | None = field(
+        default=None,
+        metadata={"help": "Keep only this many validation examples, drawn like --max_train_samples."},
+    )
     preprocessing_num_workers: int | None = field(
         default=None, metadata={"help": "Processes used to prepare an image folder or non-streamed dataset."}
     )
@@ -250,7 +256,7 @@ def _distributed_rank_and_size() -> tuple[int, int]:
 
 
 def check_image_dir(option: str, folder: str | None) -> None:
-    """Raise naming ``--option`` unless ``folder`` (if given) is a folder holding at least one file."""
+    """Raise naming ``--option`` unless ``folder`` (if given) is a folder holding at least one image file."""
     if folder is None:
         return
     if not os.path.isdir(folder):
@@ -258,8 +264,15 @@ def check_image_dir(option: str, folder: str | None) -> None:
             f"--{option} {folder} does not exist or is not a folder: give a folder of images (one subfolder per "
             "class for labels)"
         )
-    if not any(files for _, _, files in os.walk(folder)):
+    files = [os.path.join(root, name) for root, _, names in os.walk(folder) for name in names]
+    if not files:
         raise ValueError(f"--{option} {folder} holds no files: put the images there (one subfolder per class)")
+    extensions = set(ImageFolder.EXTENSIONS)
+    if not any(os.path.splitext(name)[1].lower() in extensions for name in files):
+        raise ValueError(
+            f"--{option} {folder} holds no image files ({len(files)} other files, e.g. {files[0]}): images are found "
+            "by their extension (.png, .jpg, .jpeg, .webp, .tif, ...); put the images there (one subfolder per class)"
+        )
 
 
 def load_image_datasets(
@@ -290,7 +303,8 @@ def load_image_datasets(
             continue
         dataset = splits[name]
         if isinstance(dataset, IterableDataset):
-            splits[name] = dataset.take(limit)
+            # Through the shuffle buffer, not the stream's first rows (all of one class in a class-sorted folder).
+            splits[name] = dataset.shuffle(seed=seed, buffer_size=data_args.shuffle_buffer_size).take(limit)
         else:
             splits[name] = select_subset(dataset, limit, seed, data_args.label_column_name)
 

@@ -21,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import AutoConfig, PreTrainedModel, ViTMAEModel, ViTModel
 
-from .checks import check_number
+from .checks import check_number, named_weights_errors
 from .data import ImageTransform, check_label_feature, resolve_columns
 from .transforms import UNREADABLE_IMAGE_ERRORS, image_name
 from .losses import IMAGE_POOLINGS, ImagePooling, pool_hidden_state
@@ -74,7 +74,17 @@ def load_encoder(
             f"expected a checkpoint path, a Hub model id or a model, got {type(source).__name__}"
         )
     check_local_path(source)
-    config = AutoConfig.from_pretrained(source, revision=revision, token=token)
+    try:
+        config = AutoConfig.from_pretrained(source, revision=revision, token=token)
+    except OSError as error:
+        if os.path.exists(os.path.expanduser(os.fspath(source))):
+            raise
+        raise OSError(
+            f"--model_name_or_path {os.fspath(source)}: no local folder of that name, and the Hub could not give a "
+            f"model of that id ({error}). Check the spelling: a local checkpoint folder (the output_dir of a "
+            "pretraining run, or one of its checkpoint-N folders; ./name for one in the current folder) or a Hub "
+            "model id such as org/name."
+        ) from error
     model_type = getattr(config, "model_type", None)
     if model_type == "vit_mae":
         encoder_class: type[PreTrainedModel] = ViTMAEEncoder  # the decoder's weights are dropped without a report
@@ -87,9 +97,10 @@ def load_encoder(
             f"{os.fspath(source)!r} is a `{model_type}` checkpoint, not a ViT: evaluation needs one of "
             f"{SUPPORTED_MODEL_TYPES} (a ViT-MAE or ViT encoder)"
         )
-    encoder, info = encoder_class.from_pretrained(
-        source, config=config, revision=revision, token=token, output_loading_info=True, **kwargs
-    )
+    with named_weights_errors(source):
+        encoder, info = encoder_class.from_pretrained(
+            source, config=config, revision=revision, token=token, output_loading_info=True, **kwargs
+        )
     missing = sorted(info.get("missing_keys", []))
     if missing:
         raise ValueError(

@@ -11,6 +11,7 @@ from transformers import AutoConfig, ViTConfig, ViTMAEConfig
 from transformers.image_processing_utils import BaseImageProcessor
 from transformers.utils import is_torchvision_available
 
+from .checks import named_weights_errors
 from .modeling import ViTMAEWithMAGMA
 from .modeling_ssl import ViTForSSL
 from .ssl_objectives import SSL_OBJECTIVES
@@ -85,6 +86,14 @@ class MAGMAModelArguments(ModelSourceArguments):
         super().__post_init__()
         if not 0 < self.mask_ratio < 1:
             raise ValueError(f"`mask_ratio` must be in (0, 1), got {self.mask_ratio}")
+        # Both are set from their own options after the overrides, so a value given in the overrides would be lost.
+        keys = [item.split("=", 1)[0].strip() for item in (self.config_overrides or "").split(",")]
+        for key in ("mask_ratio", "norm_pix_loss"):
+            if key in keys:
+                raise ValueError(
+                    f"--config_overrides sets {key}, which its own option --{key} sets (default "
+                    f"{getattr(type(self), key)}): drop it from --config_overrides and pass --{key} instead"
+                )
 
 
 # (name, model_type) of the configs the loaders build from.
@@ -128,7 +137,8 @@ def load_model_and_image_processor(model_args: MAGMAModelArguments) -> tuple[ViT
     config.norm_pix_loss = model_args.norm_pix_loss
 
     if model_args.model_name_or_path is not None:
-        model = ViTMAEWithMAGMA.from_pretrained(model_args.model_name_or_path, config=config, **common)
+        with named_weights_errors(model_args.model_name_or_path, "--model_name_or_path"):
+            model = ViTMAEWithMAGMA.from_pretrained(model_args.model_name_or_path, config=config, **common)
     else:
         model = ViTMAEWithMAGMA(config)
 
@@ -228,7 +238,8 @@ def load_ssl_model_and_image_processor(model_args: SSLModelArguments) -> tuple[V
             setattr(config, name, getattr(model_args, name))
 
     if model_args.model_name_or_path is not None:
-        model = ViTForSSL.from_pretrained(model_args.model_name_or_path, config=config, **common)
+        with named_weights_errors(model_args.model_name_or_path, "--model_name_or_path"):
+            model = ViTForSSL.from_pretrained(model_args.model_name_or_path, config=config, **common)
     else:
         model = ViTForSSL(config)
     return model, _image_processor_of(model_args, config.image_size)

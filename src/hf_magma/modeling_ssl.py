@@ -146,11 +146,12 @@ class ViTForSSL(ViTPreTrainedModel):
         output_hidden_states: bool | int | list[int] | None = None,
         magma_weight: float | torch.Tensor | None = None,
         **kwargs,
-    ) -> ViTForSSLOutput:
+    ) -> ViTForSSLOutput | tuple[torch.Tensor, ...]:
         """Both views through the backbone in one pass, each through the projector, then the objective.
 
         ``loss = objective_loss + w * magma_loss`` with ``w`` the ``magma_weight`` argument (a schedule's value)
         or else the config's; with ``w = 0`` MAGMA is still computed and reported, without an autograd graph.
+        ``return_dict=False`` gives the same as a tuple (its ``None`` fields left out), as transformers models do.
         """
         if pixel_values is None or pixel_values_2 is None:
             raise ValueError("`ViTForSSL` needs two views of the batch: `pixel_values` and `pixel_values_2`")
@@ -162,6 +163,9 @@ class ViTForSSL(ViTPreTrainedModel):
         if pixel_values.dim() != 4:
             raise ValueError(f"`pixel_values` must have shape (batch, channels, height, width), got {tuple(pixel_values.shape)}")
         weight = call_weight(magma_weight, self.config.magma_weight)
+        return_dict = kwargs.pop("return_dict", None)
+        if return_dict is None:
+            return_dict = self.config.return_dict
 
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
@@ -173,6 +177,7 @@ class ViTForSSL(ViTPreTrainedModel):
             torch.cat([pixel_values, pixel_values_2]),
             interpolate_pos_encoding=interpolate_pos_encoding,
             output_hidden_states=selection.request,
+            return_dict=True,
             **kwargs,
         )
         hidden_states = outputs.hidden_states
@@ -199,7 +204,7 @@ class ViTForSSL(ViTPreTrainedModel):
             )
         loss = objective + weight * magma.to(objective.dtype) if weight > 0 else objective
 
-        return ViTForSSLOutput(
+        output = ViTForSSLOutput(
             loss=loss,
             objective_loss=objective,
             magma_loss=magma,
@@ -211,3 +216,4 @@ class ViTForSSL(ViTPreTrainedModel):
             hidden_states=selection.returned(hidden_states),
             attentions=outputs.attentions,
         )
+        return output if return_dict else output.to_tuple()

@@ -102,7 +102,10 @@ class MAGMATrainingArguments(TrainingArguments):
         check_non_negative("magma_epochs", self.magma_epochs)
         if self.magma_start_step is not None or self.magma_steps is not None:
             if self.magma_start_step is None or self.magma_steps is None:
-                raise ValueError("`magma_start_step` and `magma_steps` must be given together")
+                raise ValueError(
+                    "`magma_start_step` and `magma_steps` must be given together (--magma_start_step N --magma_steps "
+                    "M), or neither to use the epoch window (--magma_start_epoch, --magma_epochs)"
+                )
             check_number("magma_start_step", self.magma_start_step, integer=True)
             check_number("magma_steps", self.magma_steps, integer=True)
         if self.base_learning_rate is not None:

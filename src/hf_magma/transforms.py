@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import PIL.Image
+import PIL.ImageOps
 import torch
 
 from .crop import (  # noqa: F401  (check_crop_settings re-exported: it was first published here)
@@ -31,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 def decode_image(value: Any) -> PIL.Image.Image | np.ndarray:
     """A PIL image or array from what a dataset column holds: PIL image, array, path, bytes or ``{"bytes", "path"}``.
+
+    Files and bytes are turned upright by their EXIF orientation.
 
     Raises ``OSError``/``ValueError`` (from PIL) when the data is not a readable image.
     """
@@ -51,6 +54,9 @@ def decode_image(value: Any) -> PIL.Image.Image | np.ndarray:
         return np.asarray(value, dtype=np.uint8)
     image = PIL.Image.open(value)
     image.load()  # decode now, so that truncated files fail here and not later
+    if image.getexif().get(PIL.Image.ExifTags.Base.Orientation, 1) != 1:
+        # Upright, as `datasets.Image` decodes files and transformers' pipelines load them.
+        image = PIL.ImageOps.exif_transpose(image)
     return image
 
 
@@ -73,15 +79,15 @@ _WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 
 
 def wide_to_uint8(array: np.ndarray, mode: str) -> np.ndarray:
-    """A one-channel image wider than 8 bits as uint8: 16-bit modes divided by 257 (65535 -> 255); 32-bit
+    """An image wider than 8 bits as uint8: 16-bit modes divided by 257 (65535 -> 255); 32-bit
     integer and float images by their range: [0, 1] floats x 255, values up to 255 as they are, up to 65535
     divided by 257, larger ones scaled by their maximum.
 
     Args:
-        array: the (H, W) pixels.
-        mode: the PIL mode they came in (e.g. ``"I;16"``, ``"F"``).
+        array: the (H, W) pixels, or (H, W, C) for an array read as numpy.
+        mode: the PIL mode they came in (e.g. ``"I;16"``, ``"F"``; ``"I"`` / ``"F"`` for integer / float arrays).
     Returns:
-        The (H, W) uint8 pixels.
+        The uint8 pixels, same shape.
     """
     values = array.astype(np.float64)
     if not np.isfinite(values).all():
@@ -105,9 +111,8 @@ def to_pil(image: PIL.Image.Image | np.ndarray, num_channels: int = 3) -> PIL.Im
     if isinstance(image, np.ndarray):
         array = image
         if array.dtype != np.uint8:
-            if np.issubdtype(array.dtype, np.floating) and array.size and array.max() <= 1.0:
-                array = array * 255.0
-            array = np.clip(array, 0, 255).astype(np.uint8)
+            # Scaled by their range like a PIL image of mode "F" or "I" (a uint16 array's 32896 is grey, not white).
+            array = wide_to_uint8(array, "F" if np.issubdtype(array.dtype, np.floating) else "I")
         if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
             array = np.moveaxis(array, 0, -1)  # (C, H, W) -> (H, W, C)
         if array.ndim == 3 and array.shape[-1] == 1:
@@ -192,8 +197,13 @@ class ImageTransform:
             if random.random() < self.hflip:
                 image = image.transpose(PIL.Image.FLIP_LEFT_RIGHT)
         else:
-            scale = max(height / image.height, width / image.width)
-            new_w, new_h = max(width, round(image.width * scale)), max(height, round(image.height * scale))
+            # The side that limits the scale gets the target size, the other one int(target x its ratio): the
+            # sizes of transformers' `shortest_edge` resize (and torchvision's), so that a ViT image processor
+            # saved with these settings (`hf_magma.export.encoder_image_processor`) gives the same pixels.
+            if width * image.height >= height * image.width:
+                new_w, new_h = width, max(height, int(width * image.height / image.width))
+            else:
+                new_w, new_h = max(width, int(height * image.width / image.height)), height
             if (new_w, new_h) != image.size:
                 image = image.resize((new_w, new_h), PIL.Image.BICUBIC)
             left, top = (new_w - width) // 2, (new_h - height) // 2
