@@ -26,7 +26,9 @@ def make_parser(description: str | None = None) -> MAGMAArgumentParser:
 def main(viz_args: VisualizationArguments, data_args: ImageDataArguments) -> dict[str, str]:
     """Write the figures into ``--output_dir``; returns ``{figure: path}``."""
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%H:%M:%S",
-                        handlers=[logging.StreamHandler(sys.stdout)], level=logging.INFO)
+                        handlers=[logging.StreamHandler(sys.stdout)])
+    for name in ("visualize", "hf_magma"):  # other libraries (faiss's loader...) stay at warnings
+        logging.getLogger(name).setLevel(logging.INFO)
     names = viz_args.checkpoint_names()
     figures = parse_figures(viz_args.figures)
     dataset = None
