@@ -79,12 +79,24 @@ def test_evaluation_results_round_trip(card_dir):
     assert all(r.task_type == "image-classification" and r.dataset_split == "test" for r in card.data.eval_results)
     # model-index metadata as the Hub reads it
     assert card.data.to_dict()["model-index"][0]["name"] == "m-mae-tiny"
-    assert "| image-classification | cifar100 | test | linear_accuracy | 0.451 |" in card.text
+    assert "| image-classification | cifar100 | test | linear_accuracy | 0.451 |  |" in card.text
     assert "0.432" not in card.text and "No evaluation results recorded yet" not in card.text
     # the rest of the card is untouched
     assert card.data.tags == before.data.tags and card.data.datasets == before.data.datasets
     assert card.text.split("## Evaluation")[0] == before.text.split("## Evaluation")[0]
     assert card.text.split("## How to use")[1] == before.text.split("## How to use")[1]
+
+
+def test_a_result_measured_with_other_labels_replaces_the_old_one(card_dir):
+    for count, value in ((12, 0.4), (30, 0.5)):
+        add_evaluation_results(
+            card_dir, {"linear_accuracy_1pct": value}, dataset_name="cifar100", dataset_split="test",
+            metric_args={"linear_accuracy_1pct": {"labelled examples": count}},
+        )
+    card = ModelCard.load(card_dir / "README.md")
+    assert [(r.metric_value, r.metric_args) for r in card.data.eval_results] == [(0.5, {"labelled examples": 30})]
+    assert card.data.to_dict()["model-index"][0]["results"][0]["metrics"][0]["args"] == {"labelled examples": 30}
+    assert "| linear_accuracy_1pct | 0.5 | labelled examples 30 |" in card.text
 
 
 def test_evaluation_results_bad_input(card_dir, tmp_path):

@@ -81,11 +81,18 @@ def test_run_eval_end_to_end_updates_the_checkpoints_card(run_eval, checkpoint, 
         "linear_accuracy_50pct": {"requested_fraction": 0.5, "num_labelled": 12, "fraction": 0.5},
         "linear_accuracy": {"requested_fraction": 1.0, "num_labelled": 24, "fraction": 1.0},
     }
-    assert "knn_accuracy" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "knn_accuracy" in printed
+    assert "(12 labels, 50 % of the training set)" in printed
 
     card = ModelCard.load(checkpoint / "README.md")
     recorded = {r.metric_name: r.metric_value for r in card.data.eval_results}
     assert recorded == pytest.approx(results)
+    # Each result carries the labels it was measured with, in the metadata and in the card's table.
+    measured = {r.metric_name: r.metric_args for r in card.data.eval_results}
+    assert measured["linear_accuracy_50pct"] == {"labelled examples": 12, "label fraction": 0.5}
+    assert measured["knn_accuracy"] is None
+    assert "labelled examples 12, label fraction 0.5" in card.text
     assert {r.dataset_split for r in card.data.eval_results} == {"validation"}
     assert "knn_accuracy" in card.text
 

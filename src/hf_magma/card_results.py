@@ -35,11 +35,12 @@ def eval_section(eval_results: Sequence[EvalResult] | None) -> str:
             "protocol) are added here by `hf_magma.add_evaluation_results` (the evaluation script does it)."
         )
     else:
-        rows = ["| task | dataset | split | metric | value |", "|---|---|---|---|---|"]
+        rows = ["| task | dataset | split | metric | value | measured with |", "|---|---|---|---|---|---|"]
         for result in eval_results:
+            measured = ", ".join(f"{k} {format_value(v)}" for k, v in (result.metric_args or {}).items())
             rows.append(
                 f"| {result.task_type} | {result.dataset_name} | {result.dataset_split or ''} | "
-                f"{result.metric_name or result.metric_type} | {format_value(result.metric_value)} |"
+                f"{result.metric_name or result.metric_type} | {format_value(result.metric_value)} | {measured} |"
             )
         body = "\n".join(rows)
     return f"{_EVAL_START}\n{body}\n{_EVAL_END}"
@@ -97,12 +98,15 @@ def add_evaluation_results(
     dataset_split: str,
     task: str = "image-classification",
     dataset_config: str | None = None,
+    metric_args: Mapping[str, Mapping[str, Any]] | None = None,
     save: bool = True,
 ) -> ModelCard:
     """Record ``results`` (metric name -> value) in the card's evaluation table and model-index metadata.
 
     A result for the same task, dataset, split and metric replaces the old one; everything else in the card
-    (text, metadata, other results) is kept.
+    (text, metadata, other results) is kept. ``metric_args`` maps a metric name to what it was measured with
+    (e.g. ``{"labelled examples": 12, "label fraction": 0.083}`` for a label fraction lifted by the one-per-class
+    floor): the model-index's metric ``args`` and the table's last column.
     """
     if not results:
         raise ValueError("`results` is empty: pass at least one metric, e.g. {'linear_accuracy': 0.43}")
@@ -125,10 +129,15 @@ def add_evaluation_results(
             metric_type="accuracy" if "accuracy" in name else name,
             metric_name=name,
             metric_value=float(value),
+            metric_args=dict((metric_args or {}).get(name) or {}) or None,
         )
         for name, value in results.items()
     ]
-    kept = [old for old in card.data.eval_results or [] if not any(old.is_equal_except_value(n) for n in new)]
+    same = ("task_type", "dataset_name", "dataset_config", "dataset_split", "metric_type", "metric_name")
+    kept = [
+        old for old in card.data.eval_results or []
+        if not any(all(getattr(old, f) == getattr(n, f) for f in same) for n in new)
+    ]
     card.data.eval_results = kept + new
     card.text = _replace_section(card.text, _EVAL_START, _EVAL_END, eval_section(card.data.eval_results), "Evaluation")
     card = ModelCard(str(card))  # re-parse: validates the metadata as the Hub would

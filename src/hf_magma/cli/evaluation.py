@@ -34,12 +34,27 @@ from .parser import MAGMAArgumentParser, setup_logging
 logger = logging.getLogger(__name__)
 
 
-def format_results_table(results: dict[str, float]) -> str:
-    """A two-column text table of the results, accuracies in percent."""
+def format_results_table(
+    results: dict[str, float], label_subsets: dict[str, dict[str, float]] | None = None
+) -> str:
+    """A text table of the results, accuracies in percent, with the labels each label-fraction result used."""
     width = max(len("metric"), *(len(name) for name in results))
     lines = [f"{'metric':<{width}}  top-1 (%)", f"{'-' * width}  ---------"]
-    lines += [f"{name:<{width}}  {100 * value:9.2f}" for name, value in results.items()]
+    for name, value in results.items():
+        line = f"{name:<{width}}  {100 * value:9.2f}"
+        if label_subsets and name in label_subsets:
+            subset = label_subsets[name]
+            line += f"  ({subset['num_labelled']} labels, {100 * subset['fraction']:.3g} % of the training set)"
+        lines.append(line)
     return "\n".join(lines)
+
+
+def _label_subset_args(label_subsets: dict[str, dict[str, float]]) -> dict[str, dict[str, Any]]:
+    """The labels behind each label-fraction result, as the model card's metric arguments."""
+    return {
+        key: {"labelled examples": int(s["num_labelled"]), "label fraction": round(float(s["fraction"]), 6)}
+        for key, s in label_subsets.items()
+    }
 
 
 def _push_target(eval_args: EvaluationArguments, training_args: TrainingArguments) -> str | None:
@@ -140,10 +155,11 @@ def run_evaluation(
         "results": results,
     }
     (output_dir / "eval_results.json").write_text(json.dumps(record, indent=2) + "\n")
-    print(format_results_table(results))
+    print(format_results_table(results, label_subsets))
     card = record_results_in_card(
         model_id, results, dataset_name=dataset_name, dataset_split=test_name, output_dir=output_dir,
         revision=eval_args.revision, push_to=push_to, token=training_args.hub_token,
+        metric_args=_label_subset_args(label_subsets),
     )
     logger.info("Results written to %s and recorded in %s", output_dir / "eval_results.json", card)
     if eval_args.figures:

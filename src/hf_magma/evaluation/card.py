@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from typing import Any
 from pathlib import Path
 
 from huggingface_hub import ModelCard, create_repo, hf_hub_download
@@ -36,6 +37,7 @@ def record_results_in_card(
     revision: str | None = None,
     push_to: str | None = None,
     token: str | None = None,
+    metric_args: dict[str, dict[str, Any]] | None = None,
 ) -> Path:
     """Record ``results`` in the checkpoint's model card and return the card's path.
 
@@ -55,7 +57,9 @@ def record_results_in_card(
             shutil.copyfile(fetched, card_dir / "README.md")
         except EntryNotFoundError:
             _minimal_card(card_dir, model_name_or_path)
-    add_evaluation_results(card_dir, results, dataset_name=dataset_name, dataset_split=dataset_split)
+    add_evaluation_results(
+        card_dir, results, dataset_name=dataset_name, dataset_split=dataset_split, metric_args=metric_args
+    )
     if push_to is not None:
         try:
             create_repo(push_to, exist_ok=True, token=token)
