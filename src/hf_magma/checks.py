@@ -1,5 +1,5 @@
-"""Checks of the settings shared by the configs, losses and arguments (numbers, MAGMA's block indices), each
-raising a ``ValueError`` that names the setting."""
+"""Checks of the settings shared by the configs, losses and arguments (numbers, fractions, MAGMA's block indices),
+each raising a ``ValueError`` that names the setting, and the naming of a damaged weights file."""
 
 from __future__ import annotations
 
@@ -11,6 +11,12 @@ from numbers import Integral, Real
 from typing import Any, Literal
 
 from safetensors import SafetensorError
+
+
+def _label(name: str) -> str:
+    """A setting's name as errors show it: in backticks when it is an identifier, as is otherwise (``--option``,
+    ``"metric 'acc'"``)."""
+    return f"`{name}`" if name.isidentifier() else name
 
 
 def check_number(
@@ -29,7 +35,7 @@ def check_number(
     if ok and sign is not None:
         ok = value > 0 if sign == "positive" else value >= 0
     if not ok:
-        label = f"`{name}`" if name.isidentifier() else name
+        label = _label(name)
         qualifier = f"{sign} " if sign is not None else ""
         raise ValueError(f"{label} must be a finite {qualifier}{'integer' if integer else 'number'}, got {value!r}")
     return value
@@ -42,7 +48,7 @@ def _is_fraction(value: Any) -> bool:
 def check_fraction(name: str, value: Any) -> float:
     """``value`` as a float if it is a fraction in (0, 1] (of the labels, of the data...)."""
     if not _is_fraction(value):
-        label = f"`{name}`" if name.isidentifier() else name
+        label = _label(name)
         raise ValueError(f"{label} must be a fraction in (0, 1], got {value!r}")
     return float(value)
 
@@ -52,7 +58,7 @@ def check_fractions(name: str, values: Any) -> list[float]:
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values or not all(
         _is_fraction(v) for v in values
     ):
-        label = f"`{name}`" if name.isidentifier() else name
+        label = _label(name)
         raise ValueError(f"{label} must be one or more fractions in (0, 1], got {values!r}")
     return [float(v) for v in values]
 
@@ -102,4 +108,3 @@ def named_weights_errors(source: str | os.PathLike, option: str | None = None) -
             "model.safetensors is damaged, e.g. cut short by a copy, a download or a run killed while saving. Use "
             "another checkpoint, or copy or download this one again."
         ) from error
-

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from .trainer_state import TRAINER_STATE_NAME, last_checkpoint
+from .trainer_state import checkpoint_folders, last_checkpoint, read_trainer_state
 
 logger = logging.getLogger(__name__)
 
@@ -131,24 +131,15 @@ def check_output_dir(output_dir: str | os.PathLike) -> dict[str, Any] | None:
 
 def own_checkpoints(output_dir: str | os.PathLike, series: str) -> list[str]:
     """The ``checkpoint-N`` folders of ``output_dir`` written by run series ``series``, oldest (lowest N) first."""
-    found = []
-    for name in os.listdir(output_dir):
-        prefix, _, number = name.partition("-")
-        folder = os.path.join(output_dir, name)
-        if prefix == "checkpoint" and number.isdigit() and os.path.isdir(folder):
-            marker = read_marker(folder)
-            if marker is not None and marker.get("series") == series:
-                found.append((int(number), folder))
-    return [folder for _, folder in sorted(found)]
+    return [
+        folder for _, folder in checkpoint_folders(output_dir)
+        if (marker := read_marker(folder)) is not None and marker.get("series") == series
+    ]
 
 
 def _checkpoint_step(folder: str | os.PathLike) -> int:
     """The ``global_step`` of a checkpoint's ``trainer_state.json`` (0 when it cannot be read)."""
-    try:
-        with open(os.path.join(folder, TRAINER_STATE_NAME), encoding="utf-8") as handle:
-            step = json.load(handle).get("global_step", 0)
-    except (OSError, ValueError, AttributeError):
-        return 0
+    step = (read_trainer_state(folder) or {}).get("global_step", 0)
     return step if isinstance(step, int) else 0
 
 
@@ -161,16 +152,14 @@ def check_foreign_checkpoints(output_dir: str | os.PathLike, series: str, resume
     """
     start = _checkpoint_step(resume) if resume else 0
     foreign = []
-    for name in sorted(os.listdir(output_dir)):
-        prefix, _, number = name.partition("-")
-        folder = os.path.join(output_dir, name)
-        if prefix != "checkpoint" or not number.isdigit() or int(number) <= start or not os.path.isdir(folder):
+    for number, folder in checkpoint_folders(output_dir):
+        if number <= start:
             continue
         marker = read_marker(folder)
         # A checkpoint of this series killed before its marker was in place is empty but for a temporary file.
         contents = [entry for entry in os.listdir(folder) if not entry.startswith(f"{RUN_MARKER}.")]
         if contents and (marker is None or marker.get("series") != series):
-            foreign.append(name)
+            foreign.append(os.path.basename(folder))
     if foreign:
         raise FileExistsError(
             f"--output_dir {output_dir} holds {', '.join(foreign)}, which this run did not write (no "

@@ -11,31 +11,37 @@ from typing import Any
 TRAINER_STATE_NAME = "trainer_state.json"
 
 
+def checkpoint_folders(output_dir: str | os.PathLike) -> list[tuple[int, str]]:
+    """``(N, path)`` of every ``checkpoint-N`` folder in ``output_dir``, lowest N first (none without the folder)."""
+    if not os.path.isdir(output_dir):
+        return []
+    found = []
+    for name in os.listdir(output_dir):
+        prefix, _, number = name.partition("-")
+        folder = os.path.join(output_dir, name)
+        if prefix == "checkpoint" and number.isdigit() and os.path.isdir(folder):
+            found.append((int(number), folder))
+    return sorted(found)
+
+
+def read_trainer_state(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """The parsed ``trainer_state.json`` of a checkpoint folder, or None when it is absent or not whole (a kill can
+    leave it half-written: the Trainer writes it in place, last in a checkpoint)."""
+    try:
+        with open(os.path.join(folder, TRAINER_STATE_NAME), encoding="utf-8") as handle:
+            state = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) else None
+
+
 def last_checkpoint(output_dir: str | os.PathLike) -> str | None:
     """The newest complete ``checkpoint-N`` folder in ``output_dir`` (its ``trainer_state.json`` written), or None.
 
     A run killed while saving leaves a partial folder behind; resuming skips it and takes the one before.
     """
-    if not os.path.isdir(output_dir):
-        return None
-    steps = []
-    for name in os.listdir(output_dir):
-        prefix, _, number = name.partition("-")
-        folder = os.path.join(output_dir, name)
-        if prefix == "checkpoint" and number.isdigit() and _complete_state(os.path.join(folder, TRAINER_STATE_NAME)):
-            steps.append((int(number), folder))
-    return max(steps)[1] if steps else None
-
-
-def _complete_state(path: str) -> bool:
-    """Whether ``path`` is a whole ``trainer_state.json`` (a kill can leave it half-written: the Trainer writes it
-    in place, last in a checkpoint)."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            json.load(handle)
-    except (OSError, ValueError):
-        return False
-    return True
+    complete = [folder for _, folder in checkpoint_folders(output_dir) if read_trainer_state(folder) is not None]
+    return complete[-1] if complete else None
 
 
 def find_trainer_state(path: str | os.PathLike) -> Path:
