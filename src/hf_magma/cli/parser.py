@@ -15,9 +15,10 @@ import yaml
 from transformers import HfArgumentParser
 
 
-def setup_logging(logger_name: str, log_level: int) -> None:
-    """Log to stdout with timestamps; ``logger_name`` (the script's), hf_magma, datasets and transformers log at
-    ``log_level`` (e.g. ``TrainingArguments.get_process_log_level()``, quieter on non-main processes)."""
+def setup_logging(logger_name: str, log_level: int, library_level: int | None = None) -> None:
+    """Log to stdout with timestamps; ``logger_name`` (the script's) and hf_magma log at ``log_level`` (e.g.
+    ``TrainingArguments.get_process_log_level()``, quieter on non-main processes), datasets and transformers at
+    ``library_level`` (default: the same). Other libraries stay at warnings."""
     logging.basicConfig(
         format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
         datefmt="%H:%M:%S",
@@ -25,8 +26,8 @@ def setup_logging(logger_name: str, log_level: int) -> None:
     )
     for name in (logger_name, "hf_magma"):
         logging.getLogger(name).setLevel(log_level)
-    datasets.utils.logging.set_verbosity(log_level)
-    transformers.utils.logging.set_verbosity(log_level)
+    datasets.utils.logging.set_verbosity(log_level if library_level is None else library_level)
+    transformers.utils.logging.set_verbosity(log_level if library_level is None else library_level)
 
 
 class MAGMAArgumentParser(HfArgumentParser):

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
 from ..data import ImageDataArguments, load_image_datasets
 from ..figure_options import FIGURES, parse_figures
 from ..visualize import VisualizationArguments, write_figures
-from .parser import MAGMAArgumentParser
+from .parser import MAGMAArgumentParser, setup_logging
 
 logger = logging.getLogger("visualize")
 
@@ -25,10 +24,7 @@ def make_parser(description: str | None = None) -> MAGMAArgumentParser:
 
 def main(viz_args: VisualizationArguments, data_args: ImageDataArguments) -> dict[str, str]:
     """Write the figures into ``--output_dir``; returns ``{figure: path}``."""
-    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%H:%M:%S",
-                        handlers=[logging.StreamHandler(sys.stdout)])
-    for name in ("visualize", "hf_magma"):  # other libraries (faiss's loader...) stay at warnings
-        logging.getLogger(name).setLevel(logging.INFO)
+    setup_logging("visualize", logging.INFO, library_level=logging.WARNING)  # faiss's loader etc. stay quiet
     names = viz_args.checkpoint_names()
     figures = parse_figures(viz_args.figures)
     dataset = None
