@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hf_magma.evaluation import knn_accuracy, linear_probe
-from hf_magma.labels import class_count
+from hf_magma.data.labels import class_count
 
 
 def dataloader_probe(train_x, train_y, *, epochs, batch_size=256, lr=0.1, momentum=0.9, milestones=(60, 80)):

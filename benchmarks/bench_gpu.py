@@ -13,7 +13,7 @@ Measures
      scripts do for large image folders) on synthetic JPEGs of ImageNet-typical sizes made on the spot,
      against the model's images/s;
   3. the in-memory path: Fashion-MNIST-shaped uint8 data resident on the GPU, augmented in batches there
-     (hf_magma.crop), with the demo model of recipes/fashion_mnist_cpu.yaml and a ViT-Tiny: images/s and the
+     (hf_magma.data.crop), with the demo model of recipes/fashion_mnist_cpu.yaml and a ViT-Tiny: images/s and the
      time of one 100-epoch run over 60,000 images;
   4. the pretraining script under scripts/accelerate_configs/fsdp.yaml (one process, a few ViT-B/16 steps with
      --magma_gather): that accelerate ran FSDP, that checkpoints and the final folder hold full weights and
@@ -45,8 +45,8 @@ sys.path.insert(0, str(ROOT / "src"))
 import transformers  # noqa: E402
 from transformers import ViTMAEConfig, ViTMAEForPreTraining  # noqa: E402
 
-from hf_magma.crop import BatchImageTransform  # noqa: E402
-from hf_magma.modeling import ViTMAEWithMAGMA  # noqa: E402
+from hf_magma.data.crop import BatchImageTransform  # noqa: E402
+from hf_magma.models.mae import ViTMAEWithMAGMA  # noqa: E402
 
 VIT_B = dict(image_size=224, patch_size=16, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
              intermediate_size=3072, decoder_hidden_size=512, decoder_num_hidden_layers=8,
@@ -271,7 +271,7 @@ class FileDataset(torch.utils.data.Dataset):
 def jpeg_section(settings: argparse.Namespace, clock: Clock, model_images_per_s: float | None) -> dict[str, Any]:
     from multiprocessing import get_context
 
-    from hf_magma.data import ImageCollator, ImageTransform
+    from hf_magma.data.transforms import ImageCollator, ImageTransform
 
     count = 64 if settings.smoke else settings.jpegs
     size = 32 if settings.smoke else 224

@@ -22,17 +22,10 @@ import time
 import torch
 from transformers import TrainerCallback, ViTMAEConfig
 
-from hf_magma import (
-    ImageCollator,
-    ImageDataArguments,
-    ImageTransform,
-    MAGMATrainer,
-    MAGMATrainingArguments,
-    ViTMAEWithMAGMA,
-    load_image_datasets,
-)
-from hf_magma.in_memory import InMemoryCollator, load_in_memory
-from hf_magma.in_memory import device_batch_transforms
+from hf_magma.data.transforms import ImageCollator, ImageTransform
+from hf_magma import ImageDataArguments, MAGMATrainer, MAGMATrainingArguments, ViTMAEWithMAGMA, load_image_datasets
+from hf_magma.data.in_memory import InMemoryCollator, load_in_memory
+from hf_magma.data.in_memory import device_batch_transforms
 
 MODELS = {
     # the model of recipes/fashion_mnist_cpu.yaml

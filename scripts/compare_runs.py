@@ -1,7 +1,9 @@
 #!/usr/bin/env python
-"""Print one table of a results folder of scripts/reproduce.py (see `hf_magma.commands.compare_runs`)."""
+"""The `hf-magma-compare` command (hf_magma/cli/compare_runs.py); `--help` lists its examples and options."""
 
-from hf_magma.commands.compare_runs import main, make_parser  # noqa: F401
+from hf_magma.cli.compare_runs import entry_point, main, make_parser
+
+__all__ = ["main", "make_parser"]
 
 if __name__ == "__main__":
-    main()
+    entry_point()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -13,12 +12,10 @@ import numpy as np
 import PIL.Image
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
+from tests.helpers import ROOT
+from tests.helpers.hub_server import HubServer
+from tests.helpers.tiny import tiny_overrides, tiny_vit_config, tiny_vit_mae_config
 
-from hub_server import HubServer  # noqa: E402
-from utils import tiny_overrides, tiny_vit_config, tiny_vit_mae_config  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def vit_mae_config():

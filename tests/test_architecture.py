@@ -1,5 +1,8 @@
-"""The package's imports go one way (docs/architecture.md): losses -> models -> data -> training ->
-evaluation / figures -> entry points. Parsed with `ast`, module-level and function-level imports alike."""
+"""The package's layers are its folders, and imports go one way (docs/architecture.md):
+
+    utils -> losses -> models -> data -> records -> training -> encoders -> evaluation | visualize -> (root) -> cli
+
+Parsed with `ast`, module-level and function-level imports alike (the lazy re-exports' TYPE_CHECKING imports too)."""
 
 from __future__ import annotations
 
@@ -13,42 +16,23 @@ import hf_magma
 
 PACKAGE_DIR = Path(hf_magma.__file__).parent
 
-LAYERS = ("losses", "models", "data", "training", "evaluation / figures", "entry points")
-
-#: Each module's layer (a package's modules by its prefix). A new module must be placed here.
-MODULE_LAYERS = {
-    "hf_magma.checks": "losses",
-    "hf_magma.losses": "losses",
-    "hf_magma.ssl_objectives": "losses",
-    "hf_magma.modeling": "models",
-    "hf_magma.modeling_ssl": "models",
-    "hf_magma.model_config": "models",
-    "hf_magma.export": "models",
-    "hf_magma.data": "data",
-    "hf_magma.fashion_mnist": "data",
-    "hf_magma.crop": "data",
-    "hf_magma.transforms": "data",
-    "hf_magma.in_memory": "data",
-    "hf_magma.augmentation": "data",
-    "hf_magma.labels": "data",
-    "hf_magma.logged_metrics": "training",
-    "hf_magma.figure_options": "training",
-    "hf_magma.integrations": "training",
-    "hf_magma.training_args": "training",
-    "hf_magma.trainer_state": "training",
-    "hf_magma.card_results": "training",
-    "hf_magma.model_card": "training",
-    "hf_magma.hub": "training",
-    "hf_magma.run_guard": "training",
-    "hf_magma.trainer": "training",
-    "hf_magma.encoders": "evaluation / figures",
-    "hf_magma.evaluation": "evaluation / figures",
-    "hf_magma.visualize": "evaluation / figures",
-    "hf_magma.cli": "entry points",
-    "hf_magma.commands": "entry points",
-    "hf_magma": "entry points",
+#: The layers, lowest first; a module's layer is its folder's. The root ``__init__`` is the public API, below the
+#: programs: it re-exports from the library and never from `cli`.
+LAYERS = ("utils", "losses", "models", "data", "records", "training", "encoders", "evaluation / visualize",
+          "public API", "cli")
+FOLDER_LAYERS = {
+    "utils": "utils",
+    "losses": "losses",
+    "models": "models",
+    "data": "data",
+    "records": "records",
+    "training": "training",
+    "encoders": "encoders",
+    "evaluation": "evaluation / visualize",
+    "visualize": "evaluation / visualize",
+    "cli": "cli",
 }
-#: Siblings of one layer that must not import each other; the layer's other modules (encoders) import neither.
+#: Siblings of one layer that must not import each other.
 SIBLINGS = ("hf_magma.evaluation", "hf_magma.visualize")
 
 
@@ -86,13 +70,10 @@ def imports_of(name: str, path: Path, modules: set[str]) -> set[str]:
 
 
 def layer_of(name: str) -> str:
-    """The layer of a module: its own entry, else its package's."""
-    parts = name.split(".")
-    for end in range(len(parts), 0, -1):
-        prefix = ".".join(parts[:end])
-        if prefix in MODULE_LAYERS:
-            return MODULE_LAYERS[prefix]
-    raise KeyError(name)
+    """The layer of a module: its top folder's (the root ``__init__`` is the public API)."""
+    if name == "hf_magma":
+        return "public API"
+    return FOLDER_LAYERS[name.split(".")[1]]
 
 
 def sibling_of(name: str) -> str | None:
@@ -138,14 +119,24 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-def test_every_module_has_a_layer():
-    unplaced = []
-    for name in module_names(PACKAGE_DIR):
-        try:
-            layer_of(name)
-        except KeyError:
-            unplaced.append(name)
-    assert not unplaced, f"place these modules in MODULE_LAYERS and docs/architecture.md: {unplaced}"
+def test_every_module_lives_in_a_layer_folder():
+    unplaced = [name for name in module_names(PACKAGE_DIR)
+                if name != "hf_magma" and name.split(".")[1] not in FOLDER_LAYERS]
+    assert not unplaced, f"put these modules in a layer's folder (FOLDER_LAYERS, docs/architecture.md): {unplaced}"
+    assert sorted(path.name for path in PACKAGE_DIR.iterdir() if path.suffix == ".py") == ["__init__.py"]
+    folders = {path.name for path in PACKAGE_DIR.iterdir() if path.is_dir() and (path / "__init__.py").is_file()}
+    assert folders == set(FOLDER_LAYERS)
+
+
+def test_no_module_is_longer_than_450_lines():
+    long = {name: n for name, path in module_names(PACKAGE_DIR).items()
+            if (n := len(path.read_text().splitlines())) > 450}
+    assert not long, f"split these modules: {long}"
+
+
+def test_the_root_re_exports_from_the_library_only():
+    graph = import_graph(PACKAGE_DIR)
+    assert graph["hf_magma"] and not any(target.startswith("hf_magma.cli") for target in graph["hf_magma"])
 
 
 def test_imports_go_one_way_without_cycles():
@@ -160,23 +151,23 @@ def test_the_checks_catch_planted_violations(tmp_path):
     clean = import_graph(package)
     assert layering_violations(clean) == [] and cycles(clean) == []
 
-    losses = package / "losses.py"
-    losses.write_text(losses.read_text() + "\n\ndef _late():\n    from .cli import evaluation\n")
+    losses = package / "losses" / "magma.py"
+    losses.write_text(losses.read_text() + "\n\ndef _late():\n    from ..cli import run_eval\n")
     (package / "evaluation" / "knn.py").write_text(
         (package / "evaluation" / "knn.py").read_text() + "\nfrom ..visualize import curves\n"
     )
     graph = import_graph(package)
     assert layering_violations(graph) == [
-        "hf_magma.evaluation.knn (evaluation / figures) imports hf_magma.visualize.curves (evaluation / figures)",
-        "hf_magma.losses (losses) imports hf_magma.cli.evaluation (entry points)",
+        "hf_magma.evaluation.knn (evaluation / visualize) imports hf_magma.visualize.curves (evaluation / visualize)",
+        "hf_magma.losses.magma (losses) imports hf_magma.cli.run_eval (cli)",
     ]
-    # losses -> cli.evaluation -> ... -> losses
-    assert any(cycle[0] == cycle[-1] and "hf_magma.losses" in cycle for cycle in cycles(graph))
+    # losses.magma -> cli.run_eval -> ... -> losses.magma
+    assert any(cycle[0] == cycle[-1] and "hf_magma.losses.magma" in cycle for cycle in cycles(graph))
 
 
 def test_training_imports_no_plotting_package():
     code = (
-        "import sys, hf_magma.trainer, hf_magma.training_args, hf_magma.cli.pretraining; "
+        "import sys, hf_magma.training.trainer, hf_magma.training.training_args, hf_magma.cli.run_mae_magma; "
         "print('matplotlib' in sys.modules, 'pacmap' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

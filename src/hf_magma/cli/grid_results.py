@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..model_card import magma_method_name
+from ..records.model_card import magma_method_name
 
 #: Which of the recipe's two terms each method keeps: (MAGMA, uniformity).
 METHODS: dict[str, tuple[bool, bool]] = {

@@ -1,8 +1,22 @@
-"""Reproduction grid: pretrain MAE, M-MAE, U-MAE and MU-MAE with one recipe over seeds, evaluate each the paper's
-way, and write one JSON per (method, seed) cell plus a Markdown summary (mean +- std per method).
+"""Reproduce the paper's MAE / M-MAE / U-MAE / MU-MAE comparison with one recipe over seeds: pretrain each cell,
+evaluate it (linear probe and k-NN on the train/test splits), write one JSON per (method, seed) and summary.md.
 
 A cell whose JSON exists is skipped, so a grid can be filled over several sittings; a cell made with other
 settings is refused rather than mixed into the table.
+
+Installed as the `hf-magma-reproduce` command; `python scripts/reproduce.py` and `python -m hf_magma.cli.reproduce`
+are the same program.
+
+Examples:
+
+    # the Fashion-MNIST grid on CPU (4 methods x 3 seeds); finished cells are skipped
+    python scripts/reproduce.py --config recipes/reproduce_fashion_mnist.yaml
+
+    # one cell
+    python scripts/reproduce.py --config recipes/reproduce_fashion_mnist.yaml --methods m-mae --seeds 0
+
+    # the paper's CIFAR-100 ViT-Tiny setting on a GPU machine with a network
+    python scripts/reproduce.py --config recipes/reproduce_cifar100_gpu.yaml
 """
 
 from __future__ import annotations
@@ -29,17 +43,17 @@ from typing import Any
 import torch
 from transformers import TrainingArguments, ViTMAEConfig
 
-from ..checks import check_fractions, check_number
-from ..data import ImageDataArguments
+from ..data.arguments import ImageDataArguments
 from ..evaluation import EvaluationArguments
-from ..logged_metrics import LOGGED_METRICS
-from ..model_config import MAGMAModelArguments, _load_config, load_model_and_image_processor
-from ..trainer_state import load_log_history
-from ..training_args import MAGMATrainingArguments
-from .evaluation import run_evaluation, run_pixel_evaluation
+from ..models.arguments import MAGMAModelArguments, _load_config, load_model_and_image_processor
+from ..records.logged_metrics import LOGGED_METRICS
+from ..records.trainer_state import load_log_history
+from ..training.training_args import MAGMATrainingArguments
+from ..utils.checks import check_fractions, check_number
 from .grid_results import METHODS, PIXELS_FILE, write_summary
 from .parser import MAGMAArgumentParser
-from .pretraining import prepare_run, pretrain
+from .run_eval import run_evaluation, run_pixel_evaluation
+from .run_mae_magma import prepare_run, pretrain
 
 logger = logging.getLogger(__name__)
 
@@ -398,10 +412,11 @@ def run_pixel_cell(
 
 
 def make_parser(description: str | None = None) -> MAGMAArgumentParser:
-    """The command line of ``scripts/reproduce.py``."""
+    """The command line: `ReproduceArguments`, `ImageDataArguments`, `MAGMATrainingArguments`,
+    `MAGMAModelArguments`, a YAML ``--config``."""
     return MAGMAArgumentParser(
         (ReproduceArguments, ImageDataArguments, MAGMATrainingArguments, MAGMAModelArguments),
-        description=description,
+        description=description or __doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
 
@@ -416,3 +431,12 @@ def main(
     """Run the selected cells that are not done yet and rewrite the summary; returns the cells' records."""
     command = command or shlex.join(["python", "scripts/reproduce.py", *sys.argv[1:]])
     return run_grid(reproduce_args, data_args, training_args, model_args, command=command)
+
+
+def entry_point() -> None:
+    """The `hf-magma-reproduce` console command."""
+    main(*make_parser().parse_args_and_config())
+
+
+if __name__ == "__main__":
+    entry_point()

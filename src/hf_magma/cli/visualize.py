@@ -1,12 +1,27 @@
-"""``scripts/visualize.py``: the figures of one or several checkpoints side by side, from the command line."""
+"""Draw the paper's figures for one or several checkpoints side by side: PaCMAP with the Davies-Bouldin index,
+the key PCA per layer, the last layer's attention maps and the training curves.
+
+Installed as the `hf-magma-visualize` command; `python scripts/visualize.py` and
+`python -m hf_magma.cli.visualize` are the same program.
+
+Examples:
+
+    # MAE vs M-MAE on the offline Fashion-MNIST test images
+    python scripts/visualize.py --model_name_or_path runs/mae runs/m-mae --names MAE M-MAE --output_dir figures
+
+    # only the curves and the attention maps, on a Hub dataset's validation split
+    python scripts/visualize.py --model_name_or_path runs/m-mae --figures curves,attention \\
+        --dataset_name uoft-cs/cifar100 --split test
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 
-from ..data import ImageDataArguments, load_image_datasets
-from ..figure_options import FIGURES, parse_figures
+from ..data.arguments import ImageDataArguments
+from ..data.loading import load_image_datasets
+from ..records.figure_options import FIGURES, parse_figures
 from ..visualize import VisualizationArguments, write_figures
 from .parser import MAGMAArgumentParser, setup_logging
 
@@ -14,10 +29,10 @@ logger = logging.getLogger("visualize")
 
 
 def make_parser(description: str | None = None) -> MAGMAArgumentParser:
-    """The command line of ``scripts/visualize.py``: `VisualizationArguments` and `ImageDataArguments`."""
+    """The command line: `VisualizationArguments`, `ImageDataArguments`, a YAML ``--config``."""
     return MAGMAArgumentParser(
         (VisualizationArguments, ImageDataArguments),
-        description=description,
+        description=description or __doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
 
@@ -55,3 +70,12 @@ def main(viz_args: VisualizationArguments, data_args: ImageDataArguments) -> dic
     for figure, path in written.items():
         logger.info("%s: %s (%s)", figure, path, FIGURES[figure][1])
     return {figure: str(path) for figure, path in written.items()}
+
+
+def entry_point() -> None:
+    """The `hf-magma-visualize` console command."""
+    main(*make_parser().parse_args_and_config())
+
+
+if __name__ == "__main__":
+    entry_point()

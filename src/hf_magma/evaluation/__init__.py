@@ -2,48 +2,47 @@
 
 The paper's protocol (linear probe and k-NN on frozen features, Tables 1-3) runs on features extracted once
 (`hf_magma.encoders.extract_features`) and cached in memory, so a 100-epoch probe costs seconds instead of 100
-passes of the encoder. The whole run of ``scripts/run_eval.py`` is `hf_magma.cli.evaluation.run_evaluation`.
+passes of the encoder. The whole run of ``scripts/run_eval.py`` is `hf_magma.cli.run_eval.run_evaluation`.
 
 - `knn`: `knn_predict`, `knn_accuracy`;
-- `linear_probe`: `linear_probe`, `sample_label_fraction`;
-- `finetune`: `image_classifier_from_encoder`, `finetune`;
+- `probe`: `linear_probe`, `sample_label_fraction`;
+- `fine_tuning`: `image_classifier_from_encoder`, `finetune`;
 - `protocol`: `EvaluationArguments`, `evaluate_features`;
+- `pixels`: the model-free floor (`pixel_features`);
 - `card`: `record_results_in_card`;
 - `metrics`: `top1_accuracy`, `classification_accuracy`.
-
-The encoder functions (`load_encoder`, `run_unmasked`, `encode`, `extract_features`) live in `hf_magma.encoders`
-and are re-exported here.
 """
 
-from ..data import check_label_feature
-from ..encoders import SUPPORTED_MODEL_TYPES, encode, extract_features, load_encoder, run_unmasked
-from .card import HubPushError, record_results_in_card
-from .finetune import finetune, image_classifier_from_encoder
-from .knn import KNN_DISTANCE_EPS, KNN_WEIGHTINGS, knn_accuracy, knn_predict
-from .linear_probe import linear_probe, sample_label_fraction
-from .metrics import classification_accuracy, top1_accuracy
-from .protocol import EvaluationArguments, evaluate_features, fraction_suffix
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "KNN_DISTANCE_EPS",
-    "KNN_WEIGHTINGS",
-    "SUPPORTED_MODEL_TYPES",
-    "EvaluationArguments",
-    "HubPushError",
-    "check_label_feature",
-    "classification_accuracy",
-    "encode",
-    "evaluate_features",
-    "extract_features",
-    "finetune",
-    "fraction_suffix",
-    "image_classifier_from_encoder",
-    "knn_accuracy",
-    "knn_predict",
-    "linear_probe",
-    "load_encoder",
-    "record_results_in_card",
-    "run_unmasked",
-    "sample_label_fraction",
-    "top1_accuracy",
-]
+from ..utils.lazy import lazy_exports
+
+_EXPORTS = {
+    "card": ("HubPushError", "record_results_in_card"),
+    "fine_tuning": ("finetune", "image_classifier_from_encoder"),
+    "knn": ("KNN_DISTANCE_EPS", "KNN_WEIGHTINGS", "knn_accuracy", "knn_predict"),
+    "probe": ("linear_probe", "sample_label_fraction"),
+    "metrics": ("classification_accuracy", "top1_accuracy"),
+    "pixels": ("pixel_features",),
+    "protocol": ("EvaluationArguments", "evaluate_features", "fraction_suffix"),
+}
+# Re-exported here before 0.2; they belong to other packages.
+_MOVED = {
+    "SUPPORTED_MODEL_TYPES": "hf_magma.encoders",
+    "check_label_feature": "hf_magma.data.columns",
+    "encode": "hf_magma.encoders",
+    "extract_features": "hf_magma.encoders",
+    "load_encoder": "hf_magma.encoders",
+    "run_unmasked": "hf_magma.encoders",
+}
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS, _MOVED, loaded=globals())
+
+if TYPE_CHECKING:
+    from .card import HubPushError, record_results_in_card
+    from .fine_tuning import finetune, image_classifier_from_encoder
+    from .knn import KNN_DISTANCE_EPS, KNN_WEIGHTINGS, knn_accuracy, knn_predict
+    from .probe import linear_probe, sample_label_fraction
+    from .metrics import classification_accuracy, top1_accuracy
+    from .pixels import pixel_features
+    from .protocol import EvaluationArguments, evaluate_features, fraction_suffix

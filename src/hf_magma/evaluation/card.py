@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from huggingface_hub import ModelCard, create_repo, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError
 
-from ..hub import push_model_card
-from ..card_results import add_evaluation_results
+from ..records.card_results import add_evaluation_results
+from ..records.hub import push_model_card
 
 
 def _minimal_card(directory: Path, model_id: str) -> None:

@@ -7,8 +7,8 @@ from typing import Literal
 import torch
 from tqdm.auto import tqdm
 
-from ..checks import check_number
-from ..labels import check_labels, class_count
+from ..data.labels import check_labels, class_count
+from ..utils.checks import check_number
 from .metrics import check_features_labels, top1_accuracy
 
 KNNWeighting = Literal["distance", "uniform"]

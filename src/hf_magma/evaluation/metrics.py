@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from ..labels import check_labels
+from ..data.labels import check_labels
 
 
 def check_features_labels(name: str, features: torch.Tensor, labels: torch.Tensor) -> None:

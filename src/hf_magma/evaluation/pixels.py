@@ -1,7 +1,7 @@
 """The features of the model-free floor: the images themselves after the eval transform, flattened.
 
 Every encoder in a results table is read against the k-NN and linear probe on these features (the same splits and
-`evaluate_features`); the run is `hf_magma.cli.evaluation.run_pixel_evaluation` (``scripts/run_eval.py --pixels``).
+`evaluate_features`); the run is `hf_magma.cli.run_eval.run_pixel_evaluation` (``scripts/run_eval.py --pixels``).
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from typing import Any
 import PIL.Image
 import torch
 
-from ..data import ImageTransform, decode_image
-from ..model_config import load_image_processor
+from ..data.decoding import decode_image
+from ..data.transforms import ImageTransform
+from ..models.arguments import load_image_processor
 
 #: The resolution of the Fashion-MNIST checkpoints (and of the raw images), used when no other size is given.
 DEFAULT_PIXEL_SIZE = 28

@@ -4,18 +4,15 @@ probe(s) on cached features with those settings."""
 from __future__ import annotations
 
 import logging
-
 from dataclasses import dataclass, field
 
 import torch
 
-from ..checks import check_fractions, check_number
-from ..labels import class_count
-from ..losses import IMAGE_POOLINGS
+from ..data.labels import class_count
+from ..losses.pooling import IMAGE_POOLINGS
+from ..utils.checks import check_fractions, check_number
 from .knn import KNN_WEIGHTINGS, knn_accuracy
-from .linear_probe import linear_probe, sample_label_fraction
-
-
+from .probe import linear_probe, sample_label_fraction
 
 logger = logging.getLogger(__name__)
 

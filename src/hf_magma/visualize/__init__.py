@@ -12,53 +12,46 @@ pyplot's global state.
 - `writer`: `write_figures`, `write_checkpoint_figures`, `VisualizationArguments`;
 - `drawing`: what the figures share (`images_for_display`, `upsample_maps`).
 
-The figures build on `hf_magma.encoders` (the unmasked in-order forward, features), never on
-`hf_magma.evaluation`; ``--figures`` is parsed by the plotting-free `hf_magma.figure_options`.
+The figures build on `hf_magma.encoders` (the unmasked in-order forward, features) and read the run records of
+`hf_magma.records`, never `hf_magma.evaluation`.
 """
 
-from ..encoders import patch_grid, run_unmasked
-from ..figure_options import FIGURES, parse_figures
-from ..logged_metrics import DEFAULT_CURVE_METRICS
-from ..trainer_state import find_trainer_state, load_log_history
-from .attention import (
-    attention_keys,
-    attention_probabilities,
-    cls_attention_maps,
-    first_principal_component,
-    key_pca_maps,
-    plot_attention_maps,
-    plot_key_pca,
-)
-from .curves import active_intervals, plot_training_curves
-from .drawing import VIZ_EXTRA_HINT, images_for_display, upsample_maps
-from .pacmap import PaCMAPPanel, pacmap_embedding, plot_pacmap, select_classes
-from .writer import VisualizationArguments, write_checkpoint_figures, write_figures
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "DEFAULT_CURVE_METRICS",
-    "FIGURES",
-    "VIZ_EXTRA_HINT",
-    "PaCMAPPanel",
-    "VisualizationArguments",
-    "active_intervals",
-    "attention_keys",
-    "attention_probabilities",
-    "cls_attention_maps",
-    "find_trainer_state",
-    "first_principal_component",
-    "images_for_display",
-    "key_pca_maps",
-    "load_log_history",
-    "pacmap_embedding",
-    "parse_figures",
-    "patch_grid",
-    "plot_attention_maps",
-    "plot_key_pca",
-    "plot_pacmap",
-    "plot_training_curves",
-    "run_unmasked",
-    "select_classes",
-    "upsample_maps",
-    "write_checkpoint_figures",
-    "write_figures",
-]
+from ..utils.lazy import lazy_exports
+
+_EXPORTS = {
+    "attention": ("attention_keys", "attention_probabilities", "cls_attention_maps", "first_principal_component",
+                  "key_pca_maps", "plot_attention_maps", "plot_key_pca"),
+    "curves": ("active_intervals", "plot_training_curves"),
+    "drawing": ("VIZ_EXTRA_HINT", "images_for_display", "upsample_maps"),
+    "pacmap": ("PaCMAPPanel", "pacmap_embedding", "plot_pacmap", "select_classes"),
+    "writer": ("VisualizationArguments", "write_checkpoint_figures", "write_figures"),
+}
+# Re-exported here before 0.2; they belong to other packages.
+_MOVED = {
+    "DEFAULT_CURVE_METRICS": "hf_magma.records.logged_metrics",
+    "FIGURES": "hf_magma.records",
+    "find_trainer_state": "hf_magma.records",
+    "load_log_history": "hf_magma.records",
+    "parse_figures": "hf_magma.records",
+    "patch_grid": "hf_magma.encoders",
+    "run_unmasked": "hf_magma.encoders",
+}
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS, _MOVED, loaded=globals())
+
+if TYPE_CHECKING:
+    from .attention import (
+        attention_keys,
+        attention_probabilities,
+        cls_attention_maps,
+        first_principal_component,
+        key_pca_maps,
+        plot_attention_maps,
+        plot_key_pca,
+    )
+    from .curves import active_intervals, plot_training_curves
+    from .drawing import VIZ_EXTRA_HINT, images_for_display, upsample_maps
+    from .pacmap import PaCMAPPanel, pacmap_embedding, plot_pacmap, select_classes
+    from .writer import VisualizationArguments, write_checkpoint_figures, write_figures

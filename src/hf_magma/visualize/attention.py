@@ -11,7 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..encoders import load_encoder, patch_grid, run_unmasked
+from ..encoders.forward import patch_grid, run_unmasked
+from ..encoders.loading import load_encoder
 from .drawing import _figure_class, _normalise, _save, images_for_display, upsample_maps
 
 

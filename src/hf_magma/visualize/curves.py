@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..logged_metrics import DEFAULT_CURVE_METRICS, METRIC_LABELS
-from ..trainer_state import load_log_history
+from ..records.logged_metrics import DEFAULT_CURVE_METRICS, METRIC_LABELS
+from ..records.trainer_state import load_log_history
 from .drawing import _figure_class, _save
 
 

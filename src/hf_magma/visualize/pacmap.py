@@ -11,8 +11,8 @@ from typing import Literal
 import numpy as np
 import torch
 
-from ..checks import check_number
-from ..labels import sample_per_class
+from ..data.labels import sample_per_class
+from ..utils.checks import check_number
 from .drawing import _class_colors, _figure_class, _pacmap_class, _save, _to_numpy
 
 

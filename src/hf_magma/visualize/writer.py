@@ -16,15 +16,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checks import check_number
-from ..data import ImageTransform, resolve_columns
-from ..encoders import extract_features, load_encoder
-from ..figure_options import FIGURES, parse_figures
-from ..labels import sample_per_class
-from ..losses import IMAGE_POOLINGS, ImagePooling
-from ..card_results import add_figures
-from ..model_config import load_image_processor
-from ..trainer_state import find_trainer_state
+from ..data.columns import resolve_columns
+from ..data.labels import sample_per_class
+from ..data.transforms import ImageTransform
+from ..encoders.features import extract_features
+from ..encoders.loading import load_encoder
+from ..losses.pooling import IMAGE_POOLINGS, ImagePooling
+from ..models.arguments import load_image_processor
+from ..records.card_results import add_figures
+from ..records.figure_options import FIGURES, parse_figures
+from ..records.trainer_state import find_trainer_state
+from ..utils.checks import check_number
 from .attention import plot_attention_maps, plot_key_pca
 from .curves import plot_training_curves
 from .pacmap import plot_pacmap, select_classes
@@ -226,7 +228,7 @@ def _pacmap_figure(
         linear_accuracy=linear_accuracy, class_names=getattr(feature, "names", None),
         davies_bouldin_space=davies_bouldin_space, dpi=dpi,
     )
-    # The panels' scores beside the figure, for tables (`hf_magma.cli.comparison`).
+    # The panels' scores beside the figure, for tables (`hf_magma.cli.compare_runs`).
     scores = {p.name: {"davies_bouldin": p.davies_bouldin, "davies_bouldin_space": davies_bouldin_space,
                        "num_points": int(len(p.labels))} for p in panels}
     path.with_suffix(".json").write_text(json.dumps(scores, indent=2) + "\n")
@@ -271,7 +273,7 @@ def write_checkpoint_figures(
 
     For the end of a pretraining or evaluation run: ``write_figures`` for this one checkpoint (``kwargs`` are
     passed on), then, when ``checkpoint_dir`` has a ``README.md`` and ``update_model_card``, the figures are
-    added to it with `hf_magma.card_results.add_figures`. Returns ``{caption: path relative to checkpoint_dir}``.
+    added to it with `hf_magma.records.card_results.add_figures`. Returns ``{caption: path relative to checkpoint_dir}``.
     """
     checkpoint_dir = Path(checkpoint_dir)
     if not checkpoint_dir.is_dir():
