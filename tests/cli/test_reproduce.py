@@ -112,14 +112,26 @@ def test_reproduction_recipes_parse(reproduce_script, recipe, tmp_path):
     assert reproduce_args.seeds and reproduce_args.methods
 
 
-def test_processes_give_the_serial_cells_and_the_pixel_row(make_image_folder, reproduce_script, tmp_path):
+def test_processes_give_the_serial_cells_and_the_pixel_row(make_image_folder, reproduce_script, tmp_path, capfd):
     make_image_folder(tmp_path / "images", n_per_class=16)
     serial = run(reproduce_script, grid_args(tmp_path, results_dir=tmp_path / "serial", output_dir=tmp_path / "out1",
                            num_threads=1))
+    capfd.readouterr()
     parallel_args = grid_args(tmp_path, results_dir=tmp_path / "parallel", output_dir=tmp_path / "out2",
                               num_threads=1, processes=2)
     parallel = run(reproduce_script, [*parallel_args, "--pixels", "true", "--label_fractions", "0.5", "1"])
     assert list(parallel) == [("mae", 0), ("m-mae", 0)]
+    # The terminal gets one line per event of each job; each job's own output (progress bars, logs) is in its file.
+    terminal = capfd.readouterr()
+    lines = terminal.out.splitlines()
+    assert lines[0] == f"3 jobs, 2 at a time; their full logs: {tmp_path / 'out2' / 'logs'}", lines
+    for label in ("mae seed 0", "m-mae seed 0", "pixels"):
+        mine = [line.split(label, 1)[1].strip() for line in lines if line.startswith(f"  {label} ")]
+        assert mine[0].startswith("started (log: ") and mine[-1].startswith("done in "), (label, mine)
+    assert any("pretraining, 2 steps" in line for line in lines) and any("evaluating" in line for line in lines)
+    assert "it/s" not in terminal.out + terminal.err and "Extracting features" not in terminal.out + terminal.err
+    for name in ("mae_seed0.log", "m-mae_seed0.log", "pixels.log"):
+        assert "knn_accuracy" in (tmp_path / "out2" / "logs" / name).read_text(), name
     for key in serial:
         # Same seeds, one thread each: the cells trained in their own processes match the serial ones.
         assert parallel[key]["training_curve"] == serial[key]["training_curve"]

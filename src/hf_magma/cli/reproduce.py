@@ -22,12 +22,10 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import dataclasses
 import datetime
 import json
 import logging
-import multiprocessing
 import os
 import platform
 import shlex
@@ -50,6 +48,7 @@ from ..records.logged_metrics import LOGGED_METRICS
 from ..records.trainer_state import load_log_history
 from ..training.training_args import MAGMATrainingArguments
 from ..utils.checks import check_fractions, check_number
+from .grid_jobs import Job, Progress, run_jobs
 from .grid_results import METHODS, PIXELS_FILE, write_summary
 from .parser import MAGMAArgumentParser
 from .run_eval import run_evaluation, run_pixel_evaluation
@@ -103,6 +102,12 @@ class ReproduceArguments:
     processes: int = field(
         default=1,
         metadata={"help": "Cells run at once, each in its own process (with --num_threads torch threads each)."},
+    )
+    log_dir: str | None = field(
+        default=None,
+        metadata={"help": "Where each job's full log goes when jobs run in their own processes (--processes > 1): "
+                  "<log_dir>/<method>_seed<seed>.log and pixels.log; the terminal shows one line per step of each "
+                  "job. Default: <output_dir>/logs."},
     )
     num_threads: int | None = field(
         default=None,
@@ -240,6 +245,7 @@ def run_cell(
     reproduce_args: ReproduceArguments,
     *,
     command: str,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Pretrain one (method, seed) cell with `pretrain`, evaluate it with `run_evaluation` (k-NN and linear probe
     on the train/test splits), write its JSON under ``results_dir`` and return the record."""
@@ -251,10 +257,13 @@ def run_cell(
     resume = prepare_run(data_args, args, "hf_magma.cli.reproduce")
     model, image_processor = load_model_and_image_processor(model_args)
     num_parameters = sum(p.numel() for p in model.vit.parameters())
-    metrics = pretrain(data_args, args, model, image_processor, resume=resume, tags=("mae", "magma", method))
+    metrics = pretrain(data_args, args, model, image_processor, resume=resume, tags=("mae", "magma", method),
+                       callbacks=[progress.callback()] if progress is not None else ())
     pretrain_seconds = time.perf_counter() - begin
     del model
 
+    if progress is not None:
+        progress.stage("evaluating: features, k-NN, linear probe")
     begin = time.perf_counter()
     eval_args = EvaluationArguments(
         model_name_or_path=args.output_dir,
@@ -346,38 +355,20 @@ def run_grid(
                 cells[method, seed] = record
             else:
                 pending.append((method, seed))
-    jobs = [(run_cell, (method, seed, data_args, training_args, model_args, reproduce_args), {"command": command})
+    log_dir = Path(reproduce_args.log_dir or os.path.join(training_args.output_dir, "logs"))
+    jobs = [Job(run_cell, (method, seed, data_args, training_args, model_args, reproduce_args), {"command": command},
+                label=f"{method} seed {seed}", log_file=str(log_dir / f"{method}_seed{seed}.log"))
             for method, seed in pending]
     if reproduce_args.pixels and not (Path(reproduce_args.results_dir) / PIXELS_FILE).is_file():
         image_size = _load_config(model_args, ViTMAEConfig, "the pixel floor").image_size  # the encoders' input
-        jobs.append((run_pixel_cell, (data_args, reproduce_args), {"image_size": image_size, "command": command}))
+        jobs.append(Job(run_pixel_cell, (data_args, reproduce_args), {"image_size": image_size, "command": command},
+                        label="pixels", log_file=str(log_dir / "pixels.log")))
     for record in run_jobs(jobs, reproduce_args.processes, reproduce_args.num_threads):
         if record["method"] in METHODS:  # not the pixel floor's record
             cells[record["method"], record["seed"]] = record
     write_summary(reproduce_args.results_dir)
     return {key: cells[key] for key in sorted(cells, key=lambda k: (reproduce_args.methods.index(k[0]),
                                                                     reproduce_args.seeds.index(k[1])))}
-
-
-def _init_worker(num_threads: int | None) -> None:
-    logging.basicConfig(format="%(asctime)s %(processName)s %(name)s: %(message)s", level=logging.INFO)
-    if num_threads is not None:
-        torch.set_num_threads(num_threads)
-
-
-def run_jobs(jobs: Sequence[tuple[Any, tuple, dict]], processes: int, num_threads: int | None) -> list[Any]:
-    """Call each ``(function, args, kwargs)`` of ``jobs``: in this process with ``processes=1``, else in a pool
-    of that many fresh (spawned) processes with ``num_threads`` torch threads each; returns the results in order.
-    A failing job re-raises its error here once the others have finished."""
-    if processes == 1 or len(jobs) <= 1:
-        return [function(*args, **kwargs) for function, args, kwargs in jobs]
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(
-        min(processes, len(jobs)), mp_context=context, initializer=_init_worker, initargs=(num_threads,)
-    ) as pool:
-        futures = [pool.submit(function, *args, **kwargs) for function, args, kwargs in jobs]
-        concurrent.futures.wait(futures)
-    return [future.result() for future in futures]
 
 
 def run_pixel_cell(
