@@ -1,9 +1,13 @@
-"""Add MAGMA to a ViT-MAE in a few lines: build, run one step, save a plain transformers checkpoint."""
+"""Add MAGMA to a ViT-MAE in a few lines: build it, train a step, save a plain transformers checkpoint with its
+encoder in `encoder/`, and take features from there with transformers alone (the road the README recommends).
+
+    python examples/quickstart.py
+"""
 
 import torch
 from transformers import AutoModel, ViTMAEConfig
 
-from hf_magma import ViTMAEWithMAGMA
+from hf_magma import ViTMAEWithMAGMA, run_unmasked, save_encoder
 
 config = ViTMAEConfig(
     image_size=32, patch_size=4, hidden_size=96, num_hidden_layers=4, num_attention_heads=3, intermediate_size=384,
@@ -22,6 +26,13 @@ print(
     f" + {config.magma_weight} x magma {outputs.magma_loss.item():.4f}"
 )
 
-model.save_pretrained("outputs/quickstart")
-encoder = AutoModel.from_pretrained("outputs/quickstart")  # a plain ViTMAEModel, no hf_magma needed
-print(type(encoder).__name__, "loaded from outputs/quickstart")
+model.save_pretrained("outputs/quickstart")                    # the vit_mae checkpoint: continue pretraining here
+save_encoder(model.config, model.state_dict(), "outputs/quickstart")  # outputs/quickstart/encoder: a plain ViTModel
+# (MAGMATrainer writes encoder/ at every save by itself.)
+
+encoder = AutoModel.from_pretrained("outputs/quickstart", subfolder="encoder")  # no hf_magma needed for this
+with torch.no_grad():
+    features = encoder(pixel_values=pixel_values[:4]).pooler_output         # (4, 96): the CLS features
+    same = run_unmasked(model, pixel_values[:4]).last_hidden_state[:, 0]    # the model unmasked, tokens in order
+print(f"{type(encoder).__name__} features {tuple(features.shape)}, equal to the model's own unmasked CLS: "
+      f"{torch.allclose(features, same, atol=1e-5)}")
