@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hf_magma.evaluation import knn_accuracy, linear_probe
 from hf_magma.data.labels import class_count
+from hf_magma.evaluation import knn_accuracy, linear_probe
 
 
 def dataloader_probe(train_x, train_y, *, epochs, batch_size=256, lr=0.1, momentum=0.9, milestones=(60, 80)):
@@ -105,7 +105,8 @@ def main() -> None:
             loader_epoch_1 = (time.perf_counter() - start) / args.baseline_epochs
         finally:
             torch.set_num_threads(threads)
-        for label, seconds in ((f"DataLoader probe, {threads} threads", loader_epoch), ("DataLoader probe, 1 thread", loader_epoch_1)):
+        for label, seconds in ((f"DataLoader probe, {threads} threads", loader_epoch),
+                               ("DataLoader probe, 1 thread", loader_epoch_1)):
             print(f"{label:27s}: {seconds * epochs:7.2f} s  for {epochs} epochs, extrapolated from "
                   f"{args.baseline_epochs} ({seconds / ours_epoch:.1f}x ours, timed beside it)")
     if not args.skip_sklearn:

@@ -332,7 +332,7 @@ def in_memory_section(device: torch.device, settings: argparse.Namespace, clock:
             batch = settings.small_batch_size
             order = torch.randperm(count, device=device)
 
-            def fed_step(i: int) -> torch.Tensor:
+            def fed_step(i: int, batch: int = batch, order: torch.Tensor = order, step=step) -> torch.Tensor:
                 start = (i * batch) % (count - batch)
                 pixels = data[order[start:start + batch]]
                 rng = torch.Generator(device=device).manual_seed(i)
@@ -376,7 +376,8 @@ def fsdp_section(settings: argparse.Namespace, clock: Clock) -> dict[str, Any]:
                    "--dataloader_num_workers", "2"]
         if settings.smoke:
             command += ["--use_cpu", "true", "--config_overrides",
-                        ",".join(f"{k}={v}" for k, v in SMOKE_MODEL.items() if k not in ("norm_pix_loss", "mask_ratio"))]
+                        ",".join(f"{k}={v}" for k, v in SMOKE_MODEL.items()
+                                 if k not in ("norm_pix_loss", "mask_ratio"))]
         else:
             command += ["--bf16", "true"]
         start = time.perf_counter()

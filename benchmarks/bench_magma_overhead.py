@@ -2,8 +2,8 @@
 
 Both models share weights, batch and masking noise; their steps (forward, backward, AdamW step) are measured
 alternately in one process, so drifts in machine load hit both alike; a second plain model, identical to the
-first, measures the noise floor of the machine (the ratio two identical models show). Prints the median step times and their
-ratio, and the peak-memory ratio: `torch.cuda.max_memory_allocated` on a GPU; on a CPU, where PyTorch keeps
+first, measures the noise floor of the machine (the ratio two identical models show). Prints the median step times
+and their ratio, and the peak-memory ratio: `torch.cuda.max_memory_allocated` on a GPU; on a CPU, where PyTorch keeps
 no allocator statistics, the bytes held at the peak of a step (parameters, gradients, AdamW state and the
 tensors autograd saves for backward, counted once per storage).
 
@@ -142,12 +142,16 @@ def main() -> None:
                 peaks[name].append(peak)
 
     params = sum(p.numel() for p in plain.parameters())
-    print(f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or platform.machine()}), "
+    device_name = (torch.cuda.get_device_name(device) if device.type == "cuda"
+                   else platform.processor() or platform.machine())
+    print(f"device: {device} ({device_name}), "
           f"torch {torch.__version__}, threads {torch.get_num_threads()}, autocast {a.dtype}")
-    print(f"model: {a.num_hidden_layers} x {a.hidden_size} encoder, {a.decoder_num_hidden_layers} x {a.decoder_hidden_size} "
-          f"decoder, {params / 1e6:.2f}M parameters, {a.image_size}px / patch {a.patch_size}, batch {a.batch_size}, "
-          f"{a.steps} measured steps each after {a.warmup} warm-up, uniformity_weight {a.uniformity_weight}")
-    memory_kind = "torch.cuda.max_memory_allocated" if device.type == "cuda" else "params+grads+AdamW state+saved tensors"
+    print(f"model: {a.num_hidden_layers} x {a.hidden_size} encoder, {a.decoder_num_hidden_layers} x "
+          f"{a.decoder_hidden_size} decoder, {params / 1e6:.2f}M parameters, {a.image_size}px / patch {a.patch_size}, "
+          f"batch {a.batch_size}, {a.steps} measured steps each after {a.warmup} warm-up, "
+          f"uniformity_weight {a.uniformity_weight}")
+    memory_kind = ("torch.cuda.max_memory_allocated" if device.type == "cuda"
+                   else "params+grads+AdamW state+saved tensors")
     for name in models:
         print(f"{name:28s} median step {statistics.median(times[name]) * 1000:9.1f} ms   "
               f"peak memory {max(peaks[name]) / 2**20:9.1f} MiB ({memory_kind})")

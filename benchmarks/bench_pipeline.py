@@ -22,10 +22,9 @@ import time
 import torch
 from transformers import TrainerCallback, ViTMAEConfig
 
-from hf_magma.data.transforms import ImageCollator, ImageTransform
 from hf_magma import ImageDataArguments, MAGMATrainer, MAGMATrainingArguments, ViTMAEWithMAGMA, load_image_datasets
-from hf_magma.data.in_memory import InMemoryCollator, load_in_memory
-from hf_magma.data.in_memory import device_batch_transforms
+from hf_magma.data.in_memory import InMemoryCollator, device_batch_transforms, load_in_memory
+from hf_magma.data.transforms import ImageCollator, ImageTransform
 
 MODELS = {
     # the model of recipes/fashion_mnist_cpu.yaml
@@ -115,9 +114,9 @@ def main() -> None:
     args = parser.parse_args()
     MODEL.clear()
     MODEL.update(MODELS[args.model])
-    print(f"model {args.model}, torch threads: {torch.get_num_threads()}, batch {args.batch_size}, {args.steps} timed steps, "
-          f"data path {args.data_path}, {args.workers} DataLoader worker(s) (workers path), {args.rounds} rounds; "
-          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"model {args.model}, torch threads: {torch.get_num_threads()}, batch {args.batch_size}, "
+          f"{args.steps} timed steps, data path {args.data_path}, {args.workers} DataLoader worker(s) (workers path), "
+          f"{args.rounds} rounds; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     bare, piped = [], []
     for round_index in range(args.rounds):
         bare.append(bare_loop(args.steps, args.warmup, args.batch_size))
@@ -125,7 +124,8 @@ def main() -> None:
         print(f"round {round_index + 1}: bare loop {bare[-1]:8.1f} images/s   pipeline {piped[-1]:8.1f} images/s   "
               f"ratio {piped[-1] / bare[-1]:.3f}")
     ratio = statistics.median(piped) / statistics.median(bare)
-    print(f"median: bare loop {statistics.median(bare):.1f} images/s, pipeline {statistics.median(piped):.1f} images/s")
+    print(f"median: bare loop {statistics.median(bare):.1f} images/s, "
+          f"pipeline {statistics.median(piped):.1f} images/s")
     print(f"pipeline / bare = {ratio:.3f}  (overhead {100 * (1 - ratio):.1f}%; goal <= 10%); "
           f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 

@@ -85,7 +85,8 @@ class MAGMAMaskedLMTrainer(Trainer):
 
 
 def main(
-    max_steps: int = 30, magma_weight: float = 1.0, logging_steps: int = 5, output_dir: str | None = None, seed: int = 0
+    max_steps: int = 30, magma_weight: float = 1.0, logging_steps: int = 5, output_dir: str | None = None,
+    seed: int = 0,
 ) -> list[dict]:
     """Train the tiny BERT for ``max_steps`` steps with MAGMA on; returns the Trainer's log history."""
     sentences = make_sentences(512, seed=seed)

@@ -62,7 +62,8 @@ def imports_of(name: str, path: Path, modules: set[str]) -> set[str]:
                 source = ".".join(base + ([node.module] if node.module else []))
             else:
                 source = node.module or ""
-            targets = [f"{source}.{alias.name}" if f"{source}.{alias.name}" in modules else source for alias in node.names]
+            targets = [f"{source}.{alias.name}" if f"{source}.{alias.name}" in modules else source
+                       for alias in node.names]
         else:
             continue
         found.update(target for target in targets if target in modules and target != name)

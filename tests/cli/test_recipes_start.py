@@ -69,13 +69,14 @@ def test_recipe_builds_the_trainer_and_trains_one_step(recipe, image_folder, tmp
     output_dir = tmp_path / "out"
     if is_grid(recipe):
         script = load_script("reproduce")
-        records = script.main(*script.make_parser().parse_args_and_config(recipe_args(recipe, image_folder, output_dir)),
-                              command="test")
+        records = script.main(*script.make_parser().parse_args_and_config(
+            recipe_args(recipe, image_folder, output_dir)), command="test")
         assert records, "the grid ran no cell"
         runs = list(output_dir.rglob("trainer_state.json"))
     else:
         script = load_script("run_mae_magma")
-        metrics = script.main(*script.make_parser().parse_args_and_config(recipe_args(recipe, image_folder, output_dir)))
+        metrics = script.main(*script.make_parser().parse_args_and_config(
+            recipe_args(recipe, image_folder, output_dir)))
         assert metrics["train_loss"] > 0
         runs = [output_dir / "trainer_state.json"]
     assert runs and all(state.is_file() for state in runs)
@@ -95,7 +96,8 @@ def test_missing_tracker_stops_at_argument_parsing_and_names_the_extra(tmp_path,
         script = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(script)
         try:
-            script.make_parser().parse_args_and_config(["--config", {str(recipe)!r}, "--output_dir", {str(tmp_path)!r}])
+            script.make_parser().parse_args_and_config(["--config", {str(recipe)!r},
+                                                        "--output_dir", {str(tmp_path)!r}])
         except ImportError as error:
             print("ERROR:", error)
         else:

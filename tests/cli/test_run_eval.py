@@ -176,7 +176,8 @@ def test_empty_split_is_rejected(checkpoint):
 
 
 def test_checkpoint_that_is_not_a_vit_is_rejected(run_eval, image_dirs, tmp_path):
-    BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, vocab_size=50)).save_pretrained(tmp_path / "bert")
+    BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                         vocab_size=50)).save_pretrained(tmp_path / "bert")
     with pytest.raises(ValueError, match="not a ViT"):
         run(run_eval, base_args(tmp_path / "bert", image_dirs, tmp_path / "eval"))
 
@@ -184,7 +185,8 @@ def test_checkpoint_that_is_not_a_vit_is_rejected(run_eval, image_dirs, tmp_path
 def test_run_eval_on_a_hub_checkpoint(run_eval, checkpoint, image_dirs, tmp_path, hub_server):
     ViTMAEWithMAGMA.from_pretrained(checkpoint).push_to_hub("someone/hub-m-mae")
     output_dir = tmp_path / "eval"
-    args = base_args("someone/hub-m-mae", image_dirs, output_dir) + ["--linear_epochs", "2", "--linear_milestones", "1"]
+    args = base_args("someone/hub-m-mae", image_dirs, output_dir) + ["--linear_epochs", "2",
+                                                                    "--linear_milestones", "1"]
     results = run(run_eval, args + ["--push_to_hub"])
     local = ModelCard.load(output_dir / "README.md")
     pushed = ModelCard(hub_server.files("someone/hub-m-mae")["README.md"].decode())

@@ -50,14 +50,16 @@ def test_end_to_end_image_folder_schedule_and_outputs(make_image_folder, run_mae
     out = tmp_path / "out"
     config = tmp_path / "recipe.yaml"
     config.write_text("magma_start_epoch: 1\nmagma_epochs: 1\nmagma_weight: 0.5\nnum_train_epochs: 1\n")
-    metrics = run_inprocess(run_mae_magma, ["--config", str(config), *base_args(tmp_path / "images", out, num_train_epochs=3,
-                                                                 eval_strategy="epoch")])
+    metrics = run_inprocess(run_mae_magma, ["--config", str(config),
+                                            *base_args(tmp_path / "images", out, num_train_epochs=3,
+                                                       eval_strategy="epoch")])
     logs = [entry for entry in load_log_history(out) if "loss" in entry]
     assert [entry["step"] for entry in logs] == list(range(1, 13))  # the command line's 3 epochs beat the YAML's 1
     # On for epoch 1 = steps [4, 8); the entry logged after optimizer step s describes step s - 1.
     assert [entry["magma_weight"] for entry in logs] == [0.0] * 4 + [0.5] * 4 + [0.0] * 4
     for entry in logs:
-        assert {"reconstruction_loss", "magma_loss", "magma_weight", "uniformity_loss", "online_accuracy"} <= set(entry)
+        assert {"reconstruction_loss", "magma_loss", "magma_weight", "uniformity_loss",
+                "online_accuracy"} <= set(entry)
     assert "eval_magma_loss" in metrics and "eval_loss" in metrics
     for folder in (out, out / "checkpoint-12"):
         assert (folder / "model.safetensors").is_file() and (folder / "preprocessor_config.json").is_file()
@@ -68,7 +70,8 @@ def test_end_to_end_image_folder_schedule_and_outputs(make_image_folder, run_mae
     assert "| augmentation: random resized crop | scale [0.2, 1.0], ratio [0.75, 1.3333]" in card  # MAE's crop
 
 
-def test_figures_are_written_next_to_the_checkpoint_and_embedded_in_its_card(make_image_folder, run_mae_magma, tmp_path):
+def test_figures_are_written_next_to_the_checkpoint_and_embedded_in_its_card(make_image_folder, run_mae_magma,
+                                                                             tmp_path):
     make_image_folder(tmp_path / "images", n_per_class=6)
     out = tmp_path / "out"
     run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, max_steps=3, magma_start_step=1, magma_steps=1,
@@ -78,7 +81,8 @@ def test_figures_are_written_next_to_the_checkpoint_and_embedded_in_its_card(mak
         assert (out / "figures" / png).stat().st_size > 1000
         assert f"figures/{png}" in card
     with pytest.raises(ValueError, match="Unknown figure"):
-        run_inprocess(run_mae_magma, base_args(tmp_path / "images", tmp_path / "bad", max_steps=1, figures="histogram"))
+        run_inprocess(run_mae_magma, base_args(tmp_path / "images", tmp_path / "bad", max_steps=1,
+                                               figures="histogram"))
 
 
 def test_streaming_path(make_image_folder, run_mae_magma, tmp_path):
@@ -100,7 +104,8 @@ def test_streaming_needs_max_steps(make_image_folder, run_mae_magma, tmp_path):
 def test_corrupt_images_are_skipped(make_image_folder, run_mae_magma, tmp_path, caplog):
     make_image_folder(tmp_path / "images", n_per_class=10, corrupt=3)
     out = tmp_path / "out"
-    metrics = run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, num_train_epochs=1, magma_start_epoch=0))
+    metrics = run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, num_train_epochs=1,
+                                                     magma_start_epoch=0))
     assert metrics["train_skipped_images"] >= 1
     assert "broken_" in caplog.text and "Skipping unreadable image" in caplog.text
     assert (out / "model.safetensors").is_file()
@@ -170,7 +175,7 @@ def test_exact_resume_after_sigkill(make_image_folder, tmp_path, monkeypatch, in
     new_logs = [e for e in load_log_history(killed) if "loss" in e]
     assert [e["step"] for e in new_logs] == [e["step"] for e in ref_logs] == list(range(1, 13))
     assert json.loads((killed / "trainer_state.json").read_text())["global_step"] == 12
-    for ref, new in zip(ref_logs, new_logs):
+    for ref, new in zip(ref_logs, new_logs, strict=True):
         for key in ("loss", "magma_weight", "magma_loss", "reconstruction_loss"):
             assert new[key] == ref[key], (ref["step"], key)
     ref_weights, new_weights = load_file(reference / "model.safetensors"), load_file(killed / "model.safetensors")
@@ -217,7 +222,7 @@ def test_two_processes_stream_disjoint_shards_that_cover_the_data(make_image_fol
     every = sorted(str(path) for path in (tmp_path / "images").rglob("*.png"))
     assert shards[0] and shards[1] and not set(shards[0]) & set(shards[1])  # disjoint
     assert sorted(shards[0] + shards[1]) == every  # together, every example once
-    for shard, record in zip(shards, records):
+    for shard, record in zip(shards, records, strict=True):
         # 5 steps x 2 processes x 2 images: one epoch, in which each process trains on each example of its own shard
         # once and on nothing else (the shards are drawn afresh each epoch). The validation images are collated too.
         trained = [path for path in record["trained"] if str(tmp_path / "images") in path]
@@ -272,12 +277,14 @@ def test_help_lists_the_options():
         assert option in result.stdout, option
 
 
-def test_script_pushes_to_the_hub_with_its_card_and_never_the_token(make_image_folder, run_mae_magma, tmp_path, hub_server):
+def test_script_pushes_to_the_hub_with_its_card_and_never_the_token(make_image_folder, run_mae_magma, tmp_path,
+                                                                    hub_server):
     make_image_folder(tmp_path / "images", n_per_class=6)
     out = tmp_path / "out"
     secret = "hf_scriptSecretToken1234567890"
-    run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, max_steps=4, save_steps=2, magma_start_step=1, magma_steps=2,
-                            push_to_hub="true", hub_model_id="org/m-mae-script", hub_token=secret))
+    run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, max_steps=4, save_steps=2, magma_start_step=1,
+                                           magma_steps=2, push_to_hub="true", hub_model_id="org/m-mae-script",
+                                           hub_token=secret))
     files = hub_server.files("org/m-mae-script")
     assert {"model.safetensors", "config.json", "preprocessor_config.json", "README.md"} <= set(files)
     card = files["README.md"].decode()
@@ -306,7 +313,8 @@ def test_a_folder_of_someone_else_is_refused_and_left_untouched(make_image_folde
     (out / "config.json").write_text("{}")
     before = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
     with pytest.raises(FileExistsError, match=r"(?s)--output_dir .*mine is not empty.*new or empty folder"):
-        run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, max_steps=2, save_steps=1, save_total_limit=1))
+        run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, max_steps=2, save_steps=1,
+                                               save_total_limit=1))
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before
     assert (out / "README.md").read_text() == "my notes" and (out / "config.json").read_text() == "{}"
 
@@ -314,12 +322,13 @@ def test_a_folder_of_someone_else_is_refused_and_left_untouched(make_image_folde
 def test_rotation_deletes_only_checkpoints_this_run_series_wrote(make_image_folder, run_mae_magma, tmp_path):
     make_image_folder(tmp_path / "images", n_per_class=6)
     out = tmp_path / "out"
-    run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, max_steps=2, save_steps=1, magma_start_step=0, magma_steps=2))
+    run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, max_steps=2, save_steps=1, magma_start_step=0,
+                                           magma_steps=2))
     assert (out / "hf_magma_run.json").is_file() and (out / "checkpoint-1" / "hf_magma_run.json").is_file()
     (out / "checkpoint-0").mkdir()  # a folder the user put there, named like a checkpoint
     (out / "checkpoint-0" / "keep.txt").write_text("mine")
-    run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, max_steps=4, save_steps=1, magma_start_step=0, magma_steps=2,
-                            save_total_limit=1))
+    run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, max_steps=4, save_steps=1, magma_start_step=0,
+                                           magma_steps=2, save_total_limit=1))
     assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint")) == ["checkpoint-0", "checkpoint-4"]
     assert (out / "checkpoint-0" / "keep.txt").read_text() == "mine"
 
@@ -341,7 +350,8 @@ def test_a_checkpoint_folder_of_someone_else_in_a_run_folder_is_neither_written_
     assert sorted(p.name for p in (out / "checkpoint-3").iterdir()) == ["notes.txt"]
     (out / "checkpoint-3").rename(tmp_path / "moved-away")
     run_inprocess(run_mae_magma, more)
-    assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint")) == ["checkpoint-4", "checkpoint-old"]
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint")) == ["checkpoint-4",
+                                                                                        "checkpoint-old"]
     assert (out / "checkpoint-old" / "notes.txt").read_text() == "checkpoint-old"
 
 
@@ -377,12 +387,15 @@ def test_a_different_experiment_does_not_continue_an_old_one(make_image_folder, 
     assert [e["magma_weight"] for e in load_log_history(out) if "loss" in e] == [1.0] * 4 + [0.5] * 2
 
 
-def test_an_unchanged_command_resumes_and_says_so_at_the_default_log_level(make_image_folder, run_mae_magma, tmp_path, caplog):
+def test_an_unchanged_command_resumes_and_says_so_at_the_default_log_level(make_image_folder, run_mae_magma, tmp_path,
+                                                                           caplog):
     make_image_folder(tmp_path / "images", n_per_class=6)
     out = tmp_path / "out"
-    run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, max_steps=2, save_steps=2, magma_start_step=0, magma_steps=4))
+    run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, max_steps=2, save_steps=2, magma_start_step=0,
+                                           magma_steps=4))
     caplog.clear()
-    run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, max_steps=3, save_steps=2, magma_start_step=0, magma_steps=4))
+    run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, max_steps=3, save_steps=2, magma_start_step=0,
+                                           magma_steps=4))
     assert f"Resuming from {out / 'checkpoint-2'}" in caplog.text
     assert [e["step"] for e in load_log_history(out) if "loss" in e] == [1, 2, 3]
 

@@ -35,11 +35,12 @@ def run(run_ssl_magma, train_dir, output_dir, **overrides):
 
 
 @pytest.mark.parametrize("objective", ["simclr", "vicreg"])
-def test_end_to_end_objective_schedule_card_and_plain_vit_checkpoint(make_image_folder, run_ssl_magma, tmp_path, objective):
+def test_end_to_end_objective_schedule_card_and_plain_vit_checkpoint(make_image_folder, run_ssl_magma, tmp_path,
+                                                                     objective):
     make_image_folder(tmp_path / "images", n_per_class=10)  # 16 train images: 4 steps per epoch
     out = tmp_path / "out"
-    metrics = run(run_ssl_magma, tmp_path / "images", out, objective=objective, max_steps=4, magma_start_step=2, magma_steps=10,
-                  eval_strategy="steps", eval_steps=4)
+    metrics = run(run_ssl_magma, tmp_path / "images", out, objective=objective, max_steps=4, magma_start_step=2,
+                  magma_steps=10, eval_strategy="steps", eval_steps=4)
     logs = [entry for entry in load_log_history(out) if "loss" in entry]
     assert [entry["magma_weight"] for entry in logs] == [0.0, 0.0, 1.0, 1.0]
     for entry in logs:

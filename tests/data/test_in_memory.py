@@ -131,7 +131,8 @@ def test_in_memory_decoding_and_budget():
     import datasets
 
     images = np.random.default_rng(0).integers(0, 256, (10, 28, 28), dtype=np.uint8)
-    features = datasets.Features({"image": datasets.Array2D((28, 28), "uint8"), "label": datasets.ClassLabel(num_classes=2)})
+    features = datasets.Features({"image": datasets.Array2D((28, 28), "uint8"),
+                                  "label": datasets.ClassLabel(num_classes=2)})
     dataset = datasets.Dataset.from_dict({"image": images, "label": [0, 1] * 5}, features=features)
     dataset = dataset.with_format("numpy", columns=["image"], output_all_columns=True, dtype=np.uint8)
     held, labels, skipped = decode_in_memory(dataset, "image", "label")

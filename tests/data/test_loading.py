@@ -157,7 +157,8 @@ def test_fashion_mnist_folder_from_the_environment(tmp_path):
         _write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
         _write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) + 4)
     code = ("from hf_magma.data import ImageDataArguments, load_image_datasets; "
-            "s = load_image_datasets(ImageDataArguments()); print(len(s['train']), len(s['test']), list(s['test']['label']))")
+            "s = load_image_datasets(ImageDataArguments()); "
+            "print(len(s['train']), len(s['test']), list(s['test']['label']))")
     env = {**os.environ, "HF_MAGMA_FASHION_MNIST_DIR": str(tmp_path)}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "3 2 [4, 5]"
@@ -270,7 +271,8 @@ def test_a_missing_or_empty_train_dir_is_named(make_image_folder, tmp_path):
         load_image_datasets(ImageDataArguments(train_dir=str(tmp_path / "empty")))
     (tmp_path / "notes" / "cat").mkdir(parents=True)
     (tmp_path / "notes" / "cat" / "notes.txt").write_text("not an image")
-    with pytest.raises(ValueError, match=r"--train_dir .*notes holds no image files \(1 other files, e.g. .*notes.txt"):
+    with pytest.raises(ValueError, match=r"--train_dir .*notes holds no image files "
+                                         r"\(1 other files, e.g. .*notes.txt"):
         load_image_datasets(ImageDataArguments(train_dir=str(tmp_path / "notes")))
     make_image_folder(tmp_path / "images", n_per_class=2)
     with pytest.raises(FileNotFoundError, match=r"--validation_dir .*missing does not exist"):

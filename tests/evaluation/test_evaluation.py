@@ -119,7 +119,8 @@ def test_linear_probe_lr_drops_by_gamma_after_the_milestone_epoch():
     assert frozen[0]["train_loss"] == pytest.approx(frozen[1]["train_loss"], rel=1e-6)  # no step after epoch 2
     assert frozen[1]["train_loss"] != pytest.approx(going_on["train_loss"], rel=1e-4)
     for result in frozen:  # the weights of two full epochs, not fewer steps
-        assert result["train_accuracy"] == two_epochs["train_accuracy"] and result["accuracy"] == two_epochs["accuracy"]
+        assert (result["train_accuracy"] == two_epochs["train_accuracy"]
+                and result["accuracy"] == two_epochs["accuracy"])
 
 
 def test_linear_probe_is_seeded():
@@ -284,7 +285,8 @@ def test_load_encoder_from_checkpoints(tmp_path, kind):
 def test_load_encoder_rejects_a_checkpoint_that_is_not_a_vit(tmp_path):
     from transformers import BertConfig, BertModel
 
-    BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, vocab_size=50)).save_pretrained(tmp_path)
+    BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                         vocab_size=50)).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="`bert` checkpoint, not a ViT"):
         load_encoder(str(tmp_path))
 
@@ -354,7 +356,8 @@ def test_a_local_checkpoint_path_that_does_not_exist_is_named(tmp_path):
 
 def test_a_relative_path_that_reads_as_a_hub_id_is_named_when_neither_exists(hub_server, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # "outputs/m-mae" exists neither here nor on the (localhost) Hub
-    with pytest.raises(OSError, match=r"(?s)--model_name_or_path outputs/m-mae: no local folder of that name.*org/name"):
+    with pytest.raises(OSError, match=r"(?s)--model_name_or_path outputs/m-mae: "
+                                      r"no local folder of that name.*org/name"):
         load_encoder("outputs/m-mae")
 
 
@@ -364,7 +367,8 @@ def test_a_damaged_weights_file_is_named(tmp_path):
     ViTMAEWithMAGMA(ViTMAEConfig(**TINY, **TINY_DECODER)).save_pretrained(tmp_path / "run")
     weights = tmp_path / "run" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])  # a copy cut short
-    with pytest.raises(ValueError, match=r"Cannot read the weights of .*run \(SafetensorError.*damaged.*another checkpoint"):
+    with pytest.raises(ValueError, match=r"Cannot read the weights of .*run "
+                                         r"\(SafetensorError.*damaged.*another checkpoint"):
         load_encoder(str(tmp_path / "run"))
     with pytest.raises(ValueError, match=r"weights of --model_name_or_path .*run \(SafetensorError"):
         load_model_and_image_processor(MAGMAModelArguments(model_name_or_path=str(tmp_path / "run")))

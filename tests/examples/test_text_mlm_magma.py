@@ -36,7 +36,8 @@ def test_masked_mean_term_ignores_padding_and_reaches_the_encoder():
     longer = torch.cat([ids, torch.zeros(4, 3, dtype=torch.long)], dim=1)
     longer_mask = (longer != 0).long()
     again = model(input_ids=longer.masked_fill(longer == 0, 3), attention_mask=longer_mask, output_hidden_states=True)
-    torch.testing.assert_close(regularizer(again.hidden_states, attention_mask=longer_mask), term, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(regularizer(again.hidden_states, attention_mask=longer_mask), term,
+                               rtol=1e-5, atol=1e-6)
     term.backward()
     assert model.encoder.layer[2].output.dense.weight.grad.abs().sum() > 0
     assert model.encoder.layer[0].output.dense.weight.grad.abs().sum() > 0

@@ -116,7 +116,8 @@ class HubState:
             repo = Repo(repo_type, repo_id, private)
             # The Hub creates every repository with an initial commit holding a .gitattributes file.
             oid = self._new_oid(repo_id)
-            repo.commits[oid] = Commit(oid, None, "initial commit", "", {".gitattributes": b"*.safetensors filter=lfs\n"})
+            repo.commits[oid] = Commit(oid, None, "initial commit", "",
+                                       {".gitattributes": b"*.safetensors filter=lfs\n"})
             repo.branches["main"] = oid
             self.repos[key] = repo
             return repo, True
@@ -359,7 +360,8 @@ class _Handler(BaseHTTPRequestHandler):
             entry = _file_entry(commit, path)
             sibling = {"rfilename": path, "size": entry["size"], "blobId": entry["oid"]}
             if "lfs" in entry:
-                sibling["lfs"] = {"sha256": entry["lfs"]["oid"], "size": entry["size"], "pointerSize": entry["lfs"]["pointerSize"]}
+                sibling["lfs"] = {"sha256": entry["lfs"]["oid"], "size": entry["size"],
+                                  "pointerSize": entry["lfs"]["pointerSize"]}
             siblings.append(sibling)
         info = {
             "_id": hashlib.md5(repo.repo_id.encode()).hexdigest()[:24],
@@ -461,7 +463,8 @@ class _Handler(BaseHTTPRequestHandler):
         with state.lock:
             if parent is not None and repo.branches.get(unquote(params["rev"])) != parent:
                 raise HubError(412, None, "parentCommit is not the head of the branch")
-            commit = state.commit(repo, params["rev"], header.get("summary", ""), header.get("description", ""), operations)
+            commit = state.commit(repo, params["rev"], header.get("summary", ""), header.get("description", ""),
+                                  operations)
         url = f"{self._base_url()}/{_PREFIX[repo.repo_type]}{repo.repo_id}/commit/{commit.oid}"
         self._json(200, {"success": True, "commitOid": commit.oid, "commitUrl": url, "pullRequestUrl": None})
 
@@ -644,7 +647,8 @@ class HubServer:
         """Answer ``status`` on the named routes (all routes when None) until `recover` is called.
 
         Route names: create, preupload, lfs-batch, lfs-upload, commit, info, tree, paths-info, resolve,
-        validate-yaml, refs, commits, whoami. Injected answers carry ``Retry-After: retry_after`` (0 by default) to keep client back-off short.
+        validate-yaml, refs, commits, whoami. Injected answers carry ``Retry-After: retry_after`` (0 by default) to
+        keep client back-off short.
         """
         with self._lock:
             for route in [routes] if routes is None or isinstance(routes, str) else routes:
@@ -707,7 +711,8 @@ class HubServer:
 
         hub_cache = os.path.join(home, "hub")
         monkeypatch.setattr(constants, "ENDPOINT", self.url)
-        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", self.url + "/{repo_id}/resolve/{revision}/{filename}")
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                            self.url + "/{repo_id}/resolve/{revision}/{filename}")
         monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
         monkeypatch.setattr(constants, "HF_HOME", home)
@@ -720,7 +725,8 @@ class HubServer:
             import transformers.utils.hub as transformers_hub
 
             monkeypatch.setattr(transformers_hub, "_hf_api", None)
-            for name in ("HF_HUB_CACHE", "TRANSFORMERS_CACHE", "PYTORCH_TRANSFORMERS_CACHE", "PYTORCH_PRETRAINED_BERT_CACHE"):
+            for name in ("HF_HUB_CACHE", "TRANSFORMERS_CACHE", "PYTORCH_TRANSFORMERS_CACHE",
+                         "PYTORCH_PRETRAINED_BERT_CACHE"):
                 if hasattr(transformers_hub, name):
                     monkeypatch.setattr(transformers_hub, name, hub_cache)
         if "datasets" in sys.modules:
@@ -729,7 +735,8 @@ class HubServer:
             import datasets.config as datasets_config
 
             monkeypatch.setattr(datasets_config, "HF_ENDPOINT", self.url)
-            monkeypatch.setattr(datasets_config, "HUB_DATASETS_URL", self.url + "/datasets/{repo_id}/resolve/{revision}/{path}")
+            monkeypatch.setattr(datasets_config, "HUB_DATASETS_URL",
+                                self.url + "/datasets/{repo_id}/resolve/{revision}/{path}")
             monkeypatch.setattr(datasets_config, "HF_HUB_OFFLINE", False)
             monkeypatch.setattr(datasets_config, "HF_DATASETS_CACHE", Path(home) / "datasets")
             monkeypatch.setattr(datasets_config, "HF_MODULES_CACHE", Path(home) / "modules")
@@ -753,7 +760,8 @@ class HubServer:
     def _unknown(self, method: str, path: str) -> None:
         with self._lock:
             self.unknown_requests.append((method, path))
-        print(f"[fake Hub] UNKNOWN ROUTE {method} {path}: answered 404 RouteNotImplemented", file=sys.stderr, flush=True)
+        print(f"[fake Hub] UNKNOWN ROUTE {method} {path}: answered 404 RouteNotImplemented", file=sys.stderr,
+              flush=True)
 
 
 if __name__ == "__main__":  # a manual check: python tests/hub_server.py, then point HF_ENDPOINT at it

@@ -79,7 +79,7 @@ def test_vicreg_matches_brute_force_and_weights():
     for weights in [(25.0, 25.0, 1.0), (1.0, 0.0, 3.0)]:
         out = vicreg_loss(z1, z2, *weights)
         expected = brute_force_vicreg(z1, z2, *weights)
-        for got, want in zip(out, expected):
+        for got, want in zip(out, expected, strict=True):
             assert got.item() == pytest.approx(want, rel=1e-5, abs=1e-7)
 
 

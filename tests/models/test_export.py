@@ -76,8 +76,8 @@ def test_encoder_image_processor_prepares_images_as_the_evaluation_does(tmp_path
         image = PIL.ImageOps.exif_transpose(PIL.Image.open(path))
         expected = transform(image)
         got = processor(image, return_tensors="pt")["pixel_values"][0]
-        torch.testing.assert_close(got, expected, rtol=0, atol=1e-6, msg=lambda m: f"{path.name} {image.size} "
-                                   f"{image.mode}: {m}")
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-6,
+                                   msg=lambda m, path=path, image=image: f"{path.name} {image.size} {image.mode}: {m}")
 
 
 def run_eval_features(checkpoint: Path, paths: list[Path], pooling: str) -> torch.Tensor:

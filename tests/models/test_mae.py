@@ -113,7 +113,7 @@ def test_gradients_reach_the_reference_layer_through_the_kernel():
     detached = magma_loss(hs[3][:, 1:].mean(1).detach(), hs[4][:, 1:].mean(1))
     detached.backward()
     without_kernel = [p.grad for p in ref_block.parameters()]
-    assert any(not torch.allclose(a, b) for a, b in zip(with_kernel, without_kernel))
+    assert any(not torch.allclose(a, b) for a, b in zip(with_kernel, without_kernel, strict=True))
 
 
 def test_hidden_states_are_returned_only_when_asked():
@@ -123,7 +123,7 @@ def test_hidden_states_are_returned_only_when_asked():
     full = model(pixels, noise=noise, output_hidden_states=True).hidden_states
     ref = parent(pixels, noise=noise, output_hidden_states=True).hidden_states
     assert len(full) == len(ref) == 5
-    for a, b in zip(full, ref):
+    for a, b in zip(full, ref, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     picked = model(pixels, noise=noise, output_hidden_states=[0, -1]).hidden_states
     assert [h is not None for h in picked] == [True, False, False, False, True]
@@ -256,12 +256,13 @@ def test_return_dict_false_gives_a_tuple_like_the_parent():
     ours = model(pixels, noise=noise, return_dict=False)
     theirs = parent(pixels, noise=noise, return_dict=False)
     assert isinstance(ours, tuple) and isinstance(theirs, tuple)
-    for mine, reference in zip(ours[: len(theirs)], theirs):
+    for mine, reference in zip(ours[: len(theirs)], theirs, strict=True):
         torch.testing.assert_close(mine, reference)
     assert model(pixels, noise=noise).loss.item() == ours[0].item()
 
 
 def test_a_mask_ratio_that_hides_every_patch_is_refused_at_the_start():
-    with pytest.raises(ValueError, match=r"mask_ratio 0.99 keeps int\(16 x 0.01\) = 0 of the 16 patches.*--mask_ratio"):
+    with pytest.raises(ValueError, match=r"mask_ratio 0.99 keeps int\(16 x 0.01\) = 0 of the 16 patches"
+                                         r".*--mask_ratio"):
         ViTMAEWithMAGMA(tiny_config(mask_ratio=0.99))
     ViTMAEWithMAGMA(tiny_config(mask_ratio=0.9))  # one patch of 16 stays visible

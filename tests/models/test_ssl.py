@@ -15,7 +15,8 @@ from tests.helpers.tiny import tiny_vit_config
 
 
 def tiny_config(**kwargs) -> ViTConfig:
-    return tiny_vit_config(**{"num_hidden_layers": 3, "projector_hidden_size": 64, "projector_output_size": 32, **kwargs})
+    return tiny_vit_config(**{"num_hidden_layers": 3, "projector_hidden_size": 64, "projector_output_size": 32,
+                              **kwargs})
 
 
 def views(batch: int = 8, seed: int = 0):
@@ -191,5 +192,5 @@ def test_return_dict_false_gives_a_tuple_of_the_same_values():
     out = model(first, second)
     plain = model(first, second, return_dict=False)  # was: AttributeError on the backbone's tuple
     assert isinstance(plain, tuple) and len(plain) == len(out.to_tuple())
-    for mine, reference in zip(plain, out.to_tuple()):
+    for mine, reference in zip(plain, out.to_tuple(), strict=True):
         torch.testing.assert_close(mine, reference)

@@ -9,7 +9,8 @@ from hf_magma.records.model_card import create_model_card
 
 
 def test_create_model_card_keeps_given_tags_and_lists_versions(tmp_path, vit_mae_config):
-    card = create_model_card(output_dir=tmp_path, model_config=ViTMAEWithMAGMA(vit_mae_config()).config, tags=["my-tag", "magma"])
+    card = create_model_card(output_dir=tmp_path, model_config=ViTMAEWithMAGMA(vit_mae_config()).config,
+                             tags=["my-tag", "magma"])
     loaded = ModelCard.load(tmp_path / "README.md")
     assert loaded.data.tags == ["vit-mae", "magma", "self-supervised", "image-feature-extraction", "m-mae", "my-tag"]
     assert "### Framework versions" in card.text

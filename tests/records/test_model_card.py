@@ -56,7 +56,8 @@ def test_card_states_what_was_trained(card_dir):
 
 
 @pytest.mark.parametrize(
-    ("magma", "uniformity", "name"), [(1.0, 0.0, "M-MAE"), (1.0, 0.01, "MU-MAE"), (0.0, 0.01, "U-MAE"), (0.0, 0.0, "MAE")]
+    ("magma", "uniformity", "name"),
+    [(1.0, 0.0, "M-MAE"), (1.0, 0.01, "MU-MAE"), (0.0, 0.01, "U-MAE"), (0.0, 0.0, "MAE")],
 )
 def test_method_follows_the_weights(tiny_config, tmp_path, magma, uniformity, name):
     assert magma_method_name(magma, uniformity) == name
@@ -70,13 +71,15 @@ def test_method_follows_the_weights(tiny_config, tmp_path, magma, uniformity, na
 
 def test_evaluation_results_round_trip(card_dir):
     before = ModelCard.load(card_dir / "README.md")
-    add_evaluation_results(card_dir, {"linear_accuracy": 0.432, "knn_accuracy": 0.407}, dataset_name="cifar100", dataset_split="test")
+    add_evaluation_results(card_dir, {"linear_accuracy": 0.432, "knn_accuracy": 0.407}, dataset_name="cifar100",
+                           dataset_split="test")
     add_evaluation_results(card_dir, {"linear_accuracy": 0.451}, dataset_name="cifar100", dataset_split="test")
     add_evaluation_results(card_dir / "README.md", {"knn_accuracy": 0.6}, dataset_name="stl10", dataset_split="test")
 
     card = ModelCard.load(card_dir / "README.md")
     results = {(r.dataset_name, r.metric_name): r.metric_value for r in card.data.eval_results}
-    assert results == {("cifar100", "knn_accuracy"): 0.407, ("cifar100", "linear_accuracy"): 0.451, ("stl10", "knn_accuracy"): 0.6}
+    assert results == {("cifar100", "knn_accuracy"): 0.407, ("cifar100", "linear_accuracy"): 0.451,
+                       ("stl10", "knn_accuracy"): 0.6}
     assert all(r.task_type == "image-classification" and r.dataset_split == "test" for r in card.data.eval_results)
     # model-index metadata as the Hub reads it
     assert card.data.to_dict()["model-index"][0]["name"] == "m-mae-tiny"

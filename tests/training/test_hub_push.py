@@ -171,7 +171,8 @@ class _Outage(TrainerCallback):
             self.hub.start()
 
 
-@pytest.mark.parametrize(("mode", "strategy"), [("500", "all_checkpoints"), ("down", "every_save"), ("down-at-start", "every_save")])
+@pytest.mark.parametrize(("mode", "strategy"),
+                         [("500", "all_checkpoints"), ("down", "every_save"), ("down-at-start", "every_save")])
 def test_failed_pushes_never_stop_training_and_are_retried(hub_server, tmp_path, caplog, mode, strategy):
     repo_id = f"org/flaky-{mode}"
     outage = _Outage(hub_server, "none" if mode == "down-at-start" else mode)
@@ -184,7 +185,8 @@ def test_failed_pushes_never_stop_training_and_are_retried(hub_server, tmp_path,
         trainer.push_to_hub()
 
     assert result.global_step == 4
-    failures = [r.getMessage() for r in caplog.records if r.name.startswith("hf_magma") and r.levelno == logging.WARNING]
+    failures = [r.getMessage() for r in caplog.records
+                if r.name.startswith("hf_magma") and r.levelno == logging.WARNING]
     if mode == "down-at-start":
         assert any("Could not create the Hub repository" in m for m in failures), failures
     else:
@@ -225,6 +227,6 @@ def test_dataset_push_and_streaming_load(hub_server):
     assert isinstance(streamed, datasets.IterableDataset)
     rows = list(streamed)
     assert [row["label"] for row in rows] == labels
-    for row, image in zip(rows, images):
+    for row, image in zip(rows, images, strict=True):
         assert np.array_equal(np.asarray(row["image"].convert("RGB")), np.asarray(image))
     assert not hub_server.unknown_requests

@@ -31,7 +31,8 @@ def tiny_model(seed=0):
 def labelled_dataset(n=48, seed=0):
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (n, 16, 16), dtype=np.uint8)
-    features = datasets.Features({"image": datasets.Array2D((16, 16), "uint8"), "label": datasets.ClassLabel(num_classes=3)})
+    features = datasets.Features({"image": datasets.Array2D((16, 16), "uint8"),
+                                  "label": datasets.ClassLabel(num_classes=3)})
     ds = datasets.Dataset.from_dict({"image": images, "label": rng.integers(0, 3, n)}, features=features)
     return ds.with_format("numpy", columns=["image"], output_all_columns=True, dtype=np.uint8)
 
@@ -65,7 +66,8 @@ def test_invalid_arguments(tmp_path, field, value, message):
 
 
 def test_base_learning_rate_scaling(tmp_path):
-    args = make_args(tmp_path, base_learning_rate=1.5e-4, per_device_train_batch_size=64, gradient_accumulation_steps=2)
+    args = make_args(tmp_path, base_learning_rate=1.5e-4, per_device_train_batch_size=64,
+                     gradient_accumulation_steps=2)
     assert math.isclose(args.learning_rate, 1.5e-4 * 128 / 256)
 
 
@@ -117,8 +119,9 @@ def test_training_logs_terms_and_evaluation(tmp_path):
     args = make_args(tmp_path, max_steps=6, magma_start_step=2, magma_steps=2, logging_steps=2,
                      uniformity_weight=0.01, learning_rate=1e-3)
     model = tiny_model()
-    trainer = MAGMATrainer(model=model, args=args, train_dataset=labelled_dataset(), eval_dataset=labelled_dataset(16, 1),
-                           data_collator=collator(), eval_data_collator=collator(False), num_labels=3)
+    trainer = MAGMATrainer(model=model, args=args, train_dataset=labelled_dataset(),
+                           eval_dataset=labelled_dataset(16, 1), data_collator=collator(),
+                           eval_data_collator=collator(False), num_labels=3)
     trainer.train()
     logs = [entry for entry in trainer.state.log_history if "loss" in entry]
     assert [entry["step"] for entry in logs] == [2, 4, 6]
@@ -127,15 +130,18 @@ def test_training_logs_terms_and_evaluation(tmp_path):
         for key in ("reconstruction_loss", "magma_loss", "uniformity_loss", "online_accuracy"):
             assert math.isfinite(entry[key]), key
         assert entry["magma_loss"] > 0  # computed and logged while its weight is 0 too
-        expected = entry["reconstruction_loss"] + entry["magma_weight"] * entry["magma_loss"] + 0.01 * entry["uniformity_loss"]
+        expected = (entry["reconstruction_loss"] + entry["magma_weight"] * entry["magma_loss"]
+                    + 0.01 * entry["uniformity_loss"])
         assert math.isclose(entry["loss"], expected, rel_tol=1e-4)
     assert model.config.uniformity_weight == 0.01
 
     metrics = trainer.evaluate()
-    for key in ("eval_loss", "eval_reconstruction_loss", "eval_magma_loss", "eval_uniformity_loss", "eval_online_accuracy"):
+    for key in ("eval_loss", "eval_reconstruction_loss", "eval_magma_loss", "eval_uniformity_loss",
+                "eval_online_accuracy"):
         assert key in metrics and math.isfinite(metrics[key]), key
     assert metrics["eval_magma_weight"] == 0.0  # step 6 is after the window
-    assert math.isclose(metrics["eval_loss"], metrics["eval_reconstruction_loss"] + 0.01 * metrics["eval_uniformity_loss"], rel_tol=1e-4)
+    assert math.isclose(metrics["eval_loss"],
+                        metrics["eval_reconstruction_loss"] + 0.01 * metrics["eval_uniformity_loss"], rel_tol=1e-4)
 
 
 def _encoder_gradients(tmp_path, num_labels):
@@ -237,7 +243,8 @@ def test_trains_vit_for_ssl_on_two_views_and_logs_its_terms(tmp_path, objective)
     model = ViTForSSL(config)
     augmentation = TwoViewAugmentation(16, mean=[0.5] * 3, std=[0.5] * 3, seed=0)
     args = make_args(tmp_path, max_steps=4, magma_start_step=2, magma_steps=10, learning_rate=1e-3)
-    trainer = MAGMATrainer(model=model, args=args, train_dataset=labelled_dataset(), eval_dataset=labelled_dataset(16, 1),
+    trainer = MAGMATrainer(model=model, args=args, train_dataset=labelled_dataset(),
+                           eval_dataset=labelled_dataset(16, 1),
                            data_collator=TwoViewCollator(collator(False), augmentation),
                            eval_data_collator=TwoViewCollator(collator(False), augmentation), num_labels=3)
     trainer.train()
@@ -331,7 +338,8 @@ def test_the_probe_state_is_written_before_the_trainer_state(tmp_path, monkeypat
 
 def test_a_batch_too_small_for_the_magma_term_is_announced_at_the_start(tmp_path, caplog):
     args = make_args(tmp_path, per_device_train_batch_size=2, max_steps=1, magma_start_step=0, magma_steps=1)
-    trainer = MAGMATrainer(model=tiny_model(), args=args, train_dataset=labelled_dataset(n=8), data_collator=collator())
+    trainer = MAGMATrainer(model=tiny_model(), args=args, train_dataset=labelled_dataset(n=8),
+                           data_collator=collator())
     trainer.train()
     assert "The MAGMA term is built on batches of 2 (--per_device_train_batch_size 2)" in caplog.text
     assert "Use a batch of at least 3" in caplog.text
@@ -343,7 +351,8 @@ def test_a_batch_too_small_for_the_magma_term_is_announced_at_the_start(tmp_path
 
 def test_drop_last_with_a_batch_larger_than_the_data_is_an_error(tmp_path):
     args = make_args(tmp_path, per_device_train_batch_size=16, dataloader_drop_last=True, num_train_epochs=1)
-    trainer = MAGMATrainer(model=tiny_model(), args=args, train_dataset=labelled_dataset(n=10), data_collator=collator())
+    trainer = MAGMATrainer(model=tiny_model(), args=args, train_dataset=labelled_dataset(n=10),
+                           data_collator=collator())
     with pytest.raises(ValueError, match=r"--dataloader_drop_last .*--per_device_train_batch_size 16.*only 10"
                                          r".*set --dataloader_drop_last false"):
         trainer.train()

@@ -20,7 +20,8 @@ pytest.importorskip("matplotlib")
 
 
 def tiny_config(**overrides) -> ViTMAEConfig:
-    settings = dict(image_size=32, num_hidden_layers=3, num_attention_heads=4, decoder_num_attention_heads=4, mask_ratio=0.75)
+    settings = dict(image_size=32, num_hidden_layers=3, num_attention_heads=4, decoder_num_attention_heads=4,
+                    mask_ratio=0.75)
     return tiny_vit_mae_config(**{**settings, **overrides})
 
 
@@ -93,7 +94,8 @@ def test_plot_pacmap_png_and_davies_bouldin_match_sklearn(tmp_path):
 
 def test_plot_pacmap_feature_space_davies_bouldin(tmp_path):
     features, labels = clustered_features(0, 2.0, num_classes=3)
-    (panel,) = viz.plot_pacmap({"run": (features, labels)}, tmp_path / "p.png", davies_bouldin_space="features", dpi=40)
+    (panel,) = viz.plot_pacmap({"run": (features, labels)}, tmp_path / "p.png", davies_bouldin_space="features",
+                               dpi=40)
     assert panel.davies_bouldin == pytest.approx(davies_bouldin_score(features.numpy(), labels.numpy()), rel=1e-6)
 
 
@@ -186,7 +188,7 @@ def test_inputs_that_do_not_fit_the_model_are_rejected():
 def test_first_principal_component_matches_sklearn_with_a_fixed_sign():
     tokens = torch.randn(3, 49, 16, dtype=torch.float64)
     scores = viz.first_principal_component(tokens)
-    for x, s in zip(tokens, scores):
+    for x, s in zip(tokens, scores, strict=True):
         reference = PCA(n_components=1).fit_transform(x.numpy())[:, 0]
         np.testing.assert_allclose(np.abs(s.numpy()), np.abs(reference), atol=1e-10)
         assert s[s.abs().argmax()] > 0
@@ -443,7 +445,7 @@ def test_visualize_script_main(tmp_path, saved_checkpoints, load_script):
 
     images, labels = class_images(num_classes=3, per_class=8)
     for split in ("train", "val"):
-        for k, (image, label) in enumerate(zip(images, labels)):
+        for k, (image, label) in enumerate(zip(images, labels, strict=True)):
             folder = tmp_path / split / f"class{label}"
             folder.mkdir(parents=True, exist_ok=True)
             image.save(folder / f"{k}.png")

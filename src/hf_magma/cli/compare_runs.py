@@ -38,7 +38,8 @@ def comparison_rows(
     """
     cells = load_cells(results_dir)
     if not cells:
-        raise ValueError(f"{results_dir} holds no cell results (<method>_seed<n>.json): run scripts/reproduce.py first")
+        raise ValueError(f"{results_dir} holds no cell results (<method>_seed<n>.json): "
+                         "run scripts/reproduce.py first")
     scores = json.loads(Path(pacmap_scores).read_text()) if pacmap_scores is not None else {}
     rows = []
     for method in METHODS:

@@ -61,7 +61,8 @@ def summary_table(cells: Sequence[dict[str, Any]], pixels: dict[str, Any] | None
         if not mine:
             continue
         extra = "".join(
-            f" {_mean_std([c['results'][k] for c in mine]) if all(k in (c.get('results') or {}) for c in mine) else '-'} |"
+            " " + (_mean_std([c["results"][k] for c in mine]) if all(k in (c.get("results") or {}) for c in mine)
+                   else "-") + " |"
             for k in fractions
         )
         rows.append(
@@ -71,7 +72,8 @@ def summary_table(cells: Sequence[dict[str, Any]], pixels: dict[str, Any] | None
             f"| {statistics.mean(c['eval_seconds'] for c in mine):.0f} |"
         )
     if pixels is not None:
-        extra = "".join(f" {_mean_std([pixels['results'][k]]) if k in pixels['results'] else '-'} |" for k in fractions)
+        extra = "".join(f" {_mean_std([pixels['results'][k]]) if k in pixels['results'] else '-'} |"
+                        for k in fractions)
         rows.append(
             f"| pixels (no model, {pixels['feature_dim']} values) | - | - | {_mean_std([pixels['linear_top1']])} "
             f"| {_mean_std([pixels['knn_top1']])} |{extra} - | {pixels['eval_seconds']:.0f} |"

@@ -65,7 +65,8 @@ TRAINING_SETTINGS = (
 )
 DATA_SETTINGS = ("dataset_name", "dataset_config_name", "train_dir", "validation_dir", "train_split",
                  "max_train_samples", "image_column_name", "label_column_name")
-AUGMENTATION_DEFAULTS = {"random_crop": True, "crop_scale": None, "crop_ratio": [3 / 4, 4 / 3], "horizontal_flip": True}
+AUGMENTATION_DEFAULTS = {"random_crop": True, "crop_scale": None, "crop_ratio": [3 / 4, 4 / 3],
+                         "horizontal_flip": True}
 MODEL_SETTINGS = ("model_name_or_path", "config_name", "config_overrides", "mask_ratio", "norm_pix_loss",
                   "magma_reference_layers", "magma_target_layer")
 
@@ -92,7 +93,8 @@ class ReproduceArguments:
     eval_batch_size: int = field(default=256, metadata={"help": "Images per feature-extraction batch."})
     label_fractions: list[float] = field(
         default_factory=lambda: [1.0],
-        metadata={"help": "Fractions of the train labels for the linear probe, e.g. 0.01 0.1 1 (the paper's Table 3)."},
+        metadata={"help": "Fractions of the train labels for the linear probe, e.g. 0.01 0.1 1 "
+                  "(the paper's Table 3)."},
     )
     pixels: bool = field(
         default=False,
@@ -111,8 +113,8 @@ class ReproduceArguments:
     )
     num_threads: int | None = field(
         default=None,
-        metadata={"help": "torch's CPU threads (default: torch's choice). On a small shared CPU, 1 thread is steadier: "
-                  "small matrix products stall waiting for busy cores."},
+        metadata={"help": "torch's CPU threads (default: torch's choice). On a small shared CPU, 1 thread is "
+                  "steadier: small matrix products stall waiting for busy cores."},
     )
 
     def __post_init__(self) -> None:
@@ -135,7 +137,9 @@ def method_training_args(training_args: MAGMATrainingArguments, method: str, see
         raise ValueError(f"unknown method {method!r}; expected one of {list(METHODS)}")
     use_magma, use_uniformity = METHODS[method]
     if use_magma and not training_args.magma_weight > 0:
-        raise ValueError(f"{method} needs a positive magma_weight (lambda) in the recipe, got {training_args.magma_weight}")
+        raise ValueError(
+            f"{method} needs a positive magma_weight (lambda) in the recipe, got {training_args.magma_weight}"
+        )
     if use_uniformity and not training_args.uniformity_weight > 0:
         raise ValueError(
             f"{method} needs a positive uniformity_weight (mu) in the recipe, got {training_args.uniformity_weight}"

@@ -11,7 +11,8 @@ Examples:
 
     # the small CPU demo on the offline Fashion-MNIST
     python scripts/run_ssl_magma.py --objective vicreg --output_dir outputs/m-vicreg \\
-        --config_overrides "hidden_size=64,num_hidden_layers=4,num_attention_heads=2,intermediate_size=128,image_size=28,patch_size=4" \\
+        --config_overrides \\
+        "hidden_size=64,num_hidden_layers=4,num_attention_heads=2,intermediate_size=128,image_size=28,patch_size=4" \\
         --projector_hidden_size 256 --projector_output_size 256 --max_steps 200 --magma_start_step 20 --magma_steps 180
 
     # on one or more GPUs

@@ -49,14 +49,14 @@ def main(viz_args: VisualizationArguments, data_args: ImageDataArguments) -> dic
             raise ValueError(f"The dataset has no {viz_args.split!r} split; it has {sorted(splits)}")
         dataset = splits[viz_args.split]
     written = write_figures(
-        dict(zip(names, viz_args.model_name_or_path)),
+        dict(zip(names, viz_args.model_name_or_path, strict=True)),
         viz_args.output_dir,
         figures=figures,
         dataset=dataset,
         image_column=data_args.image_column_name,
         label_column=data_args.label_column_name,
-        runs=dict(zip(names, viz_args.runs)) if viz_args.runs else None,
-        linear_accuracy=dict(zip(names, viz_args.linear_accuracy)) if viz_args.linear_accuracy else None,
+        runs=dict(zip(names, viz_args.runs, strict=True)) if viz_args.runs else None,
+        linear_accuracy=dict(zip(names, viz_args.linear_accuracy, strict=True)) if viz_args.linear_accuracy else None,
         num_classes=viz_args.num_classes,
         max_samples_per_class=viz_args.max_samples_per_class,
         image_indices=viz_args.image_indices,

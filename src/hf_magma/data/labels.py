@@ -57,6 +57,8 @@ def sample_per_class(
             picked.append(members)
             continue
         if strict and members.numel() < per_class:
-            raise ValueError(f"class {cls} has {members.numel()} examples, fewer than the {per_class} per class asked for")
+            raise ValueError(
+                f"class {cls} has {members.numel()} examples, fewer than the {per_class} per class asked for"
+            )
         picked.append(members[torch.randperm(members.numel(), generator=generator)[:per_class]])
     return torch.cat(picked).sort().values

@@ -127,7 +127,8 @@ class TwoViewAugmentation(nn.Module):
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if not isinstance(pixel_values, torch.Tensor) or pixel_values.dim() != 4:
-            shape = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
+            shape = (tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor)
+                     else type(pixel_values).__name__)
             raise ValueError(f"`pixel_values` must be a (batch, channels, height, width) tensor, got {shape}")
         if not pixel_values.is_floating_point():
             raise TypeError(f"`pixel_values` must be a normalised float tensor, got {pixel_values.dtype}")
@@ -160,7 +161,8 @@ class TwoViewCollator:
     """
 
     def __init__(
-        self, collator: Callable[[Iterable[Mapping[str, Any]]], dict[str, torch.Tensor]], augmentation: TwoViewAugmentation
+        self, collator: Callable[[Iterable[Mapping[str, Any]]], dict[str, torch.Tensor]],
+        augmentation: TwoViewAugmentation,
     ) -> None:
         self.collator = collator
         self.augmentation = augmentation

@@ -1,4 +1,5 @@
-"""The one unmasked, in-order forward of a ViT / ViT-MAE encoder (`run_unmasked`) and pooled features of a batch (`encode`)."""
+"""The one unmasked, in-order forward of a ViT / ViT-MAE encoder (`run_unmasked`) and pooled features of a batch
+(`encode`)."""
 
 from __future__ import annotations
 

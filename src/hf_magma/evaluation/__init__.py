@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from .card import HubPushError, record_results_in_card
     from .fine_tuning import finetune, image_classifier_from_encoder
     from .knn import KNN_DISTANCE_EPS, KNN_WEIGHTINGS, knn_accuracy, knn_predict
-    from .probe import linear_probe, sample_label_fraction
     from .metrics import classification_accuracy, top1_accuracy
     from .pixels import pixel_features
+    from .probe import linear_probe, sample_label_fraction
     from .protocol import EvaluationArguments, evaluate_features, fraction_suffix

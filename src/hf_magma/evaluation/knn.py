@@ -46,7 +46,9 @@ def knn_predict(
     if train_x.shape[1] != test_x.shape[1]:
         raise ValueError(f"train and test features differ in width: {train_x.shape[1]} vs {test_x.shape[1]}")
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= train_x.shape[0]:
-        raise ValueError(f"`k` must be an integer in [1, {train_x.shape[0]}] (the number of train examples), got {k!r}")
+        raise ValueError(
+            f"`k` must be an integer in [1, {train_x.shape[0]}] (the number of train examples), got {k!r}"
+        )
     check_number("chunk_size", chunk_size, sign="positive", integer=True)
     check_number("train_chunk_size", train_chunk_size, sign="positive", integer=True)
     num_classes = class_count(train_y) if num_classes is None else num_classes

@@ -77,7 +77,8 @@ class EvaluationArguments:
             raise ValueError("--model_name_or_path is required (a checkpoint to evaluate), unless --pixels scores "
                              "the raw pixels")
         if self.pixels and (self.finetune or self.figures):
-            raise ValueError("--pixels scores the pixels with k-NN and the linear probe only; drop --finetune/--figures")
+            raise ValueError("--pixels scores the pixels with k-NN and the linear probe only; "
+                             "drop --finetune/--figures")
         if self.pooling not in IMAGE_POOLINGS:
             raise ValueError(f"--pooling must be one of {IMAGE_POOLINGS}, got {self.pooling!r}")
         if self.knn_weighting not in KNN_WEIGHTINGS:

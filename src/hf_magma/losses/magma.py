@@ -143,7 +143,8 @@ class MAGMARegularizer:
 
     @property
     def hidden_state_indices(self) -> list[int]:
-        """Indices into ``hidden_states`` this term reads (pass them as ``output_hidden_states`` on transformers>=5.23)."""
+        """Indices into ``hidden_states`` this term reads (pass them as ``output_hidden_states`` on
+        transformers>=5.23)."""
         return sorted({i + 1 for i in [*self.reference_layers, self.target_layer]})
 
     def pool(self, hidden_states: Sequence[torch.Tensor], layer: int, attention_mask: torch.Tensor | None = None):

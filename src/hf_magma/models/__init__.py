@@ -14,7 +14,8 @@ from ..utils.lazy import lazy_exports
 _EXPORTS = {
     "mae": ('ViTMAEWithMAGMA', 'ViTMAEWithMAGMAOutput', 'resolve_magma_config'),
     "ssl": ('ViTForSSL', 'ViTForSSLOutput', 'resolve_ssl_config'),
-    "arguments": ('MAGMAModelArguments', 'SSLModelArguments', 'load_image_processor', 'load_model_and_image_processor', 'load_ssl_model_and_image_processor'),
+    "arguments": ('MAGMAModelArguments', 'SSLModelArguments', 'load_image_processor', 'load_model_and_image_processor',
+                  'load_ssl_model_and_image_processor'),
     "export": ('ENCODER_SUBFOLDER', 'save_encoder', 'vit_encoder_from'),
 }
 

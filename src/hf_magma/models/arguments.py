@@ -75,7 +75,8 @@ class ModelSourceArguments:
 
 @dataclass
 class MAGMAModelArguments(ModelSourceArguments):
-    """The model options of transformers' ``run_mae.py`` plus where the MAGMA term reads (parsed by HfArgumentParser)."""
+    """The model options of transformers' ``run_mae.py`` plus where the MAGMA term reads (parsed by
+    HfArgumentParser)."""
 
     mask_ratio: float = field(default=0.75, metadata={"help": "The ratio of masked patches."})
     norm_pix_loss: bool = field(

@@ -7,8 +7,9 @@ processor that prepares images as the evaluation does (shorter side resized, bic
 ``pipeline("image-feature-extraction", model=..., model_kwargs={"subfolder": "encoder"})`` and
 ``AutoModel.from_pretrained(..., subfolder="encoder")`` return the CLS token then every patch token in order,
 after the final LayerNorm, the same on every call (images with transparency aside: the pipeline's `load_image`
-drops the alpha channel, while the image processor and the evaluation paint transparent pixels white). The pooler is the identity: ``pooler_output`` (the pipeline's
-``pool=True``) is the CLS feature that ``run_eval.py --pooling cls`` uses. The checkpoint's root stays the whole
+drops the alpha channel, while the image processor and the evaluation paint transparent pixels white). The pooler
+is the identity: ``pooler_output`` (the pipeline's ``pool=True``) is the CLS feature that ``run_eval.py --pooling
+cls`` uses. The checkpoint's root stays the whole
 `vit_mae` model, so continuing pretraining from it still masks ``mask_ratio`` of the patches.
 """
 

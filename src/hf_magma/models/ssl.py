@@ -163,7 +163,9 @@ class ViTForSSL(ViTPreTrainedModel):
                 f"{tuple(pixel_values_2.shape)}"
             )
         if pixel_values.dim() != 4:
-            raise ValueError(f"`pixel_values` must have shape (batch, channels, height, width), got {tuple(pixel_values.shape)}")
+            raise ValueError(
+                f"`pixel_values` must have shape (batch, channels, height, width), got {tuple(pixel_values.shape)}"
+            )
         weight = call_weight(magma_weight, self.config.magma_weight)
         return_dict = kwargs.pop("return_dict", None)
         if return_dict is None:

@@ -158,7 +158,8 @@ def _method(config: Any, training_args: Any) -> tuple[str, str | None, float, fl
         method_description = (
             f"The objective is {base} on two SimCLR-style augmented views of each image (a ViT backbone and an MLP "
             "projector), " + ("plus the MAGMA manifold regulariser on the first view's block outputs." if
-                              magma_weight > 0 else "without MAGMA (the term was computed and logged, not trained on).")
+                              magma_weight > 0 else
+                              "without MAGMA (the term was computed and logged, not trained on).")
         )
     return method, method_description, magma_weight, uniformity_weight
 
@@ -168,7 +169,8 @@ def _magma_settings(
 ) -> list[tuple[str, Any]]:
     """The card's MAGMA table: objective, layers, weight and schedule."""
     ssl_objective = getattr(config, "ssl_objective", None)
-    start_epoch, epochs = getattr(training_args, "magma_start_epoch", None), getattr(training_args, "magma_epochs", None)
+    start_epoch = getattr(training_args, "magma_start_epoch", None)
+    epochs = getattr(training_args, "magma_epochs", None)
     start_step, steps = getattr(training_args, "magma_start_step", None), getattr(training_args, "magma_steps", None)
     magma_settings = [
         ("objective", method),
@@ -191,7 +193,8 @@ def _model_settings(config: Any) -> list[tuple[str, Any]]:
     """The card's model table: encoder and decoder (MAE) or projector and objective settings (SimCLR / VICReg)."""
     ssl_objective = getattr(config, "ssl_objective", None)
     return [
-        ("encoder", f"{config.num_hidden_layers} blocks x {config.hidden_size} wide, {config.num_attention_heads} heads"),
+        ("encoder", f"{config.num_hidden_layers} blocks x {config.hidden_size} wide, "
+                    f"{config.num_attention_heads} heads"),
         (
             "decoder",
             f"{config.decoder_num_hidden_layers} blocks x {config.decoder_hidden_size} wide, "
@@ -201,7 +204,8 @@ def _model_settings(config: Any) -> list[tuple[str, Any]]:
         ("mask ratio", format_value(config.mask_ratio)),
         ("normalised-pixel loss", config.norm_pix_loss),
     ] if not ssl_objective else [
-        ("encoder", f"{config.num_hidden_layers} blocks x {config.hidden_size} wide, {config.num_attention_heads} heads"),
+        ("encoder", f"{config.num_hidden_layers} blocks x {config.hidden_size} wide, "
+                    f"{config.num_attention_heads} heads"),
         ("projector", f"{config.projector_num_layers} layers, {config.projector_hidden_size} wide, "
                       f"{config.projector_output_size} out"),
         ("representation", config.representation_pooling),
@@ -278,7 +282,8 @@ def create_model_card(
 
     model_settings = _model_settings(config)
     training_settings = _training_settings(training_args)
-    training_settings += [(f"augmentation: {name}", format_value(value)) for name, value in (augmentation or {}).items()]
+    training_settings += [(f"augmentation: {name}", format_value(value))
+                          for name, value in (augmentation or {}).items()]
     summary_rows = [(_SUMMARY_LABELS.get(k, k), format_value(v)) for k, v in (train_summary or {}).items()]
 
     architecture = f"ViT, {config.num_hidden_layers} x {config.hidden_size}, patch {config.patch_size}"

@@ -62,8 +62,8 @@ class HubPushMixin:
         """Write our card to ``output_dir/README.md`` (replaces the Trainer's generic card).
 
         Accepts the Trainer's keywords (``model_name``, ``license``, ``dataset``, ``finetuned_from``, ``tags``, to
-        which the model's ``model_tags`` are added; the others are ignored) so that `Trainer.push_to_hub` calls it unchanged. Evaluation results and figures already
-        recorded in the card are kept.
+        which the model's ``model_tags`` are added; the others are ignored) so that `Trainer.push_to_hub` calls it
+        unchanged. Evaluation results and figures already recorded in the card are kept.
         """
         if not self.is_world_process_zero():
             return None
@@ -198,7 +198,8 @@ class HubPushMixin:
             return None
         try:
             result = super().push_to_hub(
-                commit_message=commit_message, blocking=blocking, token=token, revision=revision, private=private, **kwargs
+                commit_message=commit_message, blocking=blocking, token=token, revision=revision, private=private,
+                **kwargs,
             )
         except Exception as error:
             logger.warning(

@@ -64,8 +64,9 @@ class MAGMATrainer(HubPushMixin, RunGuardMixin, Trainer):
     The MAGMA weight at each step is a function of the global step alone (so a resumed run follows exactly
     the schedule of an uninterrupted one) and is passed to the model as ``magma_weight=``. Training logs add
     ``reconstruction_loss``, ``magma_loss`` (also while its weight is 0), ``magma_weight`` and
-    ``uniformity_loss`` (for `ViTForSSL`: ``objective_loss`` and VICReg's parts), averaged over the logging window and across processes, and ``online_accuracy`` when
-    ``num_labels`` is given and batches carry ``labels``. Evaluation gives ``eval_loss`` and the same terms.
+    ``uniformity_loss`` (for `ViTForSSL`: ``objective_loss`` and VICReg's parts), averaged over the logging window
+    and across processes, and ``online_accuracy`` when ``num_labels`` is given and batches carry ``labels``.
+    Evaluation gives ``eval_loss`` and the same terms.
     Hub pushes (`HubPushMixin`) carry the project's model card, and a failed push never stops training.
     `RunGuardMixin` refuses output folders of other programs, rotates only this run's checkpoints and checks a
     resumed checkpoint's settings (``run_data`` describes the data for that check).
@@ -190,12 +191,13 @@ class MAGMATrainer(HubPushMixin, RunGuardMixin, Trainer):
         self._warned_schedule = True
         if start >= total:
             logger.warning(
-                "\n%s\nTHE MAGMA TERM NEVER TURNS ON: it starts at step %d (epoch %s) but the run ends after %d steps. "
-                "This trains a plain MAE. Lower --magma_start_epoch/--magma_start_step or train longer.\n%s",
+                "\n%s\nTHE MAGMA TERM NEVER TURNS ON: it starts at step %d (epoch %s) but the run ends after %d "
+                "steps. This trains a plain MAE. Lower --magma_start_epoch/--magma_start_step or train longer.\n%s",
                 "!" * 100, start, self.args.magma_start_epoch, total, "!" * 100,
             )
         else:
-            logger.info("MAGMA term on (weight %g) for steps [%d, %d) of %d", self.args.magma_weight, start, end, total)
+            logger.info("MAGMA term on (weight %g) for steps [%d, %d) of %d", self.args.magma_weight, start, end,
+                        total)
 
     # ---- loss, logging ---------------------------------------------------------------------------------------
     def _accumulate(self, phase: str, values: dict[str, torch.Tensor | float], count: float = 1.0) -> None:
@@ -222,7 +224,7 @@ class MAGMATrainer(HubPushMixin, RunGuardMixin, Trainer):
             stacked = self.accelerator.reduce(stacked, reduction="sum")
         self._sums[phase] = {}
         values = stacked.cpu().tolist()  # the one read-back, at logging time
-        return {name: total / weight for name, (total, weight) in zip(names, values) if weight > 0}
+        return {name: total / weight for name, (total, weight) in zip(names, values, strict=True) if weight > 0}
 
     def compute_loss(self, model: nn.Module, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None):
@@ -366,9 +368,9 @@ class MAGMATrainer(HubPushMixin, RunGuardMixin, Trainer):
             loaded = type(target).from_pretrained(checkpoint, config=copy.deepcopy(target.config))
         except (SafetensorError, OSError) as error:
             raise ValueError(
-                f"Cannot read the weights in {checkpoint} ({type(error).__name__}: {error}): the file is damaged, e.g. "
-                "by a run killed while saving. Move that checkpoint folder away to resume from the one before, or "
-                "pass --resume_from_checkpoint with another checkpoint."
+                f"Cannot read the weights in {checkpoint} ({type(error).__name__}: {error}): the file is damaged, "
+                "e.g. by a run killed while saving. Move that checkpoint folder away to resume from the one before, "
+                "or pass --resume_from_checkpoint with another checkpoint."
             ) from error
         target.load_state_dict(loaded.state_dict(), strict=True)
 

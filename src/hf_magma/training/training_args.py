@@ -1,5 +1,6 @@
-"""`MAGMATrainingArguments`: the settings of `hf_magma.training.trainer.MAGMATrainer` (transformers' `TrainingArguments` plus
-the MAGMA schedule, the U-MAE weight, MAE's learning-rate scaling, the online probe and the end-of-run figures)."""
+"""`MAGMATrainingArguments`: the settings of `hf_magma.training.trainer.MAGMATrainer` (transformers'
+`TrainingArguments` plus the MAGMA schedule, the U-MAE weight, MAE's learning-rate scaling, the online probe and the
+end-of-run figures)."""
 
 from __future__ import annotations
 

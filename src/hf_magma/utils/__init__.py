@@ -5,7 +5,8 @@ from typing import TYPE_CHECKING
 from .lazy import lazy_exports
 
 _EXPORTS = {
-    "checks": ('check_fraction', 'check_fractions', 'check_layer_choice', 'check_non_negative', 'check_number', 'named_weights_errors'),
+    "checks": ('check_fraction', 'check_fractions', 'check_layer_choice', 'check_non_negative', 'check_number',
+               'named_weights_errors'),
     "distributed": ('all_gather_with_grad', 'rank_and_world_size'),
     "lazy": ('lazy_exports',),
 }

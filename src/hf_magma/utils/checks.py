@@ -104,7 +104,7 @@ def named_weights_errors(source: str | os.PathLike, option: str | None = None) -
         yield
     except SafetensorError as error:
         raise ValueError(
-            f"Cannot read the weights of {option + ' ' if option else ''}{os.fspath(source)} (SafetensorError: {error}): its "
-            "model.safetensors is damaged, e.g. cut short by a copy, a download or a run killed while saving. Use "
-            "another checkpoint, or copy or download this one again."
+            f"Cannot read the weights of {option + ' ' if option else ''}{os.fspath(source)} (SafetensorError: "
+            f"{error}): its model.safetensors is damaged, e.g. cut short by a copy, a download or a run killed while "
+            "saving. Use another checkpoint, or copy or download this one again."
         ) from error

@@ -30,7 +30,7 @@ def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
         padding = tensor.new_zeros(longest - tensor.shape[0], *tensor.shape[1:])
         tensor = torch.cat([tensor, padding])
     parts = all_gather(tensor)
-    return torch.cat([part[:n] for part, n in zip(parts, sizes)])
+    return torch.cat([part[:n] for part, n in zip(parts, sizes, strict=True)])
 
 
 def rank_and_world_size() -> tuple[int, int]:

@@ -132,7 +132,7 @@ def cls_attention_maps(model: nn.Module, pixel_values: torch.Tensor, layer: int 
 def _check_models(models: Mapping[str, nn.Module]) -> None:
     if not models:
         raise ValueError("`models` is empty: pass {name: model}")
-    for name, model in models.items():
+    for _name, model in models.items():
         load_encoder(model)
 
 

@@ -29,7 +29,7 @@ def active_intervals(xs: np.ndarray, weights: np.ndarray) -> list[tuple[float, f
     """The x intervals over which ``weights > 0``, each from its first to its last positive log point."""
     intervals = []
     start = None
-    for k, (x, w) in enumerate(zip(xs, weights)):
+    for k, (x, w) in enumerate(zip(xs, weights, strict=True)):
         if w > 0 and start is None:
             start = x
         if start is not None and (w <= 0 or k == len(xs) - 1):
@@ -85,7 +85,7 @@ def plot_training_curves(
         color = palette(r % 10)
         wx, wy = weights[name]
         spans = active_intervals(wx, wy) if len(wx) else []
-        for ax, metric in zip(axes, present):
+        for ax, metric in zip(axes, present, strict=True):
             xs, ys = curves[name][metric]
             for k, (lo, hi) in enumerate(spans):
                 ax.axvspan(lo, hi, color=color, alpha=0.12, linewidth=0,
@@ -97,7 +97,7 @@ def plot_training_curves(
                 _plot_split(ax, xs, ys, on, color, name)
             else:
                 ax.plot(xs, ys, color=color, linewidth=1.4, label=name, marker="." if len(xs) < 30 else None)
-    for ax, metric in zip(axes, present):
+    for ax, metric in zip(axes, present, strict=True):
         ax.set_title(METRIC_LABELS.get(metric, metric), fontsize=10)
         ax.set_xlabel(x_axis)
         ax.grid(alpha=0.3)

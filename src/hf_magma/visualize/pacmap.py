@@ -121,8 +121,8 @@ def plot_pacmap(
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     space = "2-D" if davies_bouldin_space == "embedding" else "feat."
     point_size = max(2.0, min(12.0, 4000.0 / max(len(p.labels) for p in panels)))
-    for ax, panel in zip(axes, panels):
-        for color, c in zip(colors, classes):
+    for ax, panel in zip(axes, panels, strict=True):
+        for color, c in zip(colors, classes, strict=True):
             pts = panel.embedding[panel.labels == c]
             ax.scatter(pts[:, 0], pts[:, 1], s=point_size, color=color, label=names(c), alpha=0.8, linewidths=0)
         title = f"{panel.name}\nDB ({space}) {panel.davies_bouldin:.2f}"

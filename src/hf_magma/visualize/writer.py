@@ -36,7 +36,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class VisualizationArguments:
-    """Options of ``scripts/visualize.py``, parsed by ``HfArgumentParser`` beside `hf_magma.data.ImageDataArguments`."""
+    """Options of ``scripts/visualize.py``, parsed by ``HfArgumentParser`` beside
+    `hf_magma.data.ImageDataArguments`."""
 
     model_name_or_path: list[str] = field(
         metadata={"help": "Checkpoints (local folders or Hub ids) to compare side by side, in panel order."}
@@ -65,7 +66,9 @@ class VisualizationArguments:
                   "or 'features' (the encoder features)."},
     )
     pooling: str = field(default="cls", metadata={"help": "Feature pooling for PaCMAP: 'cls' or 'mean'."})
-    num_images: int = field(default=2, metadata={"help": "Images (seeded picks) in the key-PCA and attention figures."})
+    num_images: int = field(
+        default=2, metadata={"help": "Images (seeded picks) in the key-PCA and attention figures."}
+    )
     image_indices: list[int] | None = field(
         default=None, metadata={"help": "Dataset indices of the images to show (instead of --num_images picks)."}
     )
@@ -128,9 +131,9 @@ def write_figures(
     PaCMAP figure, extracted with `hf_magma.evaluation.extract_features` from ``max_samples_per_class`` images of
     ``num_classes`` random classes. Images are prepared like evaluation images with ``image_processor`` (default:
     the first checkpoint's, else ViT's defaults, at the model's image size). Curves read ``runs`` (default: each
-    checkpoint directory holding a ``trainer_state.json``). With ``figures=None`` every figure the inputs allow is drawn and the others are
-    skipped; a figure asked for by name whose inputs are missing raises ``ValueError``. Returns
-    ``{figure: png path}``.
+    checkpoint directory holding a ``trainer_state.json``). With ``figures=None`` every figure the inputs allow is
+    drawn and the others are skipped; a figure asked for by name whose inputs are missing raises ``ValueError``.
+    Returns ``{figure: png path}``.
     """
     if not checkpoints:
         raise ValueError("`checkpoints` is empty: pass {name: checkpoint path or model}")
@@ -273,7 +276,8 @@ def write_checkpoint_figures(
 
     For the end of a pretraining or evaluation run: ``write_figures`` for this one checkpoint (``kwargs`` are
     passed on), then, when ``checkpoint_dir`` has a ``README.md`` and ``update_model_card``, the figures are
-    added to it with `hf_magma.records.card_results.add_figures`. Returns ``{caption: path relative to checkpoint_dir}``.
+    added to it with `hf_magma.records.card_results.add_figures`. Returns ``{caption: path relative to
+    checkpoint_dir}``.
     """
     checkpoint_dir = Path(checkpoint_dir)
     if not checkpoint_dir.is_dir():
