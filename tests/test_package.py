@@ -90,3 +90,12 @@ def test_relative_links_and_paths_in_docs_resolve(doc):
         if not (ROOT / path).exists():
             broken.append(path)
     assert not broken, f"{doc.name}: {broken}"
+
+
+def test_ci_runs_the_linter_then_exactly_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    test_command = re.search(r"# 2\. Set up and run the tests\n(.+)\n", readme).group(1)
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
+    assert ci[-1] == test_command
+    assert any("ruff check ." in line for line in ci[:-1])
+    assert (ROOT / "scripts" / "demo.sh").is_file() and "bash scripts/demo.sh" in readme.split("# 2.")[0]
