@@ -166,6 +166,29 @@ def test_online_probe_leaves_encoder_gradients_unchanged(tmp_path):
         assert torch.equal(without[name], with_probe[name]), name
 
 
+def test_the_online_probe_changes_nothing_the_run_trains(tmp_path):
+    """Over several steps (the probe's weights are no longer zero after the first), with the probe's features fed
+    back and its construction in the run: the model's weights are bit-identical with and without the probe, and
+    the global RNG is where it would be without it."""
+    def train(num_labels, folder):
+        torch.manual_seed(7)
+        trainer = MAGMATrainer(model=tiny_model(), args=make_args(tmp_path / folder, max_steps=4, magma_start_step=0,
+                                                                  magma_steps=4, seed=7),
+                               train_dataset=labelled_dataset(), data_collator=collator(), num_labels=num_labels)
+        after_building = torch.rand(1)
+        trainer.train()
+        return trainer, after_building, {k: v.clone() for k, v in trainer.model.state_dict().items()}
+
+    without, rng_without, weights_without = train(None, "without")
+    with_probe, rng_with, weights_with = train(3, "with")
+    assert without.online_probe is None and with_probe.online_probe is not None
+    assert with_probe.online_probe.classifier.weight.abs().sum() > 0
+    assert torch.equal(rng_without, rng_with)
+    assert weights_without.keys() == weights_with.keys()
+    for name, tensor in weights_without.items():
+        assert torch.equal(tensor, weights_with[name]), name
+
+
 def test_online_probe_not_in_saved_weights(tmp_path):
     args = make_args(tmp_path, max_steps=2, save_strategy="steps", save_steps=2)
     trainer = MAGMATrainer(model=tiny_model(), args=args, train_dataset=labelled_dataset(), data_collator=collator(),

@@ -23,9 +23,12 @@ class OnlineLinearProbe(nn.Module):
 
     def __init__(self, hidden_size: int, num_labels: int, learning_rate: float) -> None:
         super().__init__()
-        self.classifier = nn.Linear(hidden_size, num_labels)
-        nn.init.zeros_(self.classifier.weight)  # no random draw, so the trainer's RNG stream is unchanged
-        nn.init.zeros_(self.classifier.bias)
+        # Built without its random init (nn.Linear would draw it from torch's global RNG, shifting every mask and
+        # crop of the run after it), then zeroed: a run trains the same weights with and without the probe.
+        self.classifier = nn.utils.skip_init(nn.Linear, hidden_size, num_labels)
+        with torch.no_grad():
+            self.classifier.weight.zero_()
+            self.classifier.bias.zero_()
         self.optimizer = torch.optim.AdamW(self.classifier.parameters(), lr=learning_rate, weight_decay=0.0)
 
     def step(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
