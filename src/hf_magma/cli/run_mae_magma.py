@@ -203,6 +203,10 @@ def pretrain(
     train_collator = trainer.data_collator
     skipped = getattr(train_collator, "collator", train_collator).skipped  # a TwoViewCollator wraps an ImageCollator
     metrics["train_skipped_images"] = skipped
+    window = trainer.magma_window_used()
+    if window is not None:  # the steps the term was on (decided during training for an `auto` e_st)
+        metrics.update({f"magma_{key}": window[key] for key in ("start_step", "end_step", "decided_at_step")
+                        if key in window})
     if skipped:
         logger.warning("%d unreadable training images were skipped (named above)", skipped)
     trainer.log_metrics("train", metrics)

@@ -189,6 +189,22 @@ def _magma_settings(
     return magma_settings
 
 
+def _window_rows(window: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """The card's rows for the MAGMA window a run used (and how an ``auto`` start decided it)."""
+    rows = []
+    if window.get("auto"):
+        rows.append(("automatic start (e_st auto)", window.get("rule", "")))
+    if window.get("start_step") is None:
+        never = "never on: the term never rose" if window.get("auto") else "never on: the run ended before e_st"
+        return [*rows, ("MAGMA window used", never)]
+    used = f"optimizer steps [{window['start_step']}, {window['end_step']})"
+    if window.get("start_epoch") is not None:
+        used += f", epochs [{window['start_epoch']:g}, {window['end_epoch']:g})"
+    if window.get("auto"):
+        used += f", switched on at step {window['decided_at_step']}"
+    return [*rows, ("MAGMA window used", used)]
+
+
 def _model_settings(config: Any) -> list[tuple[str, Any]]:
     """The card's model table: encoder and decoder (MAE) or projector and objective settings (SimCLR / VICReg)."""
     ssl_objective = getattr(config, "ssl_objective", None)
@@ -247,6 +263,7 @@ def create_model_card(
     license: str = "apache-2.0",
     tags: Iterable[str] | str | None = None,
     augmentation: Mapping[str, Any] | None = None,
+    magma_window: Mapping[str, Any] | None = None,
     save: bool = True,
 ) -> ModelCard:
     """Render the card of a MAGMA checkpoint from the package's template (and write it to ``output_dir/README.md``).
@@ -256,8 +273,9 @@ def create_model_card(
     method. ``train_summary`` is typically `summarize_training(trainer.state)`. ``figures`` maps captions to PNG
     paths relative to ``output_dir``. ``augmentation`` maps names of the training augmentation's settings (crop,
     flip, where it ran) to their values, listed under the training settings. ``tags`` are added to the card's own
-    (e.g. the ``tags=`` of `Trainer.push_to_hub` and ``model.model_tags``). The card ends with the framework
-    versions, as the Trainer's cards do. No token or other secret from the arguments is ever written.
+    (e.g. the ``tags=`` of `Trainer.push_to_hub` and ``model.model_tags``). ``magma_window`` is the window the run
+    used (`MAGMATrainer.magma_window_used`: steps, epochs, an ``auto`` start's decision). The card ends with the
+    framework versions, as the Trainer's cards do. No token or other secret from the arguments is ever written.
     """
     ssl_objective = getattr(model_config, "ssl_objective", None)
     config = (resolve_ssl_config if ssl_objective else resolve_magma_config)(copy.deepcopy(model_config))
@@ -279,6 +297,8 @@ def create_model_card(
     )
 
     magma_settings = _magma_settings(config, training_args, method, magma_weight, uniformity_weight)
+    if magma_weight > 0 and magma_window is not None:
+        magma_settings += _window_rows(magma_window)
 
     model_settings = _model_settings(config)
     training_settings = _training_settings(training_args)

@@ -84,11 +84,13 @@ class HubPushMixin:
         eval_results, figures = read_card_extras(self.args.output_dir)
         options.setdefault("eval_results", eval_results)
         options.setdefault("figures", figures)
+        window = getattr(self, "magma_window_used", None)
         return create_model_card(
             output_dir=self.args.output_dir,
             model_config=model.config,
             training_args=self.args,
             train_summary=summarize_training(self.state),
+            magma_window=window() if window is not None else None,
             **options,
         )
 

@@ -25,12 +25,11 @@ from ..records.logged_metrics import LOGGED_METRICS, LOGGED_TERMS, ONLINE_ACCURA
 from .hub_push import HubPushMixin
 from .online_probe import ONLINE_PROBE_FILE, OnlineLinearProbe
 from .run_guard import RunGuardMixin
+from .schedule import MAGMAScheduleMixin
 from .training_args import MAGMATrainingArguments
 
 logger = logging.getLogger(__name__)
 
-# The smallest batch on which the MAGMA term is not 0: its kernel bandwidth is the spread of the pairwise distances.
-MAGMA_MIN_BATCH = 3
 # (uint8 pixel_values (B, C, H, W) on the device, seed) -> the model's inputs, e.g. {"pixel_values": normalised}
 BatchTransform = Callable[[torch.Tensor, int], dict[str, torch.Tensor]]
 
@@ -57,7 +56,7 @@ def check_fsdp_state_dict_type(state_dict_type: Any) -> None:
         )
 
 
-class MAGMATrainer(HubPushMixin, RunGuardMixin, Trainer):
+class MAGMATrainer(HubPushMixin, RunGuardMixin, MAGMAScheduleMixin, Trainer):
     """`Trainer` for `ViTMAEWithMAGMA` (M-MAE, MU-MAE, plain MAE with ``magma_weight=0``) and `ViTForSSL`
     (M-SimCLR, M-VICReg: batches with ``pixel_values`` and ``pixel_values_2``, e.g. from a `TwoViewCollator`).
 
@@ -116,26 +115,12 @@ class MAGMATrainer(HubPushMixin, RunGuardMixin, Trainer):
         self._warned_schedule = False
         self._warned_singleton = False
         self._sums: dict[str, dict[str, tuple[torch.Tensor | float, float]]] = {"train": {}, "eval": {}}
+        self.setup_schedule()
         self.online_probe: OnlineLinearProbe | None = None
         if num_labels is not None and args.online_probe:
             self.online_probe = OnlineLinearProbe(
                 model.config.hidden_size, num_labels, args.online_probe_learning_rate
             ).to(args.device)
-
-    # ---- the schedule ----------------------------------------------------------------------------------------
-    def magma_weight_at(self, step: int) -> float:
-        """lambda(step): ``magma_weight`` inside the MAGMA window, else 0."""
-        if self.args.magma_weight == 0:
-            return 0.0
-        if self.steps_per_epoch is None and self.args.magma_start_step is None:
-            if self.train_dataset is None:
-                raise ValueError(
-                    "The MAGMA schedule is given in epochs but this trainer has no training data to measure an epoch "
-                    "by: pass `train_dataset`, or give the window in steps (`magma_start_step`, `magma_steps`)"
-                )
-            self.get_train_dataloader()  # evaluation before training: the epoch length is the DataLoader's
-        start, end = self.args.magma_window(self.steps_per_epoch)
-        return float(self.args.magma_weight) if start <= step < end else 0.0
 
     def get_train_dataloader(self):
         dataset = self.train_dataset
@@ -170,34 +155,6 @@ class MAGMATrainer(HubPushMixin, RunGuardMixin, Trainer):
         self.steps_per_epoch = None if length is None else max(math.ceil(length / accumulation), 1)
         self._check_schedule()
         return dataloader
-
-    def _check_schedule(self) -> None:
-        if self.args.magma_weight == 0 or self._warned_schedule:
-            return
-        batch = self.args.per_device_train_batch_size * (self.args.world_size if self.args.magma_gather else 1)
-        if batch < MAGMA_MIN_BATCH:
-            logger.warning(
-                "The MAGMA term is built on batches of %d (--per_device_train_batch_size %d%s): it needs %d samples "
-                "(two give a single distance, whose spread is 0) and will be 0 at every step. Use a batch of at "
-                "least %d%s.", batch, self.args.per_device_train_batch_size,
-                ", gathered over all processes" if self.args.magma_gather else "", MAGMA_MIN_BATCH, MAGMA_MIN_BATCH,
-                "" if self.args.magma_gather or self.args.world_size == 1 else ", or --magma_gather true",
-            )
-        start, end = self.args.magma_window(self.steps_per_epoch)  # raises for streaming without steps
-        if self.args.max_steps > 0:
-            total = self.args.max_steps
-        else:
-            total = math.ceil(self.args.num_train_epochs * self.steps_per_epoch)
-        self._warned_schedule = True
-        if start >= total:
-            logger.warning(
-                "\n%s\nTHE MAGMA TERM NEVER TURNS ON: it starts at step %d (epoch %s) but the run ends after %d "
-                "steps. This trains a plain MAE. Lower --magma_start_epoch/--magma_start_step or train longer.\n%s",
-                "!" * 100, start, self.args.magma_start_epoch, total, "!" * 100,
-            )
-        else:
-            logger.info("MAGMA term on (weight %g) for steps [%d, %d) of %d", self.args.magma_weight, start, end,
-                        total)
 
     # ---- loss, logging ---------------------------------------------------------------------------------------
     def _accumulate(self, phase: str, values: dict[str, torch.Tensor | float], count: float = 1.0) -> None:
@@ -277,6 +234,7 @@ class MAGMATrainer(HubPushMixin, RunGuardMixin, Trainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and not any(key.startswith("eval_") for key in logs):
             logs.update(self._reduce("train", LOGGED_METRICS))
+            self.observe_logged_term(logs)
         super().log(logs, start_time)
 
     # ---- batches augmented on the device ---------------------------------------------------------------------
@@ -346,6 +304,7 @@ class MAGMATrainer(HubPushMixin, RunGuardMixin, Trainer):
 
     # ---- the probe's state in checkpoints --------------------------------------------------------------------
     def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
+        self.keep_pending_window()
         # The probe's state goes in first: the Trainer writes `trainer_state.json` last, and a checkpoint with that
         # file is taken as complete when resuming (see `last_checkpoint`).
         if self.online_probe is not None and self.args.should_save:

@@ -13,6 +13,7 @@ from transformers import TrainingArguments
 
 from ..records.figure_options import parse_figures
 from ..utils.checks import check_non_negative, check_number
+from .auto_start import AUTO
 from .integrations import check_figure_packages, check_reporters
 
 logger = logging.getLogger(__name__)
@@ -28,8 +29,10 @@ class MAGMATrainingArguments(TrainingArguments):
 
     Args (beyond `TrainingArguments`'):
         magma_weight: lambda, the MAGMA term's weight while it is on (>= 0; 0 trains a plain MAE).
-        magma_start_epoch, magma_epochs: e_st and e_dur, in epochs (fractions allowed).
+        magma_start_epoch, magma_epochs: e_st and e_dur, in epochs (fractions allowed); e_st may be ``"auto"``
+            (`hf_magma.training.auto_start`: on when the term starts rising).
         magma_start_step, magma_steps: the same window in optimizer steps (streaming); given together.
+        magma_auto_patience, magma_auto_rise, magma_auto_min_step: the rule of an ``auto`` e_st.
         uniformity_weight: mu, the weight of U-MAE's uniformity term (0.01 for MU-MAE).
         magma_gather: compute both terms over the batch gathered from all processes.
         base_learning_rate: MAE's base rate; ``learning_rate = base_learning_rate * total batch / 256``.
@@ -38,18 +41,37 @@ class MAGMATrainingArguments(TrainingArguments):
     """
 
     magma_weight: float = field(default=1.0, metadata={"help": "lambda: the MAGMA term's weight while it is on."})
-    magma_start_epoch: float = field(
-        default=10, metadata={"help": "e_st: the epoch at which the MAGMA term turns on (may be fractional)."}
+    magma_start_epoch: str = field(
+        default="10",
+        metadata={"help": "e_st: the epoch at which the MAGMA term turns on (may be fractional), or `auto`: when the "
+                  "term, logged while it is off, starts rising (--magma_auto_patience, --magma_auto_rise, "
+                  "--magma_auto_min_step; the rule is in docs/pretraining.md)."},
     )
     magma_epochs: float = field(
         default=100, metadata={"help": "e_dur: for how many epochs the MAGMA term stays on (may be fractional)."}
     )
-    magma_start_step: int | None = field(
+    magma_start_step: str | None = field(
         default=None,
-        metadata={"help": "Step-based e_st (optimizer steps), for streaming; overrides --magma_start_epoch."},
+        metadata={"help": "Step-based e_st (optimizer steps), for streaming; overrides --magma_start_epoch. `auto` "
+                  "as for --magma_start_epoch."},
     )
     magma_steps: int | None = field(
         default=None, metadata={"help": "Step-based e_dur (optimizer steps); required with --magma_start_step."}
+    )
+    magma_auto_patience: int = field(
+        default=3,
+        metadata={"help": "With e_st `auto`: how many consecutive logging windows the smoothed MAGMA term must stay "
+                  "above its minimum (by --magma_auto_rise) before the term switches on."},
+    )
+    magma_auto_rise: float = field(
+        default=0.05,
+        metadata={"help": "With e_st `auto`: how far above its minimum so far the smoothed term must be for a "
+                  "logging window to count as rising (a fraction: 0.05 is 5 percent)."},
+    )
+    magma_auto_min_step: int | None = field(
+        default=None,
+        metadata={"help": "With e_st `auto`: no switch before this optimizer step (default: the end of the "
+                  "learning-rate warm-up)."},
     )
     uniformity_weight: float = field(
         default=0.0, metadata={"help": "mu: weight of U-MAE's uniformity term (0.01 for MU-MAE, 0 for M-MAE)."}
@@ -99,7 +121,9 @@ class MAGMATrainingArguments(TrainingArguments):
             check_figure_packages(figures)
         check_non_negative("magma_weight", self.magma_weight)
         check_non_negative("uniformity_weight", self.uniformity_weight)
-        check_non_negative("magma_start_epoch", self.magma_start_epoch)
+        self.magma_start_epoch = _number_or_auto("magma_start_epoch", self.magma_start_epoch, float)
+        if self.magma_start_epoch != AUTO:
+            check_non_negative("magma_start_epoch", self.magma_start_epoch)
         check_non_negative("magma_epochs", self.magma_epochs)
         if self.magma_start_step is not None or self.magma_steps is not None:
             if self.magma_start_step is None or self.magma_steps is None:
@@ -107,8 +131,14 @@ class MAGMATrainingArguments(TrainingArguments):
                     "`magma_start_step` and `magma_steps` must be given together (--magma_start_step N --magma_steps "
                     "M), or neither to use the epoch window (--magma_start_epoch, --magma_epochs)"
                 )
-            check_number("magma_start_step", self.magma_start_step, integer=True)
+            self.magma_start_step = _number_or_auto("magma_start_step", self.magma_start_step, int)
+            if self.magma_start_step != AUTO:
+                check_number("magma_start_step", self.magma_start_step, integer=True)
             check_number("magma_steps", self.magma_steps, integer=True)
+        check_number("magma_auto_patience", self.magma_auto_patience, sign="positive", integer=True)
+        check_number("magma_auto_rise", self.magma_auto_rise, sign="positive")
+        if self.magma_auto_min_step is not None:
+            check_number("magma_auto_min_step", self.magma_auto_min_step, integer=True)
         if self.base_learning_rate is not None:
             check_number("base_learning_rate", self.base_learning_rate, sign="positive")
         check_number("online_probe_learning_rate", self.online_probe_learning_rate, sign="positive")
@@ -139,8 +169,30 @@ class MAGMATrainingArguments(TrainingArguments):
         clone.__dict__.update(copy.deepcopy(self.__dict__, memo))
         return clone
 
-    def magma_window(self, steps_per_epoch: int | None) -> tuple[int, int]:
-        """The optimizer steps ``[start, end)`` during which the MAGMA term is on."""
+    @property
+    def magma_auto_start(self) -> bool:
+        """Whether e_st is decided during training (``auto``)."""
+        start = self.magma_start_step if self.magma_start_step is not None else self.magma_start_epoch
+        return start == AUTO
+
+    def magma_duration(self, steps_per_epoch: int | None) -> int:
+        """e_dur in optimizer steps."""
+        if self.magma_steps is not None:
+            return self.magma_steps
+        if steps_per_epoch is None:
+            raise ValueError(
+                "The training data has no length (streaming), so the MAGMA schedule cannot be given in epochs: "
+                "set `magma_start_step` and `magma_steps`"
+            )
+        return round(self.magma_epochs * steps_per_epoch)
+
+    def magma_window(self, steps_per_epoch: int | None, auto_start: int | None = None) -> tuple[int, int] | None:
+        """The optimizer steps ``[start, end)`` during which the MAGMA term is on; with e_st ``auto``, from the
+        decided start ``auto_start`` (None, undecided: the term is off)."""
+        if self.magma_auto_start:
+            if auto_start is None:
+                return None
+            return auto_start, auto_start + self.magma_duration(steps_per_epoch)
         if self.magma_start_step is not None:
             return self.magma_start_step, self.magma_start_step + self.magma_steps
         if steps_per_epoch is None:
@@ -149,4 +201,19 @@ class MAGMATrainingArguments(TrainingArguments):
                 "set `magma_start_step` and `magma_steps`"
             )
         start = round(self.magma_start_epoch * steps_per_epoch)
-        return start, start + round(self.magma_epochs * steps_per_epoch)
+        return start, start + self.magma_duration(steps_per_epoch)
+
+
+def _number_or_auto(name: str, value: Any, kind: type) -> Any:
+    """``auto``, or ``value`` as a ``kind`` (the command line gives strings), naming ``--name`` when it is neither."""
+    if isinstance(value, str):
+        if value.strip().lower() == AUTO:
+            return AUTO
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError(f"--{name} must be a number or `auto`, got {value!r}") from None
+        if number.is_integer():  # "10" stays 10, as the field's default and older run records have it
+            return int(number)
+        value = number if kind is float else value
+    return value
