@@ -82,8 +82,10 @@ def test_simclr_random_resized_crop_defaults():
     assert defaults["hflip"] == 0.5
 
 
-def test_magma_schedule_defaults():
+def test_magma_schedule_defaults(tmp_path):
     settings = field_defaults(MAGMATrainingArguments)
-    assert settings["magma_start_epoch"] == 10 and settings["magma_epochs"] == 100  # e_st, e_dur
+    # e_st is given as text (a number or `auto`), read as a number
+    assert MAGMATrainingArguments(output_dir=str(tmp_path), use_cpu=True).magma_start_epoch == 10
+    assert settings["magma_epochs"] == 100  # e_dur
     assert settings["magma_weight"] == 1.0 and settings["uniformity_weight"] == 0.0
     assert settings["magma_start_step"] is None and settings["magma_steps"] is None

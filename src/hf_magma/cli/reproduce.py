@@ -27,9 +27,7 @@ import datetime
 import json
 import logging
 import os
-import platform
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,26 +47,14 @@ from ..training.training_args import MAGMATrainingArguments
 from ..utils.checks import check_fractions, check_number
 from .grid_jobs import Job, Progress, run_jobs
 from .grid_results import METHODS, PIXELS_FILE, write_summary
+from .grid_settings import cell_settings, evaluation_settings, method_training_args
+from .grid_settings import differences as differences_of
 from .parser import MAGMAArgumentParser
+from .provenance import git_commit, machine_info
 from .run_eval import run_evaluation, run_pixel_evaluation
 from .run_mae_magma import prepare_run, pretrain
 
 logger = logging.getLogger(__name__)
-
-# The training settings that define a cell (and must match for a finished cell to be reused).
-TRAINING_SETTINGS = (
-    "seed", "num_train_epochs", "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps",
-    "learning_rate", "base_learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "max_grad_norm",
-    "lr_scheduler_type", "warmup_steps", "magma_weight", "magma_start_epoch", "magma_epochs", "magma_start_step",
-    "magma_steps", "uniformity_weight", "magma_gather", "bf16", "fp16",
-)
-DATA_SETTINGS = ("dataset_name", "dataset_config_name", "train_dir", "validation_dir", "train_split",
-                 "max_train_samples", "image_column_name", "label_column_name")
-AUGMENTATION_DEFAULTS = {"random_crop": True, "crop_scale": None, "crop_ratio": [3 / 4, 4 / 3],
-                         "horizontal_flip": True}
-MODEL_SETTINGS = ("model_name_or_path", "config_name", "config_overrides", "mask_ratio", "norm_pix_loss",
-                  "magma_reference_layers", "magma_target_layer")
-
 
 @dataclass
 class ReproduceArguments:
@@ -115,6 +101,22 @@ class ReproduceArguments:
         metadata={"help": "torch's CPU threads (default: torch's choice). On a small shared CPU, 1 thread is "
                   "steadier: small matrix products stall waiting for busy cores."},
     )
+    sweep: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Settings to sweep, each `option=v1,v2,...` (any option of this command, e.g. "
+                  "magma_weight=0.01,0.1,1,10 magma_start_epoch=0,2,auto, or a ViTMAEConfig attribute edited in "
+                  "--config_overrides, e.g. decoder_hidden_size=32,64); options that change together are joined "
+                  "with `:` (magma_reference_layers:magma_target_layer=1:2,2:3), list values with `+` "
+                  "(label_fractions=0.01+1). Each setting is a grid of --methods x --seeds with its JSONs in "
+                  "<results_dir>/<setting>/ and its checkpoints in <output_dir>/<setting>/; <results_dir>/sweep.md "
+                  "has one row per setting. Methods without the swept term are run once, in the recipe's setting; "
+                  "settings of the evaluation alone (pooling, knn_k, ...) re-evaluate the recipe's checkpoints."},
+    )
+    sweep_mode: str = field(
+        default="one_at_a_time",
+        metadata={"help": "`one_at_a_time`: the recipe, then each swept value alone around it (the paper's Table "
+                  "4); `grid`: every combination of the swept values."},
+    )
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in METHODS]
@@ -128,101 +130,8 @@ class ReproduceArguments:
         check_number("--processes", self.processes, sign="positive", integer=True)
         if self.num_threads is not None:
             check_number("--num_threads", self.num_threads, sign="positive", integer=True)
-
-
-def method_training_args(training_args: MAGMATrainingArguments, method: str, seed: int) -> MAGMATrainingArguments:
-    """The recipe's training arguments for one cell: the method's terms, the seed, its own output folder."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; expected one of {list(METHODS)}")
-    use_magma, use_uniformity = METHODS[method]
-    if use_magma and not training_args.magma_weight > 0:
-        raise ValueError(
-            f"{method} needs a positive magma_weight (lambda) in the recipe, got {training_args.magma_weight}"
-        )
-    if use_uniformity and not training_args.uniformity_weight > 0:
-        raise ValueError(
-            f"{method} needs a positive uniformity_weight (mu) in the recipe, got {training_args.uniformity_weight}"
-        )
-    return dataclasses.replace(
-        training_args,
-        output_dir=os.path.join(training_args.output_dir, method, f"seed{seed}"),
-        seed=seed,
-        data_seed=None,
-        magma_weight=training_args.magma_weight if use_magma else 0.0,
-        uniformity_weight=training_args.uniformity_weight if use_uniformity else 0.0,
-        push_to_hub=False,
-    )
-
-
-def cell_settings(
-    data_args: ImageDataArguments,
-    training_args: MAGMATrainingArguments,
-    model_args: MAGMAModelArguments,
-    reproduce_args: ReproduceArguments,
-) -> dict[str, Any]:
-    """The settings that define a cell's result (recorded in its JSON and compared on a rerun)."""
-    data = {k: getattr(data_args, k) for k in DATA_SETTINGS}
-    # The training augmentation, recorded when it is not MAE's (so that cells made before it was an option match).
-    augmentation = {k: getattr(data_args, k) for k in AUGMENTATION_DEFAULTS}
-    if augmentation != AUGMENTATION_DEFAULTS:
-        data["augmentation"] = augmentation
-    return {
-        "model": {k: getattr(model_args, k) for k in MODEL_SETTINGS},
-        "data": data,
-        "training": {k: getattr(training_args, k) for k in TRAINING_SETTINGS},
-        "evaluation": evaluation_settings(reproduce_args),
-    }
-
-
-def evaluation_settings(reproduce_args: ReproduceArguments) -> dict[str, Any]:
-    """The protocol recorded in every cell (label fractions only when other than all labels, as before they
-    were an option)."""
-    settings: dict[str, Any] = {
-        "knn_k": reproduce_args.knn_k,
-        "knn_weighting": "distance",
-        "linear_epochs": reproduce_args.linear_epochs,
-        "pooling": reproduce_args.pooling,
-        "linear": "SGD lr 0.1, momentum 0.9, batch 256, lr x0.1 at epochs 60 and 80, raw features",
-    }
-    if list(reproduce_args.label_fractions) != [1.0]:
-        settings["label_fractions"] = list(reproduce_args.label_fractions)
-    return settings
-
-
-def machine_info() -> dict[str, Any]:
-    """CPU model, cores, torch threads and version, and the GPU if one is used."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    info = {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-        info["gpu_count"] = torch.cuda.device_count()
-    return info
-
-
-def git_commit(directory: str | os.PathLike = ".") -> str | None:
-    """The checkout's commit (``+dirty`` when tracked files differ from it), or None outside git."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=directory, capture_output=True, text=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return commit + ("+dirty" if dirty else "")
+        if self.sweep_mode not in ("one_at_a_time", "grid"):
+            raise ValueError(f"--sweep_mode must be `one_at_a_time` or `grid`, got {self.sweep_mode!r}")
 
 
 def training_curve(output_dir: str | os.PathLike) -> list[dict[str, float]]:
@@ -249,21 +158,31 @@ def run_cell(
     *,
     command: str,
     progress: Progress | None = None,
+    pretrained_cell: str | None = None,
 ) -> dict[str, Any]:
     """Pretrain one (method, seed) cell with `pretrain`, evaluate it with `run_evaluation` (k-NN and linear probe
-    on the train/test splits), write its JSON under ``results_dir`` and return the record."""
+    on the train/test splits), write its JSON under ``results_dir`` and return the record.
+
+    With ``pretrained_cell`` (the JSON of a finished cell with the same pretraining) its checkpoint is evaluated
+    instead, and its pretraining record (times, losses, curve, MAGMA window) copied: a setting of the evaluation
+    alone."""
     args = method_training_args(training_args, method, seed)
     settings = cell_settings(data_args, args, model_args, reproduce_args)
     started = datetime.datetime.now(datetime.timezone.utc)
 
     begin = time.perf_counter()
-    resume = prepare_run(data_args, args, "hf_magma.cli.reproduce")
-    model, image_processor = load_model_and_image_processor(model_args)
-    num_parameters = sum(p.numel() for p in model.vit.parameters())
-    metrics = pretrain(data_args, args, model, image_processor, resume=resume, tags=("mae", "magma", method),
-                       callbacks=[progress.callback()] if progress is not None else ())
+    if pretrained_cell is not None:
+        source = json.loads(Path(pretrained_cell).read_text())
+        args = dataclasses.replace(args, output_dir=source["checkpoint"])
+        metrics, num_parameters = {}, None
+    else:
+        resume = prepare_run(data_args, args, "hf_magma.cli.reproduce")
+        model, image_processor = load_model_and_image_processor(model_args)
+        num_parameters = sum(p.numel() for p in model.vit.parameters())
+        metrics = pretrain(data_args, args, model, image_processor, resume=resume, tags=("mae", "magma", method),
+                           callbacks=[progress.callback()] if progress is not None else ())
+        del model
     pretrain_seconds = time.perf_counter() - begin
-    del model
 
     if progress is not None:
         progress.stage("evaluating: features, k-NN, linear probe")
@@ -284,6 +203,8 @@ def run_cell(
     eval_seconds = time.perf_counter() - begin
 
     curve = training_curve(args.output_dir)
+    window = {key: metrics[f"magma_{key}"] for key in ("start_step", "end_step", "decided_at_step")
+              if f"magma_{key}" in metrics}
     record = {
         "method": method,
         "seed": seed,
@@ -305,8 +226,13 @@ def run_cell(
         "machine": machine_info(),
         "date": started.isoformat(timespec="seconds"),
         "checkpoint": args.output_dir,
+        "magma_window": window or None,
         "training_curve": curve,
     }
+    if pretrained_cell is not None:
+        record.update({key: source.get(key) for key in ("final_losses", "pretrain_seconds", "train_runtime",
+                                                        "train_steps", "encoder_parameters", "magma_window")})
+        record["pretrained_cell"] = str(pretrained_cell)
     path = cell_path(reproduce_args.results_dir, method, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")
@@ -315,13 +241,57 @@ def run_cell(
     return record
 
 
-def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        out: list[str] = []
-        for key in sorted(set(old) | set(new)):
-            out += _differences(old.get(key), new.get(key), f"{prefix}{key}.")
-        return out
-    return [] if old == new else [f"{prefix[:-1]}: {old!r} (finished cell) vs {new!r} (now)"]
+def plan_grid(
+    reproduce_args: ReproduceArguments,
+    data_args: ImageDataArguments,
+    training_args: MAGMATrainingArguments,
+    model_args: MAGMAModelArguments,
+    *,
+    command: str,
+    pretrained_from: str | os.PathLike | None = None,
+) -> tuple[dict[tuple[str, int], dict[str, Any]], list[Job]]:
+    """The selected (method, seed) cells: the records of those whose JSON exists, and a `Job` for each of the
+    others (and for the pixel floor when asked and missing). With ``pretrained_from`` (a results folder of the same
+    pretraining) the jobs evaluate that folder's checkpoints instead of pretraining.
+
+    Raises:
+        ValueError: a finished cell's recorded settings differ from the current ones (use another
+            ``results_dir``).
+    """
+    cells: dict[tuple[str, int], dict[str, Any]] = {}
+    pending: list[tuple[str, int]] = []
+    for method in reproduce_args.methods:
+        for seed in reproduce_args.seeds:
+            path = cell_path(reproduce_args.results_dir, method, seed)
+            if path.is_file():
+                record = json.loads(path.read_text())
+                expected = json.loads(json.dumps(
+                    cell_settings(data_args, method_training_args(training_args, method, seed), model_args,
+                                  reproduce_args)
+                ))
+                differences = differences_of(record["settings"], expected)
+                if differences:
+                    raise ValueError(
+                        f"{path} was made with other settings ({'; '.join(differences)}); delete it or pass "
+                        "another --results_dir"
+                    )
+                logger.info("%s seed %d is done (%s): skipped", method, seed, path)
+                cells[method, seed] = record
+            else:
+                pending.append((method, seed))
+    log_dir = Path(reproduce_args.log_dir or os.path.join(training_args.output_dir, "logs"))
+    jobs = []
+    for method, seed in pending:
+        kwargs: dict[str, Any] = {"command": command}
+        if pretrained_from is not None:
+            kwargs["pretrained_cell"] = str(cell_path(pretrained_from, method, seed))
+        jobs.append(Job(run_cell, (method, seed, data_args, training_args, model_args, reproduce_args), kwargs,
+                        label=f"{method} seed {seed}", log_file=str(log_dir / f"{method}_seed{seed}.log")))
+    if reproduce_args.pixels and not (Path(reproduce_args.results_dir) / PIXELS_FILE).is_file():
+        image_size = _load_config(model_args, ViTMAEConfig, "the pixel floor").image_size  # the encoders' input
+        jobs.append(Job(run_pixel_cell, (data_args, reproduce_args), {"image_size": image_size, "command": command},
+                        label="pixels", log_file=str(log_dir / "pixels.log")))
+    return cells, jobs
 
 
 def run_grid(
@@ -337,35 +307,7 @@ def run_grid(
     from the current ones raises ``ValueError`` (use another ``results_dir``)."""
     if reproduce_args.num_threads is not None:
         torch.set_num_threads(reproduce_args.num_threads)
-    cells: dict[tuple[str, int], dict[str, Any]] = {}
-    pending: list[tuple[str, int]] = []
-    for method in reproduce_args.methods:
-        for seed in reproduce_args.seeds:
-            path = cell_path(reproduce_args.results_dir, method, seed)
-            if path.is_file():
-                record = json.loads(path.read_text())
-                expected = json.loads(json.dumps(
-                    cell_settings(data_args, method_training_args(training_args, method, seed), model_args,
-                                  reproduce_args)
-                ))
-                differences = _differences(record["settings"], expected)
-                if differences:
-                    raise ValueError(
-                        f"{path} was made with other settings ({'; '.join(differences)}); delete it or pass "
-                        "another --results_dir"
-                    )
-                logger.info("%s seed %d is done (%s): skipped", method, seed, path)
-                cells[method, seed] = record
-            else:
-                pending.append((method, seed))
-    log_dir = Path(reproduce_args.log_dir or os.path.join(training_args.output_dir, "logs"))
-    jobs = [Job(run_cell, (method, seed, data_args, training_args, model_args, reproduce_args), {"command": command},
-                label=f"{method} seed {seed}", log_file=str(log_dir / f"{method}_seed{seed}.log"))
-            for method, seed in pending]
-    if reproduce_args.pixels and not (Path(reproduce_args.results_dir) / PIXELS_FILE).is_file():
-        image_size = _load_config(model_args, ViTMAEConfig, "the pixel floor").image_size  # the encoders' input
-        jobs.append(Job(run_pixel_cell, (data_args, reproduce_args), {"image_size": image_size, "command": command},
-                        label="pixels", log_file=str(log_dir / "pixels.log")))
+    cells, jobs = plan_grid(reproduce_args, data_args, training_args, model_args, command=command)
     for record in run_jobs(jobs, reproduce_args.processes, reproduce_args.num_threads):
         if record["method"] in METHODS:  # not the pixel floor's record
             cells[record["method"], record["seed"]] = record
@@ -422,8 +364,13 @@ def main(
     model_args: MAGMAModelArguments,
     command: str | None = None,
 ) -> dict:
-    """Run the selected cells that are not done yet and rewrite the summary; returns the cells' records."""
+    """Run the selected cells that are not done yet and rewrite the summary; returns the cells' records (with
+    ``--sweep``, `hf_magma.cli.sweep.run_sweep`'s: one grid per setting)."""
     command = command or shlex.join(["python", "scripts/reproduce.py", *sys.argv[1:]])
+    if reproduce_args.sweep:
+        from .sweep import run_sweep  # the sweep runs grids of this module
+
+        return run_sweep(reproduce_args, data_args, training_args, model_args, command=command)
     return run_grid(reproduce_args, data_args, training_args, model_args, command=command)
 
 
