@@ -205,6 +205,8 @@ def run_cell(
     curve = training_curve(args.output_dir)
     window = {key: metrics[f"magma_{key}"] for key in ("start_step", "end_step", "decided_at_step")
               if f"magma_{key}" in metrics}
+    if args.magma_weight > 0 and not window and pretrained_cell is None:
+        window = {"start_step": None, "end_step": None}  # the term never came on
     record = {
         "method": method,
         "seed": seed,

@@ -206,7 +206,7 @@ def pretrain(
     window = trainer.magma_window_used()
     if window is not None:  # the steps the term was on (decided during training for an `auto` e_st)
         metrics.update({f"magma_{key}": window[key] for key in ("start_step", "end_step", "decided_at_step")
-                        if key in window})
+                        if window.get(key) is not None})  # none when the term never came on
     if skipped:
         logger.warning("%d unreadable training images were skipped (named above)", skipped)
     trainer.log_metrics("train", metrics)
