@@ -71,12 +71,15 @@ def test_a_setting_is_converted_and_checked_as_the_command_line_does(tmp_path):
 def test_a_sweep_runs_one_grid_per_setting_and_reuses_its_cells(make_image_folder, tmp_path):
     make_image_folder(tmp_path / "images", n_per_class=16)
     results = tmp_path / "results"
+    config = tmp_path / "recipe.yaml"
+    config.write_text("magma_epochs: 2\n")  # an int, where the sweep's value is read as a float
     argv = ["--methods", "mae", "m-mae", "--seeds", "0", "--train_dir", str(tmp_path / "images"),
             "--results_dir", str(results), "--validation_split_percentage", "25", "--per_device_train_batch_size",
             "8", "--max_steps", "4", "--logging_steps", "1", "--magma_start_step", "1", "--magma_steps", "2",
             "--learning_rate", "1e-3", "--save_strategy", "no", "--disable_tqdm", "true", "--knn_k", "3",
             "--linear_epochs", "2", "--eval_batch_size", "8",
-            "--sweep", "magma_weight=0.5,1", "pooling=mean", "magma_reference_layers:magma_target_layer=0:1"]
+            "--config", str(config), "--sweep", "magma_weight=0.5,1", "magma_epochs=2", "pooling=mean",
+            "magma_reference_layers:magma_target_layer=0:1"]
     cells = reproduce.main(*recipe(tmp_path, *argv), command="test")
 
     # lambda 1 is the recipe's: run once; the MAGMA settings leave MAE alone; pooling re-evaluates the recipe.
@@ -103,7 +106,7 @@ def test_a_sweep_runs_one_grid_per_setting_and_reuses_its_cells(make_image_folde
     table = (results / "sweep.md").read_text()
     assert "| the recipe | M-MAE | 1 |" in table and "| magma_weight=0.5 | M-MAE | 1 |" in table
     assert "| pooling=mean | MAE | 1 |" in table and "steps 1-3" in table and "`test`" in table
-    assert "magma_weight=1 |" not in table
+    assert "magma_weight=1 |" not in table and "magma_epochs=2" not in table  # the recipe's values
 
     # A second seed of the recipe alone, later: the table keeps the first sweep's rows and counts both seeds.
     more = [*argv[:argv.index("--sweep")], "--seeds", "1", "--methods", "m-mae"]

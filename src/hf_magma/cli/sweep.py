@@ -171,7 +171,7 @@ def run_sweep(
     axes = [parse_axis(spec) for spec in reproduce_args.sweep]
     recipe = (reproduce_args, data_args, training_args, model_args)
     plans: dict[str, tuple[Setting, tuple, bool, list[str]]] = {}
-    by_settings: dict[str, str] = {}
+    by_settings: list[tuple[str, Any]] = []  # (setting name, a method's cell settings)
     for setting in sweep_settings(axes, reproduce_args.sweep_mode):
         name = setting_name(setting)
         applied = apply_setting(recipe, setting)
@@ -183,12 +183,14 @@ def run_sweep(
         grid, data, training, model = applied
         new = []
         for method in methods:  # e.g. magma_weight=1 when the recipe's lambda is 1: its cells are the recipe's
-            key = json.dumps([method, cell_settings(data, method_training_args(training, method, 0), model, grid)],
-                             default=str)
-            if key in by_settings:
-                logger.info("%s: %s is the setting %s: run once", name, method, by_settings[key])
+            # As the JSON records it, compared by value (a YAML 5 and a command-line 5.0 are one setting).
+            key = json.loads(json.dumps(
+                [method, cell_settings(data, method_training_args(training, method, 0), model, grid)], default=str))
+            same = next((other for other, seen in by_settings if seen == key), None)
+            if same is not None:
+                logger.info("%s: %s is the setting %s: run once", name, method, same)
             else:
-                by_settings[key] = name
+                by_settings.append((name, key))
                 new.append(method)
         if new:
             plans[name] = (setting, applied, evaluation_only, new)
