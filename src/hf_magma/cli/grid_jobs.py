@@ -179,6 +179,8 @@ def run_jobs(jobs: Sequence[Job], processes: int, num_threads: int | None, out: 
     out = sys.stdout if out is None else out
     width = max(len(job.label) for job in jobs)
     logs = sorted({str(Path(job.log_file).parent) for job in jobs if job.log_file})
+    if len(logs) > 2:  # a sweep: one folder per setting
+        logs = [f"{os.path.commonpath(logs)}/<setting>"]
     print(f"{len(jobs)} jobs, {min(processes, len(jobs))} at a time; their full logs: {', '.join(logs) or '-'}",
           file=out, flush=True)
     context = multiprocessing.get_context("spawn")
