@@ -58,6 +58,10 @@ def collator(train=True):
         ("magma_steps", 5, "given together"),
         ("base_learning_rate", 0.0, "base_learning_rate"),
         ("online_probe_learning_rate", -1.0, "online_probe_learning_rate"),
+        ("hub_model_id", "../../etc/x", r"--hub_model_id '\.\./\.\./etc/x' is not a Hub repository id"),
+        ("hub_model_id", "a/b/c", r"--hub_model_id 'a/b/c' is not a Hub repository id: give `name` or"),
+        ("output_dir", "", r"--output_dir is empty: give the folder"),
+        ("output_dir", "  ", r"--output_dir is empty"),
     ],
 )
 def test_invalid_arguments(tmp_path, field, value, message):
