@@ -371,13 +371,17 @@ def test_a_different_experiment_does_not_continue_an_old_one(make_image_folder, 
                             config_overrides=bigger)
     with pytest.raises(ValueError, match=r"(?s)model\.hidden_size: 32 -> 64.*only if every weight keeps its shape"):
         run_inprocess(run_mae_magma, bigger_args)
-    # Continued anyway, the weights cannot load: the log has said which checkpoint and why before the error.
+    # Continued anyway, the weights cannot load: one clear error, and the folder still describes the weights it
+    # holds (nothing is written before the weights have loaded).
+    before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
     caplog.clear()
-    with pytest.raises(RuntimeError):
+    with pytest.raises(ValueError, match=r"(?s)The weights in .*checkpoint-4 do not fit the present model \(.*"
+                                         r"\[32\] -> \[64\].*even with --ignore_resume_mismatch"):
         run_inprocess(run_mae_magma, [*bigger_args, "--ignore_resume_mismatch", "true"])
     assert f"Resuming from {out / 'checkpoint-4'}" in caplog.text
     assert "model.hidden_size: 32 -> 64" in caplog.text and "only if every weight keeps its shape" in caplog.text
-    assert json.loads((out / "hf_magma_run.json").read_text())["settings"]["schedule"]["magma_weight"] == 1.0
+    assert json.loads((out / "hf_magma_run.json").read_text())["settings"]["model"]["hidden_size"] == 32
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
     # The explicit way out continues it, and says so at the default log level.
     caplog.clear()
     run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, max_steps=6, magma_start_step=0, magma_steps=8,

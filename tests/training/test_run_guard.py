@@ -58,7 +58,7 @@ def test_the_settings_that_define_a_run_are_compared(vit_mae_config, tmp_path, c
 
 def test_how_a_run_was_called_or_saved_is_not_compared(vit_mae_config, tmp_path):
     args = MAGMATrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True,
-                                  learning_rate=1e-2, max_steps=100, save_total_limit=1)
+                                  max_steps=100, save_total_limit=1, logging_steps=7)
     config = vit_mae_config()
     saved = run_settings(config, args, None)
     config.output_hidden_states, config._name_or_path = True, "somewhere/else"
