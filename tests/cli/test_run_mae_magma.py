@@ -416,3 +416,32 @@ def test_yaml_lists_of_reference_layers_are_accepted(run_mae_magma, tmp_path):
     config.write_text("magma_reference_layers: [0.5]\n")
     with pytest.raises(ValueError, match=r"`magma_reference_layers` must be block indices.*YAML list"):
         run_mae_magma.make_parser().parse_args_and_config(["--config", str(config), "--output_dir", str(tmp_path)])
+
+
+def test_two_runs_started_at_once_into_one_folder_one_is_refused_naming_the_other(make_image_folder, tmp_path,
+                                                                                  monkeypatch):
+    make_image_folder(tmp_path / "images", n_per_class=6)
+    out = tmp_path / "out"
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT / "src"), str(ROOT)]))
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["tests.helpers.kill_worker"])
+    args = base_args(tmp_path / "images", out, max_steps=8, save_steps=1, save_total_limit=2, magma_start_step=0,
+                     magma_steps=8)
+    logs = [tmp_path / "first.log", tmp_path / "second.log"]
+    processes = [context.Process(target=kill_worker.run, args=("none", args, str(log))) for log in logs]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(600)
+    texts = [log.read_text() for log in logs]
+    codes = [process.exitcode for process in processes]
+    assert sorted(codes) == [0, 1], (codes, texts[0][-3000:], texts[1][-3000:])
+    winner, loser = (0, 1) if codes[0] == 0 else (1, 0)
+    assert (f"is in use by another run: PID {processes[winner].pid} on host" in texts[loser]), texts[loser][-3000:]
+    assert "Resuming" not in texts[loser] and "Running training" not in texts[loser]
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint")) == ["checkpoint-7", "checkpoint-8"]
+    for name in ("checkpoint-7", "checkpoint-8"):
+        assert (out / name / "trainer_state.json").is_file() and (out / name / "model.safetensors").is_file()
+    assert not (out / "hf_magma_run.lock").exists()
+    assert [e["step"] for e in load_log_history(out) if "loss" in e] == list(range(1, 9))

@@ -13,6 +13,7 @@ it) and the settings that define the run (model config, data source, MAGMA/U-MAE
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -295,18 +296,48 @@ class RunGuardMixin:
                            ", ".join(f"{name} {training[name]}" for name in kept))
         return bool(kept)
 
+    def mark_checkpoint(self, trial: Any = None) -> None:
+        """Write the run marker into the checkpoint about to be saved, before any other of its files, so that a save
+        cut short leaves a folder this run series recognises as its own (and may rotate away)."""
+        marker = getattr(self, "_run_marker", None)
+        if marker is not None and self.args.should_save:
+            self._write_root_marker()
+            write_marker(os.path.join(self._get_output_dir(trial), f"checkpoint-{self.state.global_step}"), marker)
+
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
         marker = getattr(self, "_run_marker", None)
         run_dir = self._get_output_dir(trial)
-        if marker is not None and self.args.should_save:
-            self._write_root_marker()
-            # Before the Trainer's files: `trainer_state.json`, written last, marks a checkpoint complete.
-            write_marker(os.path.join(run_dir, f"checkpoint-{self.state.global_step}"), marker)
-        super()._save_checkpoint(model, trial)
+        folder = os.path.join(run_dir, f"checkpoint-{self.state.global_step}")
+        # Before the Trainer's files: `trainer_state.json`, written last, marks a checkpoint complete.
+        self.mark_checkpoint(trial)
+        try:
+            super()._save_checkpoint(model, trial)
+        except (OSError, RuntimeError) as error:
+            raise OSError(getattr(error, "errno", None) or errno.EIO, save_failure_message(folder, error)) from error
         if marker is not None and self.args.should_save:
             limit = self.args.__dict__.get("_rotation_limit")
-            for folder in rotate_own_checkpoints(run_dir, marker["series"], limit, self.state.best_model_checkpoint):
-                logger.info("Deleted the older checkpoint %s (--save_total_limit %s)", folder, limit)
+            for old in rotate_own_checkpoints(run_dir, marker["series"], limit, self.state.best_model_checkpoint):
+                logger.info("Deleted the older checkpoint %s (--save_total_limit %s)", old, limit)
+
+
+def save_failure_message(folder: str, error: BaseException) -> str:
+    """What a failed checkpoint save tells the user: the error, the space left where it was written, and the partial
+    checkpoint left behind.
+
+    Args:
+        folder: the checkpoint folder being saved.
+        error: what the save raised.
+    Returns:
+        One line.
+    """
+    try:
+        usage = shutil.disk_usage(folder if os.path.isdir(folder) else os.path.dirname(folder) or ".")
+        space = f"{usage.free / 2**30:.2f} GiB free of {usage.total / 2**30:.2f} GiB there"
+    except OSError:
+        space = "the free space there is unknown"
+    return (f"Saving the checkpoint {folder} failed ({type(error).__name__}: {str(error).strip()}); {space}. The "
+            "partial checkpoint is left behind and is never resumed: free some space (or move --output_dir), then "
+            "rerun the command to resume from the last complete checkpoint.")
 
 
 def _line(differences: list[str], name: str) -> str:

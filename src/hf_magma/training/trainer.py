@@ -323,7 +323,8 @@ class MAGMATrainer(HubPushMixin, RunGuardMixin, MAGMAScheduleMixin, Trainer):
     # ---- the probe's state in checkpoints --------------------------------------------------------------------
     def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
         self.keep_pending_window()
-        # The probe's state goes in first: the Trainer writes `trainer_state.json` last, and a checkpoint with that
+        self.mark_checkpoint(trial)
+        # The probe's state goes in next: the Trainer writes `trainer_state.json` last, and a checkpoint with that
         # file is taken as complete when resuming (see `last_checkpoint`).
         if self.online_probe is not None and self.args.should_save:
             folder = os.path.join(self._get_output_dir(trial), f"checkpoint-{self.state.global_step}")
