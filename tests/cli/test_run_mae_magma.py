@@ -3,6 +3,7 @@
 import json
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -445,3 +446,61 @@ def test_two_runs_started_at_once_into_one_folder_one_is_refused_naming_the_othe
         assert (out / name / "trainer_state.json").is_file() and (out / name / "model.safetensors").is_file()
     assert not (out / "hf_magma_run.lock").exists()
     assert [e["step"] for e in load_log_history(out) if "loss" in e] == list(range(1, 9))
+
+
+def folder_bytes(folder):
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_rerunning_a_finished_run_trains_nothing_and_leaves_every_file_as_it_was(make_image_folder, run_mae_magma,
+                                                                                 tmp_path, caplog):
+    make_image_folder(tmp_path / "images", n_per_class=6)
+    out = tmp_path / "out"
+    args = base_args(tmp_path / "images", out, max_steps=4, save_steps=2, magma_start_step=0, magma_steps=4)
+    first = run_inprocess(run_mae_magma, args)
+    before = folder_bytes(out)
+    assert json.loads(before["train_results.json"])["train_loss"] > 0
+    caplog.clear()
+    again = run_inprocess(run_mae_magma, args)
+    assert f"{out} holds this run, finished at step 4: nothing was trained" in caplog.text
+    assert folder_bytes(out) == before
+    assert again["train_loss"] == first["train_loss"]
+
+
+@pytest.mark.parametrize("change, difference", [
+    ({"learning_rate": 5e-3}, "training.learning_rate: 0.001 -> 0.005"),
+    ({"per_device_train_batch_size": 3}, "training.per_device_train_batch_size: 4 -> 3"),
+    ({"magma_gather": "true"}, "training.magma_gather: false -> true"),
+    ({"weight_decay": 0.05}, "training.weight_decay: 0.0 -> 0.05"),
+    ({"lr_scheduler_type": "cosine"}, 'training.lr_scheduler_type: "constant" -> "cosine"'),
+])
+def test_a_resume_that_changes_what_is_trained_is_refused_with_the_differences(make_image_folder, run_mae_magma,
+                                                                               tmp_path, change, difference):
+    make_image_folder(tmp_path / "images", n_per_class=6)
+    out = tmp_path / "out"
+    common = dict(save_steps=2, magma_start_step=0, magma_steps=8, lr_scheduler_type="constant")
+    run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, max_steps=2, **common))
+    before = folder_bytes(out)
+    with pytest.raises(ValueError, match=r"(?s)Not resuming .*checkpoint-2.*" + re.escape(difference)):
+        run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, max_steps=4, **{**common, **change}))
+    assert folder_bytes(out) == before
+
+
+def test_a_changed_learning_rate_continued_anyway_keeps_the_checkpoints_and_records_it(make_image_folder,
+                                                                                       run_mae_magma, tmp_path,
+                                                                                       caplog):
+    make_image_folder(tmp_path / "images", n_per_class=6)
+    out = tmp_path / "out"
+    common = dict(save_steps=2, magma_start_step=0, magma_steps=8, lr_scheduler_type="constant")
+    run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, max_steps=2, learning_rate=1e-4, **common))
+    caplog.clear()
+    run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, max_steps=4, learning_rate=5e-3,
+                                           ignore_resume_mismatch="true", **common))
+    assert "training.learning_rate: 0.0001 -> 0.005" in caplog.text
+    assert "Kept from" in caplog.text and "learning_rate 0.0001" in caplog.text
+    # What was trained: the optimizer state's rate, and that is what the records say.
+    assert [e["learning_rate"] for e in load_log_history(out) if "loss" in e] == [1e-4] * 4
+    assert torch.load(out / "training_args.bin", weights_only=False).learning_rate == 1e-4
+    assert json.loads((out / "hf_magma_run.json").read_text())["settings"]["training"]["learning_rate"] == 1e-4
+    card = (out / "README.md").read_text()
+    assert "0.0001" in card and "0.005" not in card
