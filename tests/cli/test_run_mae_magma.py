@@ -504,3 +504,23 @@ def test_a_changed_learning_rate_continued_anyway_keeps_the_checkpoints_and_reco
     assert json.loads((out / "hf_magma_run.json").read_text())["settings"]["training"]["learning_rate"] == 1e-4
     card = (out / "README.md").read_text()
     assert "0.0001" in card and "0.005" not in card
+
+
+def test_partial_checkpoints_are_named_never_counted_and_rotated_when_they_are_the_runs(make_image_folder,
+                                                                                      run_mae_magma, tmp_path,
+                                                                                      caplog):
+    make_image_folder(tmp_path / "images", n_per_class=6)
+    out = tmp_path / "out"
+    common = dict(save_steps=2, magma_start_step=0, magma_steps=8)
+    run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, max_steps=2, **common))
+    marker = (out / "checkpoint-2" / "hf_magma_run.json").read_text()
+    for step in (3, 5):  # left by saves of this run series cut short: no whole trainer_state.json
+        (out / f"checkpoint-{step}").mkdir()
+        (out / f"checkpoint-{step}" / "hf_magma_run.json").write_text(marker)
+    (out / "checkpoint-5" / "trainer_state.json").write_text('{"global_st')  # truncated, in the newest
+    caplog.clear()
+    run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, max_steps=4, save_total_limit=2, **common))
+    assert "never resumed: checkpoint-3, checkpoint-5" in caplog.text
+    assert f"Resuming from {out / 'checkpoint-2'}" in caplog.text
+    # Two complete checkpoints kept; the partial ones never counted against the limit, and removed.
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint")) == ["checkpoint-2", "checkpoint-4"]
