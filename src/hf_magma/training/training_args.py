@@ -109,7 +109,9 @@ class MAGMATrainingArguments(TrainingArguments):
     ignore_resume_mismatch: bool = field(
         default=False,
         metadata={"help": "Resume (or write into) an output folder whose run was made with other settings (model "
-                  "config, data, MAGMA/U-MAE schedule, seed) instead of stopping with the list of differences."},
+                  "config, data, MAGMA/U-MAE schedule, seed, what is trained: learning rate and schedule, batch, "
+                  "--magma_gather, optimizer settings) instead of stopping with the list of differences; the values "
+                  "a resumed optimizer carries (learning rate, weight decay, Adam betas and epsilon) are kept."},
     )
     remove_unused_columns: bool = field(
         default=False,
