@@ -3,6 +3,7 @@
 import json
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -371,13 +372,17 @@ def test_a_different_experiment_does_not_continue_an_old_one(make_image_folder, 
                             config_overrides=bigger)
     with pytest.raises(ValueError, match=r"(?s)model\.hidden_size: 32 -> 64.*only if every weight keeps its shape"):
         run_inprocess(run_mae_magma, bigger_args)
-    # Continued anyway, the weights cannot load: the log has said which checkpoint and why before the error.
+    # Continued anyway, the weights cannot load: one clear error, and the folder still describes the weights it
+    # holds (nothing is written before the weights have loaded).
+    before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
     caplog.clear()
-    with pytest.raises(RuntimeError):
+    with pytest.raises(ValueError, match=r"(?s)The weights in .*checkpoint-4 do not fit the present model \(.*"
+                                         r"\[32\] -> \[64\].*even with --ignore_resume_mismatch"):
         run_inprocess(run_mae_magma, [*bigger_args, "--ignore_resume_mismatch", "true"])
     assert f"Resuming from {out / 'checkpoint-4'}" in caplog.text
     assert "model.hidden_size: 32 -> 64" in caplog.text and "only if every weight keeps its shape" in caplog.text
-    assert json.loads((out / "hf_magma_run.json").read_text())["settings"]["schedule"]["magma_weight"] == 1.0
+    assert json.loads((out / "hf_magma_run.json").read_text())["settings"]["model"]["hidden_size"] == 32
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
     # The explicit way out continues it, and says so at the default log level.
     caplog.clear()
     run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, max_steps=6, magma_start_step=0, magma_steps=8,
@@ -412,3 +417,110 @@ def test_yaml_lists_of_reference_layers_are_accepted(run_mae_magma, tmp_path):
     config.write_text("magma_reference_layers: [0.5]\n")
     with pytest.raises(ValueError, match=r"`magma_reference_layers` must be block indices.*YAML list"):
         run_mae_magma.make_parser().parse_args_and_config(["--config", str(config), "--output_dir", str(tmp_path)])
+
+
+def test_two_runs_started_at_once_into_one_folder_one_is_refused_naming_the_other(make_image_folder, tmp_path,
+                                                                                  monkeypatch):
+    make_image_folder(tmp_path / "images", n_per_class=6)
+    out = tmp_path / "out"
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT / "src"), str(ROOT)]))
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["tests.helpers.kill_worker"])
+    args = base_args(tmp_path / "images", out, max_steps=8, save_steps=1, save_total_limit=2, magma_start_step=0,
+                     magma_steps=8)
+    logs = [tmp_path / "first.log", tmp_path / "second.log"]
+    processes = [context.Process(target=kill_worker.run, args=("none", args, str(log))) for log in logs]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(600)
+    texts = [log.read_text() for log in logs]
+    codes = [process.exitcode for process in processes]
+    assert sorted(codes) == [0, 1], (codes, texts[0][-3000:], texts[1][-3000:])
+    winner, loser = (0, 1) if codes[0] == 0 else (1, 0)
+    assert (f"is in use by another run: PID {processes[winner].pid} on host" in texts[loser]), texts[loser][-3000:]
+    assert "Resuming" not in texts[loser] and "Running training" not in texts[loser]
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint")) == ["checkpoint-7", "checkpoint-8"]
+    for name in ("checkpoint-7", "checkpoint-8"):
+        assert (out / name / "trainer_state.json").is_file() and (out / name / "model.safetensors").is_file()
+    assert not (out / "hf_magma_run.lock").exists()
+    assert [e["step"] for e in load_log_history(out) if "loss" in e] == list(range(1, 9))
+
+
+def folder_bytes(folder):
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_rerunning_a_finished_run_trains_nothing_and_leaves_every_file_as_it_was(make_image_folder, run_mae_magma,
+                                                                                 tmp_path, caplog):
+    make_image_folder(tmp_path / "images", n_per_class=6)
+    out = tmp_path / "out"
+    args = base_args(tmp_path / "images", out, max_steps=4, save_steps=2, magma_start_step=0, magma_steps=4)
+    first = run_inprocess(run_mae_magma, args)
+    before = folder_bytes(out)
+    assert json.loads(before["train_results.json"])["train_loss"] > 0
+    caplog.clear()
+    again = run_inprocess(run_mae_magma, args)
+    assert f"{out} holds this run, finished at step 4: nothing was trained" in caplog.text
+    assert folder_bytes(out) == before
+    assert again["train_loss"] == first["train_loss"]
+
+
+@pytest.mark.parametrize("change, difference", [
+    ({"learning_rate": 5e-3}, "training.learning_rate: 0.001 -> 0.005"),
+    ({"per_device_train_batch_size": 3}, "training.per_device_train_batch_size: 4 -> 3"),
+    ({"magma_gather": "true"}, "training.magma_gather: false -> true"),
+    ({"weight_decay": 0.05}, "training.weight_decay: 0.0 -> 0.05"),
+    ({"lr_scheduler_type": "cosine"}, 'training.lr_scheduler_type: "constant" -> "cosine"'),
+])
+def test_a_resume_that_changes_what_is_trained_is_refused_with_the_differences(make_image_folder, run_mae_magma,
+                                                                               tmp_path, change, difference):
+    make_image_folder(tmp_path / "images", n_per_class=6)
+    out = tmp_path / "out"
+    common = dict(save_steps=2, magma_start_step=0, magma_steps=8, lr_scheduler_type="constant")
+    run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, max_steps=2, **common))
+    before = folder_bytes(out)
+    with pytest.raises(ValueError, match=r"(?s)Not resuming .*checkpoint-2.*" + re.escape(difference)):
+        run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, max_steps=4, **{**common, **change}))
+    assert folder_bytes(out) == before
+
+
+def test_a_changed_learning_rate_continued_anyway_keeps_the_checkpoints_and_records_it(make_image_folder,
+                                                                                       run_mae_magma, tmp_path,
+                                                                                       caplog):
+    make_image_folder(tmp_path / "images", n_per_class=6)
+    out = tmp_path / "out"
+    common = dict(save_steps=2, magma_start_step=0, magma_steps=8, lr_scheduler_type="constant")
+    run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, max_steps=2, learning_rate=1e-4, **common))
+    caplog.clear()
+    run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, max_steps=4, learning_rate=5e-3,
+                                           ignore_resume_mismatch="true", **common))
+    assert "training.learning_rate: 0.0001 -> 0.005" in caplog.text
+    assert "Kept from" in caplog.text and "learning_rate 0.0001" in caplog.text
+    # What was trained: the optimizer state's rate, and that is what the records say.
+    assert [e["learning_rate"] for e in load_log_history(out) if "loss" in e] == [1e-4] * 4
+    assert torch.load(out / "training_args.bin", weights_only=False).learning_rate == 1e-4
+    assert json.loads((out / "hf_magma_run.json").read_text())["settings"]["training"]["learning_rate"] == 1e-4
+    card = (out / "README.md").read_text()
+    assert "0.0001" in card and "0.005" not in card
+
+
+def test_partial_checkpoints_are_named_never_counted_and_rotated_when_they_are_the_runs(make_image_folder,
+                                                                                      run_mae_magma, tmp_path,
+                                                                                      caplog):
+    make_image_folder(tmp_path / "images", n_per_class=6)
+    out = tmp_path / "out"
+    common = dict(save_steps=2, magma_start_step=0, magma_steps=8)
+    run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, max_steps=2, **common))
+    marker = (out / "checkpoint-2" / "hf_magma_run.json").read_text()
+    for step in (3, 5):  # left by saves of this run series cut short: no whole trainer_state.json
+        (out / f"checkpoint-{step}").mkdir()
+        (out / f"checkpoint-{step}" / "hf_magma_run.json").write_text(marker)
+    (out / "checkpoint-5" / "trainer_state.json").write_text('{"global_st')  # truncated, in the newest
+    caplog.clear()
+    run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, max_steps=4, save_total_limit=2, **common))
+    assert "never resumed: checkpoint-3, checkpoint-5" in caplog.text
+    assert f"Resuming from {out / 'checkpoint-2'}" in caplog.text
+    # Two complete checkpoints kept; the partial ones never counted against the limit, and removed.
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint")) == ["checkpoint-2", "checkpoint-4"]

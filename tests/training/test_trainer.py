@@ -58,6 +58,10 @@ def collator(train=True):
         ("magma_steps", 5, "given together"),
         ("base_learning_rate", 0.0, "base_learning_rate"),
         ("online_probe_learning_rate", -1.0, "online_probe_learning_rate"),
+        ("hub_model_id", "../../etc/x", r"--hub_model_id '\.\./\.\./etc/x' is not a Hub repository id"),
+        ("hub_model_id", "a/b/c", r"--hub_model_id 'a/b/c' is not a Hub repository id: give `name` or"),
+        ("output_dir", "", r"--output_dir is empty: give the folder"),
+        ("output_dir", "  ", r"--output_dir is empty"),
     ],
 )
 def test_invalid_arguments(tmp_path, field, value, message):
@@ -403,3 +407,24 @@ def test_resuming_a_checkpoint_of_the_last_step_trains_no_extra_step(tmp_path, c
     assert trainer.state.global_step == 8
     assert [entry["step"] for entry in trainer.state.log_history if "loss" in entry] == list(range(1, 9))
     assert "checkpoint-8 is at step 8 of 8: training is complete" in caplog.text
+
+
+def test_a_save_that_fails_names_the_free_space_and_the_partial_checkpoint(tmp_path, monkeypatch):
+    import errno
+
+    save = torch.save
+
+    def full_disk(obj, f, *args, **kwargs):
+        if str(f).endswith("optimizer.pt"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    args = make_args(tmp_path, max_steps=2, save_strategy="steps", save_steps=2)
+    trainer = MAGMATrainer(model=tiny_model(), args=args, train_dataset=labelled_dataset(), data_collator=collator())
+    with pytest.raises(OSError, match=r"Saving the checkpoint .*checkpoint-2 failed \(OSError: .*No space left on "
+                                      r"device\); [0-9.]+ GiB free of [0-9.]+ GiB there\. The partial checkpoint is "
+                                      r"left behind") as error:
+        trainer.train()
+    assert error.value.errno == errno.ENOSPC
+    assert last_checkpoint(tmp_path) is None and (tmp_path / "checkpoint-2").is_dir()

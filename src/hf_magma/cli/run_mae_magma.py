@@ -18,6 +18,8 @@ A run resumes automatically from the last checkpoint in --output_dir (or from --
 from __future__ import annotations
 
 import argparse
+import atexit
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -43,8 +45,9 @@ from ..models.arguments import (
     MAGMAModelArguments,
     load_model_and_image_processor,
 )
-from ..records.trainer_state import last_checkpoint
+from ..records.trainer_state import last_checkpoint, read_trainer_state
 from ..training.run_guard import check_output_dir
+from ..training.run_lock import acquire_output_lock, release_output_lock
 from ..training.trainer import MAGMATrainer
 from ..training.training_args import MAGMATrainingArguments
 from ..visualize import write_checkpoint_figures
@@ -64,6 +67,9 @@ def prepare_run(data_args: ImageDataArguments, training_args: MAGMATrainingArgum
 
     if training_args.output_dir:
         check_output_dir(training_args.output_dir)  # before loading anything; the trainer checks again
+        if training_args.should_save:  # one writer per folder, from here to the end of `pretrain`
+            acquire_output_lock(training_args.output_dir)
+            atexit.register(release_output_lock, training_args.output_dir)
     resume = training_args.resume_from_checkpoint
     if resume is None:
         resume = last_checkpoint(training_args.output_dir) if training_args.output_dir else None
@@ -167,8 +173,38 @@ def pretrain(
 
     With ``two_view_augmentation`` (keyword arguments of `TwoViewAugmentation`, ``{}`` for the defaults) every batch
     holds two SimCLR-style views of its images (``pixel_values``, ``pixel_values_2``), for `ViTForSSL`.
-    ``callbacks`` are added to the trainer's.
+    ``callbacks`` are added to the trainer's. A run that resumes a finished run whose results are recorded trains
+    nothing and writes nothing: it returns the recorded metrics.
     """
+    if training_args.should_save:
+        acquire_output_lock(training_args.output_dir)  # held already after `prepare_run`: counted once more
+    try:
+        return _pretrain(data_args, training_args, model, image_processor, resume, base_model, two_view_augmentation,
+                         tags, callbacks)
+    finally:
+        if training_args.should_save:
+            release_output_lock(training_args.output_dir)
+            release_output_lock(training_args.output_dir)  # that of `prepare_run`, if it took one
+
+
+def finished_results(output_dir: str, step: int) -> dict[str, float] | None:
+    """The recorded metrics (``all_results.json``) of the finished run in ``output_dir`` when its final records are
+    those of step ``step`` (its ``trainer_state.json`` at that step and its ``train_results.json``), else None."""
+    state = read_trainer_state(output_dir)
+    path = os.path.join(output_dir, "all_results.json")
+    if state is None or state.get("global_step") != step or not os.path.isfile(
+            os.path.join(output_dir, "train_results.json")):
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return {}
+
+
+def _pretrain(data_args: ImageDataArguments, training_args: MAGMATrainingArguments, model: Any, image_processor: Any,
+              resume: str | None, base_model: str | None, two_view_augmentation: dict[str, Any] | None,
+              tags: Sequence[str], callbacks: Sequence[transformers.TrainerCallback]) -> dict[str, float]:
     splits = load_image_datasets(data_args, seed=training_args.data_seed or training_args.seed)
     image_column, label_column = resolve_columns(
         splits["train"], data_args.image_column_name, data_args.label_column_name
@@ -198,8 +234,20 @@ def pretrain(
     trainer.run_data = data_description(data_args)
 
     train_result = trainer.train(resume_from_checkpoint=resume)
-    trainer.save_model()
     metrics = dict(train_result.metrics)
+    if trainer.trained_nothing:
+        recorded = finished_results(training_args.output_dir, trainer.state.global_step)
+        if recorded is not None:
+            logger.warning(
+                "%s holds this run, finished at step %d: nothing was trained, and its weights, results, "
+                "trainer_state.json and model card are left as they are (raise --max_steps or --num_train_epochs "
+                "to train further, or give a new --output_dir)", training_args.output_dir, trainer.state.global_step)
+            return recorded
+        # Killed after its last checkpoint: the final records are written, without the figures of a call that
+        # trained nothing (a loss of 0, a runtime of a millisecond).
+        for key in ("train_loss", "train_runtime", "train_samples_per_second", "train_steps_per_second"):
+            metrics.pop(key, None)
+    trainer.save_model()
     train_collator = trainer.data_collator
     skipped = getattr(train_collator, "collator", train_collator).skipped  # a TwoViewCollator wraps an ImageCollator
     metrics["train_skipped_images"] = skipped

@@ -13,6 +13,7 @@ it) and the settings that define the run (model config, data source, MAGMA/U-MAE
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -22,63 +23,21 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..records.trainer_state import checkpoint_folders, last_checkpoint, read_trainer_state
+from .run_lock import LOCK_FILE, acquire_output_lock, release_output_lock
+from .run_settings import (
+    KEPT_FROM_CHECKPOINT,
+    model_note,
+    resume_mismatch_message,
+    run_settings,
+    settings_differences,
+)
 
 logger = logging.getLogger(__name__)
 
 RUN_MARKER = "hf_magma_run.json"
-# Keys of a model config that describe how it was saved or called, not the model: left out of the comparison.
-_VOLATILE_CONFIG_KEYS = frozenset({
-    "transformers_version", "_name_or_path", "architectures", "dtype", "torch_dtype", "output_hidden_states",
-    "output_attentions", "return_dict", "use_cache", "magma_weight", "uniformity_weight", "_attn_implementation",
-    "_attn_implementation_autoset",
-})
-
-
-def run_settings(config: Any, args: Any, data: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The settings that define a run, as a JSON-ready dict.
-
-    Args:
-        config: the model's `PretrainedConfig`.
-        args: the `MAGMATrainingArguments` (schedule, U-MAE weight, seed).
-        data: a description of the training data (e.g. ``{"dataset": ..., "train_split": ...}``), or None.
-    Returns:
-        ``{"model": {...}, "data": {...} | None, "schedule": {...}, "seed": int}``.
-    """
-    model = {key: value for key, value in sorted(config.to_dict().items()) if key not in _VOLATILE_CONFIG_KEYS}
-    schedule = {name: getattr(args, name) for name in (
-        "magma_weight", "magma_start_epoch", "magma_epochs", "magma_start_step", "magma_steps", "uniformity_weight",
-    )}
-    # Through JSON, so that a tuple and the list read back from a marker compare equal.
-    return json.loads(json.dumps({"model": model, "data": dict(data) if data is not None else None,
-                                  "schedule": schedule, "seed": args.seed}, default=str))
-
-
-def _flatten(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in settings.items():
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def settings_differences(saved: Mapping[str, Any], present: Mapping[str, Any]) -> list[str]:
-    """Lines ``name: saved -> present`` for every setting that differs (a data source unknown on either side,
-    ``None``, is not compared)."""
-    if saved.get("data") is None or present.get("data") is None:
-        saved, present = {**saved, "data": None}, {**present, "data": None}
-    old, new = _flatten(saved), _flatten(present)
-    missing = object()
-    lines = []
-    for key in sorted(set(old) | set(new)):
-        before, after = old.get(key, missing), new.get(key, missing)
-        if before != after:
-            show = lambda v: "(absent)" if v is missing else json.dumps(v)  # noqa: E731
-            lines.append(f"{key}: {show(before)} -> {show(after)}")
-    return lines
-
-
+__all__ = ["RUN_MARKER", "RunGuardMixin", "check_foreign_checkpoints", "check_output_dir", "own_checkpoints",
+           "partial_checkpoints", "read_marker", "rotate_own_checkpoints", "run_settings", "settings_differences",
+           "write_marker"]
 def read_marker(folder: str | os.PathLike) -> dict[str, Any] | None:
     """The run marker of ``folder`` (an output or checkpoint folder), or None when it has none or it is unreadable."""
     try:
@@ -90,7 +49,10 @@ def read_marker(folder: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def write_marker(folder: str | os.PathLike, marker: Mapping[str, Any]) -> None:
-    """Write ``marker`` into ``folder`` atomically (a kill leaves the old file or the new one, never half of one)."""
+    """Write ``marker`` into ``folder`` atomically (a kill leaves the old file or the new one, never half of one);
+    a marker already there with the same content is left as it is."""
+    if read_marker(folder) == json.loads(json.dumps(dict(marker))):
+        return
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, RUN_MARKER)
     temporary = f"{path}.{os.getpid()}.tmp"
@@ -117,7 +79,8 @@ def check_output_dir(output_dir: str | os.PathLike) -> dict[str, Any] | None:
     marker = read_marker(output_dir)
     if marker is not None:
         return marker
-    entries = sorted(name for name in os.listdir(output_dir) if not name.startswith(f"{RUN_MARKER}."))
+    entries = sorted(name for name in os.listdir(output_dir)
+                     if not name.startswith(f"{RUN_MARKER}.") and name != LOCK_FILE)
     if entries:
         shown = ", ".join(entries[:8]) + (", ..." if len(entries) > 8 else "")
         raise FileExistsError(
@@ -169,22 +132,36 @@ def check_foreign_checkpoints(output_dir: str | os.PathLike, series: str, resume
         )
 
 
+def partial_checkpoints(output_dir: str | os.PathLike) -> list[str]:
+    """The ``checkpoint-N`` folders of ``output_dir`` without a whole ``trainer_state.json`` (a run killed or failed
+    while saving, or a damaged file), lowest N first: never resumed."""
+    return [folder for _, folder in checkpoint_folders(output_dir) if read_trainer_state(folder) is None]
+
+
 def rotate_own_checkpoints(output_dir: str | os.PathLike, series: str, limit: int | None,
                            best: str | None = None) -> list[str]:
-    """Delete this series' oldest checkpoints beyond ``limit``, keeping the newest and ``best``; returns the deleted.
+    """Delete this series' oldest complete checkpoints beyond ``limit``, keeping the newest and ``best``, and this
+    series' partial checkpoints (which never count against the limit); returns the deleted.
 
     The semantics of transformers' ``rotate_checkpoints``, restricted to `own_checkpoints`.
     """
     if limit is None or limit <= 0:
         return []
-    checkpoints = own_checkpoints(output_dir, series)
+    partial = {os.path.normpath(folder) for folder in partial_checkpoints(output_dir)}
+    deleted = []
+    checkpoints = []
+    for folder in own_checkpoints(output_dir, series):
+        if os.path.normpath(folder) in partial:
+            shutil.rmtree(folder, ignore_errors=True)
+            deleted.append(folder)
+        else:
+            checkpoints.append(folder)
     if not checkpoints:
-        return []
+        return deleted
     protected = {os.path.normpath(checkpoints[-1])}
     if best is not None:
         protected.add(os.path.normpath(best))
     keep = max(limit, len(protected & {os.path.normpath(c) for c in checkpoints}))
-    deleted = []
     remaining = len(checkpoints)
     for folder in checkpoints:
         if remaining <= keep:
@@ -196,66 +173,77 @@ def rotate_own_checkpoints(output_dir: str | os.PathLike, series: str, limit: in
     return deleted
 
 
-def resume_mismatch_message(source: str, differences: list[str], resuming: bool) -> str:
-    """The error for a run whose settings differ from those of the checkpoint or folder ``source``: the
-    differences and the ways out."""
-    what = f"Not resuming {source}" if resuming else f"Not starting a new run in {source}"
-    listed = "\n".join(f"  - {line}" for line in differences)
-    return (
-        f"{what}: it holds a run with other settings (saved -> this command):\n{listed}\n"
-        "This would continue or overwrite another experiment. Give a new --output_dir to start a new run, or pass "
-        f"--ignore_resume_mismatch true to continue it with the present settings anyway.{_model_note(differences)}"
-    )
-
-
-def _model_note(differences: list[str]) -> str:
-    """A warning that the weights of a changed model may not load, when ``differences`` name model settings."""
-    if not any(line.startswith("model.") for line in differences):
-        return ""
-    return ("\nThe model settings differ: a checkpoint loads into the present model only if every weight keeps its "
-            "shape (e.g. not after a change of hidden_size, layers or patch size).")
-
-
 class RunGuardMixin:
-    """Mixin for `transformers.Trainer` subclasses: the output folder, rotation and resume rules of this module.
+    """Mixin for `transformers.Trainer` subclasses: the output folder, lock, rotation and resume rules of this module.
 
     ``run_data`` (an attribute, None by default) describes the training data for the resume check. The arguments
     may carry ``ignore_resume_mismatch`` (default False). While training, the Trainer's own rotation is off
     (``args.save_total_limit`` reads None; it deletes every ``checkpoint-*``) and this mixin rotates instead.
+    ``trained_nothing`` is True after a `train` that resumed a checkpoint of its last step.
     """
 
     run_data: Mapping[str, Any] | None = None
+    trained_nothing: bool = False
 
     def train(self, resume_from_checkpoint: str | bool | None = None, trial: Any = None, **kwargs: Any):
         args = self.args
         marker = check_output_dir(args.output_dir)  # on every process, before any of them writes
+        if args.should_save:
+            acquire_output_lock(args.output_dir)  # the saving process only: the other ranks never touch it
+        try:
+            return self._train_locked(marker, resume_from_checkpoint, trial, **kwargs)
+        finally:
+            if args.should_save:
+                release_output_lock(args.output_dir)
+
+    def _train_locked(self, marker: dict[str, Any] | None, resume_from_checkpoint: str | bool | None, trial: Any,
+                      **kwargs: Any):
+        args = self.args
+        partial = partial_checkpoints(args.output_dir)
+        if partial:
+            logger.warning("Partial checkpoints in %s (no whole trainer_state.json: a run killed or failed while "
+                           "saving, or a damaged file), never resumed: %s", args.output_dir,
+                           ", ".join(os.path.basename(folder) for folder in partial))
         if resume_from_checkpoint is True:
             resume_from_checkpoint = last_checkpoint(args.output_dir)
             if resume_from_checkpoint is None:
                 raise ValueError(f"No complete checkpoint to resume from in --output_dir {args.output_dir}")
+        resume = resume_from_checkpoint or None
         settings = run_settings(self.accelerator.unwrap_model(self.model).config, args, self.run_data)
-        self._check_settings(resume_from_checkpoint or None, marker, settings)
+        if self._check_settings(resume, marker, settings):
+            settings = run_settings(self.accelerator.unwrap_model(self.model).config, args, self.run_data)
         if marker is not None:  # a folder without a marker was empty (`check_output_dir`)
-            check_foreign_checkpoints(args.output_dir, marker["series"], resume_from_checkpoint or None)
-        if resume_from_checkpoint:
-            logger.warning("Resuming from %s", resume_from_checkpoint)  # warning: shown at the default log level
+            check_foreign_checkpoints(args.output_dir, marker["series"], resume)
+        if resume:
+            logger.warning("Resuming from %s", resume)  # warning: shown at the default log level
         self.accelerator.wait_for_everyone()
         self._run_marker = {**(marker or new_marker(settings)), "settings": settings}
-        if args.should_save:
+        # A new run's marker goes in before anything else; another run's is replaced only once this run has loaded
+        # its checkpoint's weights and saves (`_save_checkpoint`), so that a failed resume leaves it as it was.
+        self._root_marker_pending = marker is not None
+        if args.should_save and marker is None:
             write_marker(args.output_dir, self._run_marker)
+        self.trained_nothing = False
         limit, args.save_total_limit = args.save_total_limit, None
         args._rotation_limit = limit  # noqa: SLF001 (pickled as save_total_limit, see MAGMATrainingArguments)
         try:
-            output = super().train(resume_from_checkpoint=resume_from_checkpoint or None, trial=trial, **kwargs)
+            output = super().train(resume_from_checkpoint=resume, trial=trial, **kwargs)
         finally:
             args.save_total_limit = limit
             args.__dict__.pop("_rotation_limit", None)
+        if not self.trained_nothing:
+            self._write_root_marker()
         best = self.state.best_model_checkpoint
         if args.should_save and best is not None and limit == 1:  # as the Trainer does at the end, for ours only
             for folder in own_checkpoints(self._get_output_dir(trial), self._run_marker["series"]):
                 if not os.path.samefile(folder, best):
                     shutil.rmtree(folder, ignore_errors=True)
         return output
+
+    def _write_root_marker(self) -> None:
+        if self.args.should_save and getattr(self, "_root_marker_pending", False):
+            write_marker(self.args.output_dir, self._run_marker)
+            self._root_marker_pending = False
 
     def _init_training_state(self, max_steps: int, num_update_steps_per_epoch: int, num_train_epochs: int,
                              resume_from_checkpoint: str | None, trial: Any) -> tuple[int, int]:
@@ -267,37 +255,90 @@ class RunGuardMixin:
             # one more optimizer step (step max_steps + 1). There is nothing left to train.
             logger.warning("%s is at step %d of %d: training is complete, nothing is trained again",
                            resume_from_checkpoint, self.state.global_step, max_steps)
+            self.trained_nothing = True
             return num_train_epochs, 0
         return epochs_trained, steps_trained
 
     def _check_settings(self, resume: str | None, marker: Mapping[str, Any] | None,
-                        settings: Mapping[str, Any]) -> None:
-        """Raise when the checkpoint to resume (or, starting afresh, the folder's run) has other settings."""
+                        settings: Mapping[str, Any]) -> bool:
+        """Raise when the checkpoint to resume (or, starting afresh, the folder's run) has other settings; with
+        ``ignore_resume_mismatch``, set the arguments a resumed optimizer brings back to the checkpoint's values and
+        return whether any was."""
         source = resume if resume else (self.args.output_dir if marker is not None else None)
         if source is None:
-            return
+            return False
         saved = read_marker(resume) if resume else marker
         if saved is None:
             logger.warning("%s records no hf-magma run settings (written by an older version?): they are not "
                            "checked against this command's", source)
-            return
+            return False
         differences = settings_differences(saved.get("settings", {}), settings)
         if not differences:
-            return
-        if getattr(self.args, "ignore_resume_mismatch", False):
-            logger.warning("Continuing %s with other settings (--ignore_resume_mismatch):\n  %s%s", source,
-                           "\n  ".join(differences), _model_note(differences))
-            return
-        raise ValueError(resume_mismatch_message(source, differences, resuming=bool(resume)))
+            return False
+        if not getattr(self.args, "ignore_resume_mismatch", False):
+            raise ValueError(resume_mismatch_message(source, differences, resuming=bool(resume)))
+        if resume and any(line.startswith("training.optim:") for line in differences):
+            raise ValueError(f"Not resuming {resume} with another optimizer ({_line(differences, 'optim')}), even "
+                             "with --ignore_resume_mismatch: its saved state belongs to the optimizer it was made "
+                             "with. Give the same --optim, or a new --output_dir.")
+        logger.warning("Continuing %s with other settings (--ignore_resume_mismatch):\n  %s%s", source,
+                       "\n  ".join(differences), model_note(differences))
+        if not resume:
+            return False
+        training = saved["settings"].get("training", {})
+        kept = [name for name in KEPT_FROM_CHECKPOINT if any(line.startswith(f"training.{name}:")
+                                                               for line in differences)]
+        for name in kept:
+            setattr(self.args, name, training[name])
+        if kept:
+            logger.warning("Kept from %s (its optimizer and learning-rate scheduler state carry them): %s; "
+                           "training_args.bin and the model card record these values", resume,
+                           ", ".join(f"{name} {training[name]}" for name in kept))
+        return bool(kept)
+
+    def mark_checkpoint(self, trial: Any = None) -> None:
+        """Write the run marker into the checkpoint about to be saved, before any other of its files, so that a save
+        cut short leaves a folder this run series recognises as its own (and may rotate away)."""
+        marker = getattr(self, "_run_marker", None)
+        if marker is not None and self.args.should_save:
+            self._write_root_marker()
+            write_marker(os.path.join(self._get_output_dir(trial), f"checkpoint-{self.state.global_step}"), marker)
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
         marker = getattr(self, "_run_marker", None)
         run_dir = self._get_output_dir(trial)
-        if marker is not None and self.args.should_save:
-            # Before the Trainer's files: `trainer_state.json`, written last, marks a checkpoint complete.
-            write_marker(os.path.join(run_dir, f"checkpoint-{self.state.global_step}"), marker)
-        super()._save_checkpoint(model, trial)
+        folder = os.path.join(run_dir, f"checkpoint-{self.state.global_step}")
+        # Before the Trainer's files: `trainer_state.json`, written last, marks a checkpoint complete.
+        self.mark_checkpoint(trial)
+        try:
+            super()._save_checkpoint(model, trial)
+        except (OSError, RuntimeError) as error:
+            raise OSError(getattr(error, "errno", None) or errno.EIO, save_failure_message(folder, error)) from error
         if marker is not None and self.args.should_save:
             limit = self.args.__dict__.get("_rotation_limit")
-            for folder in rotate_own_checkpoints(run_dir, marker["series"], limit, self.state.best_model_checkpoint):
-                logger.info("Deleted the older checkpoint %s (--save_total_limit %s)", folder, limit)
+            for old in rotate_own_checkpoints(run_dir, marker["series"], limit, self.state.best_model_checkpoint):
+                logger.info("Deleted the older checkpoint %s (--save_total_limit %s)", old, limit)
+
+
+def save_failure_message(folder: str, error: BaseException) -> str:
+    """What a failed checkpoint save tells the user: the error, the space left where it was written, and the partial
+    checkpoint left behind.
+
+    Args:
+        folder: the checkpoint folder being saved.
+        error: what the save raised.
+    Returns:
+        One line.
+    """
+    try:
+        usage = shutil.disk_usage(folder if os.path.isdir(folder) else os.path.dirname(folder) or ".")
+        space = f"{usage.free / 2**30:.2f} GiB free of {usage.total / 2**30:.2f} GiB there"
+    except OSError:
+        space = "the free space there is unknown"
+    return (f"Saving the checkpoint {folder} failed ({type(error).__name__}: {str(error).strip()}); {space}. The "
+            "partial checkpoint is left behind and is never resumed: free some space (or move --output_dir), then "
+            "rerun the command to resume from the last complete checkpoint.")
+
+
+def _line(differences: list[str], name: str) -> str:
+    return next(line for line in differences if line.startswith(f"training.{name}:")).partition(": ")[2]

@@ -56,6 +56,24 @@ def check_fsdp_state_dict_type(state_dict_type: Any) -> None:
         )
 
 
+def _shape_differences(checkpoint: str, model: nn.Module, shown: int = 3) -> str:
+    """A few ``name: saved shape -> present shape`` of the weights of ``checkpoint`` that ``model`` cannot hold."""
+    from safetensors import safe_open
+
+    present = {name: tuple(value.shape) for name, value in model.state_dict().items()}
+    lines = []
+    path = os.path.join(checkpoint, "model.safetensors")
+    if os.path.isfile(path):
+        with safe_open(path, framework="pt") as handle:
+            for name in handle.keys():
+                shape = tuple(handle.get_slice(name).get_shape())
+                if name in present and present[name] != shape:
+                    lines.append(f"{name}: {list(shape)} -> {list(present[name])}")
+    if not lines:
+        return "other weight shapes"
+    return "; ".join(lines[:shown]) + (f"; and {len(lines) - shown} more" if len(lines) > shown else "")
+
+
 class MAGMATrainer(HubPushMixin, RunGuardMixin, MAGMAScheduleMixin, Trainer):
     """`Trainer` for `ViTMAEWithMAGMA` (M-MAE, MU-MAE, plain MAE with ``magma_weight=0``) and `ViTForSSL`
     (M-SimCLR, M-VICReg: batches with ``pixel_values`` and ``pixel_values_2``, e.g. from a `TwoViewCollator`).
@@ -305,7 +323,8 @@ class MAGMATrainer(HubPushMixin, RunGuardMixin, MAGMAScheduleMixin, Trainer):
     # ---- the probe's state in checkpoints --------------------------------------------------------------------
     def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
         self.keep_pending_window()
-        # The probe's state goes in first: the Trainer writes `trainer_state.json` last, and a checkpoint with that
+        self.mark_checkpoint(trial)
+        # The probe's state goes in next: the Trainer writes `trainer_state.json` last, and a checkpoint with that
         # file is taken as complete when resuming (see `last_checkpoint`).
         if self.online_probe is not None and self.args.should_save:
             folder = os.path.join(self._get_output_dir(trial), f"checkpoint-{self.state.global_step}")
@@ -331,6 +350,16 @@ class MAGMATrainer(HubPushMixin, RunGuardMixin, MAGMAScheduleMixin, Trainer):
                 "e.g. by a run killed while saving. Move that checkpoint folder away to resume from the one before, "
                 "or pass --resume_from_checkpoint with another checkpoint."
             ) from error
+        except RuntimeError as error:
+            if "mismatched_sizes" not in str(error):
+                raise
+            shapes = _shape_differences(checkpoint, target)
+            raise ValueError(
+                f"The weights in {checkpoint} do not fit the present model ({shapes}): a checkpoint loads only into "
+                "a model of the same sizes (hidden_size, layers, heads, patch and image size), even with "
+                "--ignore_resume_mismatch. Give the checkpoint's model settings to resume it, or a new --output_dir "
+                "to train this model."
+            ) from None
         target.load_state_dict(loaded.state_dict(), strict=True)
 
     def _load_best_model(self) -> None:

@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 from transformers import TrainingArguments
 
 from ..records.figure_options import parse_figures
@@ -108,7 +109,9 @@ class MAGMATrainingArguments(TrainingArguments):
     ignore_resume_mismatch: bool = field(
         default=False,
         metadata={"help": "Resume (or write into) an output folder whose run was made with other settings (model "
-                  "config, data, MAGMA/U-MAE schedule, seed) instead of stopping with the list of differences."},
+                  "config, data, MAGMA/U-MAE schedule, seed, what is trained: learning rate and schedule, batch, "
+                  "--magma_gather, optimizer settings) instead of stopping with the list of differences; the values "
+                  "a resumed optimizer carries (learning rate, weight decay, Adam betas and epsilon) are kept."},
     )
     remove_unused_columns: bool = field(
         default=False,
@@ -116,6 +119,7 @@ class MAGMATrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self) -> None:
+        check_output_and_hub_ids(self.output_dir, self.hub_model_id)
         figures = parse_figures(self.figures)
         if self.figures is not None:
             check_figure_packages(figures)
@@ -202,6 +206,27 @@ class MAGMATrainingArguments(TrainingArguments):
             )
         start = round(self.magma_start_epoch * steps_per_epoch)
         return start, start + self.magma_duration(steps_per_epoch)
+
+
+def check_output_and_hub_ids(output_dir: Any, hub_model_id: str | None) -> None:
+    """Refuse an empty ``--output_dir`` and a ``--hub_model_id`` the Hub cannot hold, before anything is loaded.
+
+    Args:
+        output_dir: the run folder (None: transformers' default).
+        hub_model_id: ``name`` or ``namespace/name``, or None.
+    Raises:
+        ValueError: naming the option, the value and the fix.
+    """
+    if output_dir is not None and not str(output_dir).strip():
+        raise ValueError("--output_dir is empty: give the folder the run writes into, e.g. --output_dir runs/m-mae")
+    if hub_model_id is not None:
+        try:
+            validate_repo_id(hub_model_id)
+        except HFValidationError:
+            raise ValueError(
+                f"--hub_model_id {hub_model_id!r} is not a Hub repository id: give `name` or `namespace/name` "
+                "(letters, digits, '-', '_', '.'; at most 96 characters), e.g. --hub_model_id my-user/m-mae-cifar100"
+            ) from None
 
 
 def _number_or_auto(name: str, value: Any, kind: type) -> Any:
