@@ -66,6 +66,10 @@ def check_transform_settings(
     if isinstance(num_channels, bool) or not isinstance(num_channels, int) or num_channels < 1:
         raise ValueError(f"`num_channels` (--num_channels) must be a positive integer, got {num_channels!r}")
     if num_channels not in (1, 3):
+        if len(mean) not in (1, num_channels):
+            raise ValueError(f"`mean` and `std` (--image_mean / --image_std) need {num_channels} values each for "
+                             f"num_channels {num_channels}, got {list(mean)} and {list(std)}: give them, or "
+                             "--image_mean auto")
         size, mean, std = check_crop_settings(image_size, mean, std, scale, ratio, (1, num_channels))
         return size, mean * num_channels if len(mean) == 1 else mean, std * num_channels if len(std) == 1 else std
     size, mean, std = check_crop_settings(image_size, mean, std, scale, ratio)
