@@ -403,3 +403,21 @@ def test_resuming_a_checkpoint_of_the_last_step_trains_no_extra_step(tmp_path, c
     assert trainer.state.global_step == 8
     assert [entry["step"] for entry in trainer.state.log_history if "loss" in entry] == list(range(1, 9))
     assert "checkpoint-8 is at step 8 of 8: training is complete" in caplog.text
+
+
+def test_the_run_says_how_many_samples_each_magma_graph_holds_and_warns_when_accumulation_splits_it(tmp_path,
+                                                                                                   caplog):
+    args = make_args(tmp_path, max_steps=1, magma_start_step=0, magma_steps=1)
+    with caplog.at_level(logging.INFO, logger="hf_magma.training.schedule"):
+        MAGMATrainer(model=tiny_model(), args=args, train_dataset=labelled_dataset(n=16),
+                     data_collator=collator()).train()
+    assert "MAGMA batch: each MAGMA graph holds 8 samples (--per_device_train_batch_size 8)" in caplog.text
+    assert "--gradient_accumulation_steps" not in caplog.text
+    caplog.clear()
+    args = make_args(tmp_path / "b", max_steps=1, magma_start_step=0, magma_steps=1, gradient_accumulation_steps=2)
+    with caplog.at_level(logging.INFO, logger="hf_magma.training.schedule"):
+        MAGMATrainer(model=tiny_model(), args=args, train_dataset=labelled_dataset(n=16),
+                     data_collator=collator()).train()
+    assert "an optimizer step sees 16 samples in 2 graph(s)" in caplog.text
+    assert ("--gradient_accumulation_steps 2 splits each optimizer step into 2 micro-batches, each with its own "
+            "MAGMA graph of 8 samples") in caplog.text
