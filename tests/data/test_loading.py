@@ -69,7 +69,9 @@ def test_invalid_arguments():
     with pytest.raises(ValueError, match="image_size"):
         ImageTransform(0)
     with pytest.raises(ValueError, match="num_channels"):
-        ImageTransform(8, num_channels=2)
+        ImageTransform(8, num_channels=0)
+    with pytest.raises(ValueError, match="need 2 values each for num_channels 2"):
+        ImageTransform(8, num_channels=2)  # ImageNet's three statistics
 
 
 @pytest.mark.parametrize("mode", ["L", "RGBA", "P", "CMYK", "LA", "I;16"])

@@ -266,3 +266,32 @@ def test_a_mask_ratio_that_hides_every_patch_is_refused_at_the_start():
                                          r".*--mask_ratio"):
         ViTMAEWithMAGMA(tiny_config(mask_ratio=0.99))
     ViTMAEWithMAGMA(tiny_config(mask_ratio=0.9))  # one patch of 16 stays visible
+
+
+def test_gradient_checkpointing_leaves_the_magma_term_and_its_gradients_unchanged():
+    torch.manual_seed(0)
+    plain = ViTMAEWithMAGMA(tiny_config(uniformity_weight=0.5))
+    checkpointed = ViTMAEWithMAGMA(tiny_config(uniformity_weight=0.5))
+    checkpointed.load_state_dict(plain.state_dict())
+    checkpointed.activation_checkpointing_enable()  # what the Trainer calls for --gradient_checkpointing
+    pixels, noise = inputs()
+    terms = {}
+    for name, model in (("plain", plain), ("checkpointed", checkpointed)):
+        model.train()
+        parameters = [p for p in model.parameters() if p.requires_grad]
+        out = model(pixels, noise=noise)
+        grads = torch.autograd.grad(out.magma_loss, parameters, allow_unused=True)
+        out = model(pixels, noise=noise)
+        out.loss.backward()
+        terms[name] = (out.magma_loss.detach(), grads, [p.grad for p in parameters])
+    assert checkpointed.vit.layers[0].gradient_checkpointing and not plain.vit.layers[0].gradient_checkpointing
+    (term, term_grads, loss_grads), (term_c, term_grads_c, loss_grads_c) = terms["plain"], terms["checkpointed"]
+    assert term > 0
+    torch.testing.assert_close(term_c, term, rtol=0, atol=0)
+    assert sum(g is not None for g in term_grads) > 10  # the term reaches the blocks it reads
+    for g, g_c in zip(term_grads, term_grads_c, strict=True):
+        assert (g is None) == (g_c is None)
+        if g is not None:
+            torch.testing.assert_close(g_c, g, rtol=1e-6, atol=1e-7)
+    for g, g_c in zip(loss_grads, loss_grads_c, strict=True):
+        torch.testing.assert_close(g_c, g, rtol=1e-6, atol=1e-7)

@@ -428,3 +428,21 @@ def test_a_save_that_fails_names_the_free_space_and_the_partial_checkpoint(tmp_p
         trainer.train()
     assert error.value.errno == errno.ENOSPC
     assert last_checkpoint(tmp_path) is None and (tmp_path / "checkpoint-2").is_dir()
+
+
+def test_the_run_says_how_many_samples_each_magma_graph_holds_and_warns_when_accumulation_splits_it(tmp_path,
+                                                                                                   caplog):
+    args = make_args(tmp_path, max_steps=1, magma_start_step=0, magma_steps=1)
+    with caplog.at_level(logging.INFO, logger="hf_magma.training.schedule"):
+        MAGMATrainer(model=tiny_model(), args=args, train_dataset=labelled_dataset(n=16),
+                     data_collator=collator()).train()
+    assert "MAGMA batch: each MAGMA graph holds 8 samples (--per_device_train_batch_size 8)" in caplog.text
+    assert "--gradient_accumulation_steps" not in caplog.text
+    caplog.clear()
+    args = make_args(tmp_path / "b", max_steps=1, magma_start_step=0, magma_steps=1, gradient_accumulation_steps=2)
+    with caplog.at_level(logging.INFO, logger="hf_magma.training.schedule"):
+        MAGMATrainer(model=tiny_model(), args=args, train_dataset=labelled_dataset(n=16),
+                     data_collator=collator()).train()
+    assert "an optimizer step sees 16 samples in 2 graph(s)" in caplog.text
+    assert ("--gradient_accumulation_steps 2 splits each optimizer step into 2 micro-batches, each with its own "
+            "MAGMA graph of 8 samples") in caplog.text

@@ -32,6 +32,7 @@ from typing import Any
 from transformers import AutoConfig, TrainingArguments, set_seed
 
 from ..data.arguments import ImageDataArguments
+from ..data.channels import resolve_image_statistics
 from ..data.columns import check_label_feature, resolve_columns
 from ..data.fashion_mnist import FASHION_MNIST_HUB_ID
 from ..data.labels import class_count
@@ -134,6 +135,10 @@ def run_evaluation(
     encoder = load_encoder(model_id, revision=eval_args.revision).to(training_args.device)
     train, test, test_name, image_column, label_column = evaluation_splits(eval_args, data_args, training_args.seed)
     processor = load_image_processor(model_id, encoder.config.image_size, revision=eval_args.revision)
+    statistics = resolve_image_statistics(data_args, train, image_column, encoder.config.num_channels,
+                                          (processor.image_mean, processor.image_std), training_args.seed)
+    if statistics is not None:  # --image_mean / --image_std instead of the checkpoint's
+        processor.image_mean, processor.image_std = statistics
     train_transform, eval_transform = (
         ImageTransform.from_image_processor(processor, train=train, num_channels=encoder.config.num_channels)
         for train in (True, False)

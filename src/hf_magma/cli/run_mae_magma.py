@@ -29,6 +29,7 @@ import torch
 import transformers
 
 from ..data.arguments import ImageDataArguments
+from ..data.channels import resolve_image_statistics, uses_float_pixels
 from ..data.columns import num_classes, resolve_columns
 from ..data.crop import MAE_CROP_SCALE
 from ..data.fashion_mnist import FASHION_MNIST_HUB_ID
@@ -209,6 +210,16 @@ def _pretrain(data_args: ImageDataArguments, training_args: MAGMATrainingArgumen
     image_column, label_column = resolve_columns(
         splits["train"], data_args.image_column_name, data_args.label_column_name
     )
+    statistics = resolve_image_statistics(
+        data_args, splits["train"], image_column, model.config.num_channels,
+        (image_processor.image_mean, image_processor.image_std), training_args.data_seed or training_args.seed,
+    )
+    if statistics is not None:  # saved with the checkpoint's image processor (and encoder/'s)
+        image_processor.image_mean, image_processor.image_std = statistics
+        logger.info("Images normalised with mean %s and std %s (--image_mean / --image_std)",
+                    [round(v, 6) for v in statistics[0]], [round(v, 6) for v in statistics[1]])
+    if uses_float_pixels(model.config.num_channels):
+        image_processor.do_rescale = False  # float arrays come scaled as docs/pretraining.md says, not / 255
     num_labels = num_classes(splits["train"], label_column) if label_column is not None else None
     if label_column is not None and num_labels is None and training_args.online_probe:
         logger.info("The label column %r is not a ClassLabel: the online probe is off", label_column)

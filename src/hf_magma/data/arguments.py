@@ -101,6 +101,20 @@ class ImageDataArguments:
     horizontal_flip: bool = field(
         default=True, metadata={"help": "Flip images left-right with probability 0.5 (false: never)."}
     )
+    image_mean: list[str] | None = field(
+        default=None,
+        metadata={"help": "The per-channel mean that normalises the images (one value per channel, or one for all), "
+                  "on the documented pixel scale (uint8 / 255, uint16 / 65535, floats as they are); `auto`: the "
+                  "mean and std of --image_stats_samples training images drawn with --seed. Saved in the "
+                  "checkpoint's image processor. Default: the image processor's (ImageNet's)."},
+    )
+    image_std: list[str] | None = field(
+        default=None,
+        metadata={"help": "The per-channel standard deviation, as --image_mean (`auto` with --image_mean auto)."},
+    )
+    image_stats_samples: int = field(
+        default=1000, metadata={"help": "How many training images --image_mean auto computes the statistics on."}
+    )
 
 
     def __post_init__(self) -> None:
@@ -124,9 +138,43 @@ class ImageDataArguments:
             raise ValueError("--in_memory true cannot hold a streamed dataset: drop --streaming or --in_memory")
         check_number("--in_memory_max_gb", self.in_memory_max_gb, sign="positive")
         check_crop_settings(1, [0.0], [1.0], self.crop_scale or MAE_CROP_SCALE, self.crop_ratio)
+        check_number("--image_stats_samples", self.image_stats_samples, sign="positive", integer=True)
+        self.image_statistics()
+
+    def image_statistics(self) -> tuple[list[float] | str | None, list[float] | None]:
+        """``(mean, std)`` of --image_mean / --image_std: two lists of floats, ``("auto", None)`` or
+        ``(None, None)``."""
+        mean, std = _statistic("--image_mean", self.image_mean), _statistic("--image_std", self.image_std)
+        if mean == "auto" or std == "auto":
+            if mean != "auto" or std not in ("auto", None):
+                raise ValueError("--image_std auto needs --image_mean auto (both are computed together); give both "
+                                 "as values, or --image_mean auto")
+            return "auto", None
+        if (mean is None) != (std is None) or (mean is not None and len(mean) != len(std)):
+            raise ValueError(f"Give --image_mean and --image_std together, one value per channel each (got "
+                             f"{self.image_mean} and {self.image_std})")
+        if std is not None and any(s <= 0 for s in std):
+            raise ValueError(f"--image_std must be positive, got {std}")
+        return mean, std
 
     def augmentation_settings(self, default_scale: Sequence[float] = MAE_CROP_SCALE) -> dict[str, Any]:
         """The crop and flip options as keyword arguments of `ImageTransform`/`BatchImageTransform`/
         `TwoViewAugmentation` (``scale``, ``ratio``, ``hflip``, ``random_crop``)."""
         return {"scale": tuple(self.crop_scale or default_scale), "ratio": tuple(self.crop_ratio),
                 "hflip": 0.5 if self.horizontal_flip else 0.0, "random_crop": self.random_crop}
+
+
+def _statistic(name: str, value: Any) -> list[float] | str | None:
+    """Values of --image_mean / --image_std from the command line (strings), a YAML list or ``"0.5,0.5"``."""
+    if value is None:
+        return None
+    items = value if isinstance(value, (list, tuple)) else str(value).replace(",", " ").split()
+    items = [part for item in items for part in str(item).replace(",", " ").split()]
+    if not items:
+        raise ValueError(f"{name} needs values (one per channel) or auto")
+    if [str(item).lower() for item in items] == ["auto"]:
+        return "auto"
+    try:
+        return [float(item) for item in items]
+    except ValueError:
+        raise ValueError(f"{name} must be numbers (one per channel) or auto, got {value!r}") from None

@@ -31,14 +31,18 @@ def check_crop_settings(
     std: Sequence[float],
     scale: Sequence[float],
     ratio: Sequence[float],
+    num_values: Sequence[int] = (1, 3),
 ) -> tuple[tuple[int, int], list[float], list[float]]:
-    """Validate the settings shared by the image transforms; returns ``(size, mean, std)`` as (h, w) and floats."""
+    """Validate the settings shared by the image transforms; returns ``(size, mean, std)`` as (h, w) and floats.
+    ``num_values``: the lengths ``mean`` and ``std`` may have."""
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     if len(size) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size):
         raise ValueError(f"`image_size` must be a positive int or (height, width), got {image_size!r}")
     mean, std = [float(m) for m in mean], [float(s) for s in std]
-    if len(mean) != len(std) or len(mean) not in (1, 3):
-        raise ValueError(f"`mean` and `std` need 1 or 3 values each (one per channel), got {mean} and {std}")
+    if len(mean) != len(std) or len(mean) not in num_values:
+        counts = " or ".join(str(n) for n in num_values)
+        raise ValueError(f"`mean` and `std` (--image_mean / --image_std) need {counts} values each (one per channel), "
+                         f"got {mean} and {std}")
     if any(s <= 0 for s in std):
         raise ValueError(f"`std` must be positive, got {std}")
     if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
@@ -57,9 +61,17 @@ def check_transform_settings(
     num_channels: int,
 ) -> tuple[tuple[int, int], list[float], list[float]]:
     """`check_crop_settings` plus the model's channels: returns ``(size, mean, std)`` with one statistic per
-    channel (3-value statistics averaged for a grey model, 1-value ones repeated for an RGB one)."""
+    channel (3-value statistics averaged for a grey model, 1-value ones repeated for an RGB one or any other
+    channel count)."""
+    if isinstance(num_channels, bool) or not isinstance(num_channels, int) or num_channels < 1:
+        raise ValueError(f"`num_channels` (--num_channels) must be a positive integer, got {num_channels!r}")
     if num_channels not in (1, 3):
-        raise ValueError(f"`num_channels` must be 1 (grey) or 3 (RGB), got {num_channels}")
+        if len(mean) not in (1, num_channels):
+            raise ValueError(f"`mean` and `std` (--image_mean / --image_std) need {num_channels} values each for "
+                             f"num_channels {num_channels}, got {list(mean)} and {list(std)}: give them, or "
+                             "--image_mean auto")
+        size, mean, std = check_crop_settings(image_size, mean, std, scale, ratio, (1, num_channels))
+        return size, mean * num_channels if len(mean) == 1 else mean, std * num_channels if len(std) == 1 else std
     size, mean, std = check_crop_settings(image_size, mean, std, scale, ratio)
     if num_channels == 1 and len(mean) == 3:
         mean, std = [sum(mean) / 3], [sum(std) / 3]
@@ -179,6 +191,8 @@ class BatchImageTransform(nn.Module):
     flip with probability ``hflip``; with ``train=False``: resize the shorter side and centre-crop. Grey input
     is repeated to three channels for an RGB model, RGB averaged for a grey one. Then ``(x / 255 - mean) / std``.
     The result is clamped to the pixel range before normalising (bicubic overshoots a little).
+    A model of any other channel count takes float (B, C, H, W) batches already on the scale of
+    `hf_magma.data.channels.unit_scale`: resampled the same way, not clamped, then ``(x - mean) / std``.
     """
 
     def __init__(
@@ -200,9 +214,10 @@ class BatchImageTransform(nn.Module):
         size, mean, std = check_transform_settings(image_size, mean, std, scale, ratio, num_channels)
         self.size, self.train_mode, self.num_channels = size, train, num_channels
         self.scale, self.ratio, self.hflip, self.random_crop = tuple(scale), tuple(ratio), hflip, random_crop
+        self.float_pixels = num_channels not in (1, 3)
         # Folded into one multiply-add: (x / 255 - mean) / std = x * a + b.
         mean_t, std_t = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
-        self.register_buffer("_scale", 1.0 / (255.0 * std_t), persistent=False)
+        self.register_buffer("_scale", 1.0 / ((1.0 if self.float_pixels else 255.0) * std_t), persistent=False)
         self.register_buffer("_shift", -mean_t / std_t, persistent=False)
         self.mean, self.std = mean, std
 
@@ -219,6 +234,8 @@ class BatchImageTransform(nn.Module):
     def forward(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Args: images: uint8 (or [0, 255] float) (B, C, H, W); generator: the random stream (default: torch's
         global one on the images' device). Returns: normalised float32 (B, num_channels, h, w)."""
+        if self.float_pixels:
+            return self._forward_float(images, generator)
         if images.dim() != 4 or images.shape[1] not in (1, 3):
             raise ValueError(f"expected a (batch, 1 or 3 channels, height, width) tensor, got {tuple(images.shape)}")
         pixels = images.float()
@@ -233,6 +250,19 @@ class BatchImageTransform(nn.Module):
             pixels = resized_crop(pixels, boxes, self.size, flip).clamp_(0.0, 255.0)
         if pixels.shape[1] != self.num_channels:
             pixels = pixels.expand(-1, 3, -1, -1)
+        return torch.addcmul(self._shift.to(pixels.device), pixels, self._scale.to(pixels.device))
+
+    def _forward_float(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        if images.dim() != 4 or images.shape[1] != self.num_channels:
+            raise ValueError(f"expected a (batch, {self.num_channels} channels, height, width) tensor, got "
+                             f"{tuple(images.shape)}")
+        pixels = images.float()
+        boxes = self.boxes(images, generator)
+        flip = None
+        if self.train_mode and self.hflip > 0:
+            flip = torch.rand(images.shape[0], generator=generator, device=images.device) < self.hflip
+        if self.train_mode or tuple(images.shape[-2:]) != self.size:
+            pixels = resized_crop(pixels, boxes, self.size, flip)
         return torch.addcmul(self._shift.to(pixels.device), pixels, self._scale.to(pixels.device))
 
     def settings(self) -> dict[str, object]:

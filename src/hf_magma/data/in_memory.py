@@ -20,6 +20,7 @@ import PIL.Image
 import torch
 from datasets import Dataset
 
+from .channels import channel_array, to_chw, unit_scale, uses_float_pixels
 from .crop import BatchImageTransform
 from .decoding import UNREADABLE_IMAGE_ERRORS, decode_image, image_name, to_pil
 from .transforms import MAX_SKIPPED_SHARE, MIN_IMAGES_FOR_SHARE
@@ -63,21 +64,26 @@ def decode_in_memory(
     """Decode every image of ``dataset`` once.
 
     Grey images stay one channel (a model with three repeats it on the device); colour images become RGB, or
-    grey for a one-channel model. Unreadable images are left out, counted and named in the log.
+    grey for a one-channel model. Any other channel count is held as float32 on the scale of
+    `hf_magma.data.channels.unit_scale` (4 bytes a value). Unreadable images are left out, counted and named in
+    the log.
 
     Args:
         dataset: a map-style split with the image column undecoded or as arrays.
         image_column, label_column: the columns to read (labels optional).
-        num_channels: the model's channels (1 or 3).
+        num_channels: the model's channels.
         max_bytes: the budget; raises `InMemoryUnsuitable` when the decoded images would exceed it.
         name: the split's name, for messages.
 
     Returns:
-        ``(images, labels, skipped)``: uint8 (N, C, H, W), long (N,) or None, the number of unreadable images.
+        ``(images, labels, skipped)``: uint8 (N, C, H, W) (float32 for other channel counts), long (N,) or None,
+        the number of unreadable images.
     """
     if not isinstance(dataset, Dataset):
         raise InMemoryUnsuitable(f"the {name} split is streamed ({type(dataset).__name__}), not held in memory")
     column = dataset[image_column] if len(dataset) else []
+    if uses_float_pixels(num_channels):
+        return _decode_float(dataset, column, label_column, num_channels, max_bytes, name)
     if isinstance(column, np.ndarray) and column.dtype == np.uint8 and column.ndim >= 3:
         estimate = column.nbytes * (3 if column.ndim == 4 and num_channels == 3 else 1)
         _check_budget(estimate, max_bytes, name, len(dataset))
@@ -108,6 +114,38 @@ def decode_in_memory(
     images = torch.from_numpy(np.stack([np.repeat(a, channels // a.shape[0], axis=0) for a in arrays]))
     skipped = len(dataset) - len(kept)
     return images, _labels(dataset, label_column, kept if skipped else None), skipped
+
+
+def _decode_float(dataset: Dataset, column: Any, label_column: str | None, num_channels: int, max_bytes: float,
+                  name: str) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+    """`decode_in_memory` for a channel count other than 1 or 3: float32 (N, C, H, W) on the documented scale."""
+    if isinstance(column, np.ndarray) and column.ndim == 4:  # an array column read as numpy: converted at once
+        _check_budget(4 * column[0].size * len(column), max_bytes, name, len(dataset))
+        to_chw(column[0], num_channels)  # raises for a shape without an axis of num_channels
+        images = np.moveaxis(column, -1, 1) if column.shape[-1] == num_channels else column
+        return torch.from_numpy(np.ascontiguousarray(unit_scale(images))), _labels(dataset, label_column, None), 0
+    arrays: list[np.ndarray] = []
+    kept: list[int] = []
+    unreadable: list[str] = []
+    for index, value in enumerate(column):
+        try:
+            array = channel_array(value, num_channels)
+        except UNREADABLE_IMAGE_ERRORS as error:
+            logger.warning("Skipping unreadable image %s (%s)", image_name(value), error)
+            unreadable.append(image_name(value))
+            continue
+        if arrays and array.shape != arrays[0].shape:
+            raise InMemoryUnsuitable(
+                f"the {name} images differ in size ({image_name(value)} is {array.shape[2]}x{array.shape[1]}, "
+                f"the first {arrays[0].shape[2]}x{arrays[0].shape[1]})"
+            )
+        if not arrays:
+            _check_budget(4 * array.size * len(dataset), max_bytes, name, len(dataset))
+        arrays.append(array)
+        kept.append(index)
+    _check_unreadable(unreadable, len(column), name)
+    skipped = len(dataset) - len(kept)
+    return torch.from_numpy(np.stack(arrays)), _labels(dataset, label_column, kept if skipped else None), skipped
 
 
 def _check_unreadable(unreadable: Sequence[str], total: int, name: str) -> None:
@@ -145,8 +183,9 @@ class InMemoryImageDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> None:
-        if images.dtype != torch.uint8 or images.dim() != 4:
-            raise ValueError(f"`images` must be a uint8 (N, C, H, W) tensor, got {images.dtype} {tuple(images.shape)}")
+        if images.dtype not in (torch.uint8, torch.float32) or images.dim() != 4:
+            raise ValueError(f"`images` must be a uint8 (or, for channel counts other than 1 and 3, float32) "
+                             f"(N, C, H, W) tensor, got {images.dtype} {tuple(images.shape)}")
         if labels is not None and labels.shape[0] != images.shape[0]:
             raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels")
         self.images, self.labels = images, labels
@@ -200,7 +239,7 @@ def load_in_memory(
         for name in ("train", "validation"):
             if name not in splits:
                 continue
-            used = sum(d.images.numel() for d in held.values())
+            used = sum(d.images.numel() * d.images.element_size() for d in held.values())
             images, labels, lost = decode_in_memory(splits[name], image_column, label_column,
                                                     num_channels=num_channels, max_bytes=budget - used, name=name)
             held[name] = InMemoryImageDataset(images, labels)
@@ -211,7 +250,7 @@ def load_in_memory(
                              "decode and augment in DataLoader workers.") from None
         logger.info("Images are decoded and augmented in DataLoader workers (--in_memory auto): %s", reason)
         return None
-    total = sum(d.images.numel() for d in held.values())
+    total = sum(d.images.numel() * d.images.element_size() for d in held.values())
     logger.info("Images decoded once into memory (%.3f GiB, %s); batches are augmented on the training device",
                 total / 2**30, ", ".join(f"{k} {tuple(v.images.shape)}" for k, v in held.items()))
     return held, skipped

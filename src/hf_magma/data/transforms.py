@@ -18,7 +18,8 @@ import PIL.Image
 import PIL.ImageOps
 import torch
 
-from .crop import CROP_RATIO, MAE_CROP_SCALE, check_transform_settings, sample_crop_boxes
+from .channels import channel_array, uses_float_pixels
+from .crop import CROP_RATIO, MAE_CROP_SCALE, centre_boxes, check_transform_settings, resized_crop, sample_crop_boxes
 from .decoding import UNREADABLE_IMAGE_ERRORS, decode_image, image_name, to_pil
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,9 @@ class ImageTransform:
     ``mean``/``std``. Images become RGB, or grey when ``num_channels=1`` (then 3-value statistics are averaged).
     Done in PIL on single images, so it runs in the DataLoader workers; the crop boxes come from the package's
     one sampler, `hf_magma.data.crop.sample_crop_boxes` (``random_crop=False``: the whole image, resized).
+    Any other channel count reads float arrays (`hf_magma.data.channels.channel_array`: TIFFs, array columns) and
+    resamples them with torch (`hf_magma.data.crop.resized_crop`, bicubic, as the in-memory path does; evaluation:
+    the largest centred box of the output's shape), then ``(x - mean) / std`` with no division by 255.
     """
 
     def __init__(
@@ -52,6 +56,7 @@ class ImageTransform:
         self.train = train
         self.scale, self.ratio, self.hflip, self.random_crop = tuple(scale), tuple(ratio), hflip, random_crop
         self.num_channels = num_channels
+        self.float_pixels = uses_float_pixels(num_channels)
         self.mean = torch.tensor(mean).view(-1, 1, 1)
         self.std = torch.tensor(std).view(-1, 1, 1)
 
@@ -79,8 +84,25 @@ class ImageTransform:
         left, top, w, h = sample_crop_boxes(1, height, width, self.scale, self.ratio, generator=generator)[0].tolist()
         return left, top, left + w, top + h
 
+    def _float_pixels(self, image: Any) -> np.ndarray:
+        array = torch.from_numpy(channel_array(image, self.num_channels))[None]
+        height, width = array.shape[-2:]
+        flip = None
+        if self.train:
+            left, top, right, bottom = self._crop_box(width, height)
+            box = torch.tensor([[left, top, right - left, bottom - top]])
+            flip = torch.tensor([random.random() < self.hflip])
+        else:
+            box = centre_boxes(1, height, width, self.size)
+        if self.train or (height, width) != self.size:
+            array = resized_crop(array, box, self.size, flip)
+        return array[0].permute(1, 2, 0).numpy()
+
     def pixels(self, image: Any) -> np.ndarray:
-        """The decoded, converted, cropped (and, for training, augmented) image as a uint8 (H, W, C) array."""
+        """The decoded, converted, cropped (and, for training, augmented) image as a uint8 (H, W, C) array
+        (float32 on the scale of `hf_magma.data.channels.unit_scale` for a channel count other than 1 or 3)."""
+        if self.float_pixels:
+            return self._float_pixels(image)
         image = to_pil(decode_image(image), self.num_channels)
         height, width = self.size
         if self.train:
@@ -103,8 +125,12 @@ class ImageTransform:
         return array[:, :, None] if array.ndim == 2 else array
 
     def normalize(self, pixels: np.ndarray) -> torch.Tensor:
-        """uint8 (B, H, W, C) arrays -> normalised float (B, C, H, W), in one pass over the batch."""
-        batch = torch.from_numpy(np.asarray(pixels).astype(np.float32)).permute(0, 3, 1, 2)
+        """uint8 (B, H, W, C) arrays (or the float ones of other channel counts) -> normalised float (B, C, H, W),
+        in one pass over the batch."""
+        pixels = np.asarray(pixels)
+        batch = torch.from_numpy(pixels.astype(np.float32)).permute(0, 3, 1, 2)
+        if pixels.dtype != np.uint8:
+            return batch.sub_(self.mean).div_(self.std)
         return batch.mul_(1.0 / 255.0).sub_(self.mean).div_(self.std)
 
     def __call__(self, image: Any) -> torch.Tensor:

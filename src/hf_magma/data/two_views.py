@@ -77,6 +77,9 @@ class TwoViewAugmentation(nn.Module):
         seed: int | None = None,
     ) -> None:
         super().__init__()
+        if len(mean) not in (1, 3):
+            raise ValueError(f"The two-view augmentation (colour jitter, greyscale) needs 1- or 3-channel images, got "
+                             f"{len(mean)} values of `mean`: SimCLR / VICReg runs take --num_channels 1 or 3")
         size, mean, std = check_crop_settings(image_size, mean, std, scale, ratio)
         for name, p in (("hflip", hflip), ("color_jitter_p", color_jitter_p), ("grayscale_p", grayscale_p),
                         ("blur_p", blur_p)):

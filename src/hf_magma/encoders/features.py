@@ -61,6 +61,9 @@ def extract_features(
     device, dtype = model_device_dtype(encoder)
     if transform is None and _is_hf_dataset(dataset_or_loader):
         config = encoder.config
+        if config.num_channels not in (1, 3):
+            raise ValueError(f"A {config.num_channels}-channel encoder has no default statistics: pass `transform`, "
+                             "e.g. ImageTransform.from_image_processor(processor, train=False, num_channels=...)")
         transform = ImageTransform(config.image_size, train=False, num_channels=config.num_channels)
     batches, total = _iter_batches(dataset_or_loader, batch_size, transform, image_column, label_column)
     was_training = encoder.training

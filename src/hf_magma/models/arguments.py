@@ -12,7 +12,7 @@ from transformers.image_processing_utils import BaseImageProcessor
 from transformers.utils import is_torchvision_available
 
 from ..losses.ssl import SSL_OBJECTIVES
-from ..utils.checks import named_weights_errors
+from ..utils.checks import check_number, named_weights_errors
 from .mae import ViTMAEWithMAGMA
 from .ssl import ViTForSSL
 
@@ -56,6 +56,12 @@ class ModelSourceArguments:
     image_processor_name: str | None = field(
         default=None, metadata={"help": "An image processor (Hub id or path) whose mean/std normalise the images."}
     )
+    num_channels: int | None = field(
+        default=None,
+        metadata={"help": "The images' channels (e.g. 4 for RGB + near infrared): a new model's num_channels; a "
+                  "checkpoint's must match. 1 and 3 read 8-bit grey / RGB images, any other count float arrays "
+                  "(TIFF files, array columns; see docs/pretraining.md). Default: the config's (3)."},
+    )
     cache_dir: str | None = field(default=None, metadata={"help": "Where to cache downloaded models."})
     model_revision: str = field(default="main", metadata={"help": "The model revision (branch, tag or commit)."})
     magma_reference_layers: str | None = field(
@@ -71,6 +77,8 @@ class ModelSourceArguments:
         if self.config_overrides is not None and self.model_name_or_path is not None:
             raise ValueError("`config_overrides` can only be used when training from scratch (no model_name_or_path)")
         _layer_list(self.magma_reference_layers)
+        if self.num_channels is not None:
+            check_number("--num_channels", self.num_channels, sign="positive", integer=True)
 
 
 @dataclass
@@ -122,6 +130,14 @@ def _load_config(
         logger.info("Training a new %s from scratch (%s)", name, what)
     if model_args.config_overrides:
         config.update_from_string(model_args.config_overrides)
+    channels = model_args.num_channels
+    if channels is not None and channels != config.num_channels:
+        if model_args.model_name_or_path is not None or "num_channels" in (model_args.config_overrides or ""):
+            raise ValueError(
+                f"--num_channels {channels} differs from the {config.num_channels} channels of "
+                f"{model_args.model_name_or_path or '--config_overrides'}: drop one of them"
+            )
+        config.num_channels = channels
     references = _layer_list(model_args.magma_reference_layers)
     if references is not None:
         config.magma_reference_layers = references

@@ -61,7 +61,9 @@ def vit_encoder_from(config: ViTMAEConfig, state_dict: Mapping[str, torch.Tensor
 
 def encoder_image_processor(image_processor: Any, image_size: int, num_channels: int = 3) -> Any:
     """A copy of ``image_processor`` that prepares images as the evaluation's transform does: the shorter side
-    resized to ``image_size`` (bicubic), a centre crop of ``image_size`` squared, grey / RGBA images to RGB."""
+    resized to ``image_size`` (bicubic), a centre crop of ``image_size`` squared, grey / RGBA images to RGB. For a
+    channel count other than 1 or 3 nothing is rescaled: it takes float arrays already scaled as the training read
+    them (`hf_magma.data.channels.unit_scale`), with ``input_data_format`` given."""
     processor = copy.deepcopy(image_processor)
     processor.size = {"shortest_edge": image_size}
     processor.do_resize = True
@@ -69,6 +71,8 @@ def encoder_image_processor(image_processor: Any, image_size: int, num_channels:
     processor.crop_size = {"height": image_size, "width": image_size}
     processor.resample = PILImageResampling.BICUBIC
     processor.do_convert_rgb = num_channels == 3
+    if num_channels not in (1, 3):
+        processor.do_rescale = False
     return processor
 
 

@@ -78,6 +78,7 @@ class MAGMAScheduleMixin:
         if self.args.magma_weight == 0 or self._warned_schedule:
             return
         batch = self.args.per_device_train_batch_size * (self.args.world_size if self.args.magma_gather else 1)
+        self._log_magma_batch(batch)
         if batch < MAGMA_MIN_BATCH:
             logger.warning(
                 "The MAGMA term is built on batches of %d (--per_device_train_batch_size %d%s): it needs %d samples "
@@ -112,6 +113,29 @@ class MAGMAScheduleMixin:
         else:
             logger.info("MAGMA term on (weight %g) for steps [%d, %d) of %d", self.args.magma_weight, start, end,
                         total)
+
+    def _log_magma_batch(self, batch: int) -> None:
+        """Say how many samples each MAGMA graph holds, and warn when gradient accumulation splits the batch."""
+        args = self.args
+        gathered = args.magma_gather and args.world_size > 1
+        logger.info(
+            "MAGMA batch: each MAGMA graph holds %d samples (--per_device_train_batch_size %d%s); an optimizer step "
+            "sees %d samples in %d graph(s)", batch, args.per_device_train_batch_size,
+            f" x {args.world_size} processes, --magma_gather" if gathered else
+            (f", per process: {args.world_size} processes without --magma_gather" if args.world_size > 1 else ""),
+            args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps,
+            args.gradient_accumulation_steps * (1 if gathered else args.world_size),
+        )
+        if args.gradient_accumulation_steps > 1:
+            logger.warning(
+                "--gradient_accumulation_steps %d splits each optimizer step into %d micro-batches, each with its own "
+                "MAGMA graph of %d samples: accumulation enlarges the reconstruction loss's batch, not the MAGMA "
+                "term's (the step's term is the mean of %d graphs of %d). For one graph of %d samples raise "
+                "--per_device_train_batch_size%s instead.", args.gradient_accumulation_steps,
+                args.gradient_accumulation_steps, batch, args.gradient_accumulation_steps, batch,
+                batch * args.gradient_accumulation_steps,
+                "" if gathered or args.world_size == 1 else " or pass --magma_gather true",
+            )
 
     def _record_auto_start(self, step: int) -> None:
         window = self.magma_window_used()

@@ -259,11 +259,12 @@ class MAGMATrainer(HubPushMixin, RunGuardMixin, MAGMAScheduleMixin, Trainer):
     def _prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
         inputs = super()._prepare_inputs(inputs)
         pixel_values = inputs.get("pixel_values") if isinstance(inputs, Mapping) else None
-        if pixel_values is None or pixel_values.dtype != torch.uint8:
+        # uint8, or float pixels not yet normalised (the in-memory path of other channel counts)
+        if pixel_values is None or (pixel_values.dtype != torch.uint8 and not self.batch_transforms):
             return inputs
         phase = "train" if self.model.training else "eval"
         if phase not in self.batch_transforms:
-            raise ValueError(f"A uint8 {phase} batch arrived but the trainer has no `batch_transforms[{phase!r}]` "
+            raise ValueError(f"A raw {phase} batch arrived but the trainer has no `batch_transforms[{phase!r}]` "
                              "to augment and normalise it")
         inputs = dict(inputs)
         inputs.update(self.batch_transforms[phase](inputs.pop("pixel_values"), self._batch_seed(phase)))
