@@ -112,7 +112,7 @@ def checkpoints(tmp_path_factory):
         processor.save_pretrained(root / name)
         create_model_card(output_dir=root / name, model_config=model.config, dataset_name="toy", save=True)
         paths.append(root / name)
-    encoder = save_encoder(model.config, model.state_dict(), root / "m-mae" / "encoder", processor)
+    encoder = save_encoder(model.config, model.state_dict(), root / "m-mae", processor)
     return paths, encoder
 
 
