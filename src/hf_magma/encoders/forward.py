@@ -110,7 +110,8 @@ def run_unmasked(
 
 
 def encode(
-    encoder: nn.Module, pixel_values: torch.Tensor, pooling: ImagePooling = "cls", interpolate_pos_encoding: bool = False
+    encoder: nn.Module, pixel_values: torch.Tensor, pooling: ImagePooling = "cls",
+    interpolate_pos_encoding: bool = False,
 ) -> torch.Tensor:
     """Pooled features of one batch: all patches, in their original order, no masking (`run_unmasked`).
 
