@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's first command: set up, pretrain a small MAE and M-MAE on the offline Fashion-MNIST with the same
-# seed, data and budget, evaluate both with the paper's protocol beside the raw-pixel floor, draw their PaCMAP and
-# training curves side by side, and print one table. The full logs go to outputs/demo/logs/.
+# seed, data and budget, evaluate both with the paper's protocol beside the raw-pixel floor, draw their PaCMAP,
+# training curves and reconstructions side by side, and print one table. The full logs go to outputs/demo/logs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,12 +29,12 @@ echo "     and of the raw pixels (recipes/reproduce_fashion_mnist_demo.yaml)"
 OMP_NUM_THREADS=1 .venv/bin/python scripts/reproduce.py --config recipes/reproduce_fashion_mnist_demo.yaml \
     --results_dir "$OUT/results" --output_dir "$OUT/runs" --log_dir "$OUT/logs"
 
-echo "3/4  Drawing both encoders' PaCMAP (with the Davies-Bouldin index) and training curves side by side"
+echo "3/4  Drawing both encoders' PaCMAP (with the Davies-Bouldin index), training curves and reconstructions side by side"
 LINEAR=$(.venv/bin/python -c "
 import json; print(*(json.load(open(f'$OUT/results/{m}_seed0.json'))['linear_top1'] for m in ('mae', 'm-mae')))")
 if ! .venv/bin/python scripts/visualize.py --model_name_or_path "$OUT/runs/mae/seed0" "$OUT/runs/m-mae/seed0" \
-    --names MAE M-MAE --linear_accuracy $LINEAR --figures pacmap,curves --split test --output_dir "$OUT/figures" \
-    --dpi 80 >"$OUT/logs/visualize.log" 2>&1; then
+    --names MAE M-MAE --linear_accuracy $LINEAR --figures pacmap,curves,reconstructions --num_images 8 --split test \
+    --output_dir "$OUT/figures" --dpi 80 >"$OUT/logs/visualize.log" 2>&1; then
     tail -n 20 "$OUT/logs/visualize.log" >&2
     exit 1
 fi
@@ -45,5 +45,5 @@ echo
 echo
 echo "Checkpoints:  $OUT/runs/mae/seed0, $OUT/runs/m-mae/seed0 (each with its model card, README.md, and encoder/)"
 echo "Results:      $OUT/results (one JSON per run, pixels.json, summary.md)"
-echo "Figures:      $OUT/figures/pacmap.png, $OUT/figures/training_curves.png"
+echo "Figures:      $OUT/figures/pacmap.png, $OUT/figures/training_curves.png, $OUT/figures/reconstructions.png"
 echo "Logs:         $OUT/logs ($(cd "$OUT/logs" && ls | tr '\n' ' '))"

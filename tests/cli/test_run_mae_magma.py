@@ -76,9 +76,9 @@ def test_figures_are_written_next_to_the_checkpoint_and_embedded_in_its_card(mak
     make_image_folder(tmp_path / "images", n_per_class=6)
     out = tmp_path / "out"
     run_inprocess(run_mae_magma, base_args(tmp_path / "images", out, max_steps=3, magma_start_step=1, magma_steps=1,
-                            figures="curves,keys,attention"))
+                            figures="curves,keys,attention,reconstructions"))
     card = (out / "README.md").read_text()
-    for png in ("training_curves.png", "key_pca.png", "attention_maps.png"):
+    for png in ("training_curves.png", "key_pca.png", "attention_maps.png", "reconstructions.png"):
         assert (out / "figures" / png).stat().st_size > 1000
         assert f"figures/{png}" in card
     with pytest.raises(ValueError, match="Unknown figure"):

@@ -393,7 +393,7 @@ def test_write_figures_for_two_checkpoints(tmp_path, saved_checkpoints, labelled
         {"MAE": mae, "M-MAE": m_mae}, tmp_path, dataset=labelled_dataset, num_classes=3, max_samples_per_class=8,
         linear_accuracy={"MAE": 0.5, "M-MAE": 0.6}, num_images=2, dpi=40,
     )
-    assert list(written) == ["pacmap", "keys", "attention", "curves"]
+    assert list(written) == ["pacmap", "keys", "attention", "curves", "reconstructions"]
     for path in written.values():
         assert path.parent == tmp_path
         assert_nontrivial(read_png(path))

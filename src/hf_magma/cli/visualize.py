@@ -1,5 +1,5 @@
 """Draw the paper's figures for one or several checkpoints side by side: PaCMAP with the Davies-Bouldin index,
-the key PCA per layer, the last layer's attention maps and the training curves.
+the key PCA per layer, the last layer's attention maps, the training curves and MAE's reconstructions.
 
 Installed as the `hf-magma-visualize` command; `python scripts/visualize.py` and
 `python -m hf_magma.cli.visualize` are the same program.
@@ -12,6 +12,10 @@ Examples:
     # only the curves and the attention maps, on a Hub dataset's validation split
     python scripts/visualize.py --model_name_or_path runs/m-mae --figures curves,attention \\
         --dataset_name uoft-cs/cifar100 --split test
+
+    # MAE's and M-MAE's reconstructions of 8 test images under the same seeded mask
+    python scripts/visualize.py --model_name_or_path runs/mae runs/m-mae --names MAE M-MAE \
+        --figures reconstructions --num_images 8 --split test
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ def extract_features(
     image_column: str | None = None,
     label_column: str | None = None,
     show_progress: bool = True,
+    image_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Frozen features (N, D) and labels (N,) of a dataset, batched under ``torch.inference_mode``.
 
@@ -52,6 +53,8 @@ def extract_features(
         batch_size: images per forward pass.
         transform: one image -> (C, H, W) tensor, for datasets of raw images.
         image_column, label_column: the columns of a ``datasets`` dataset (detected when not given).
+        image_size: the images' size when it is not the model's (the default transform resizes to it, and the
+            position embeddings are interpolated); every batch must then be ``image_size`` x ``image_size``.
 
     Returns:
         ``(features, labels)``: (N, D) float32 and (N,) int64 tensors (labels ``None`` without labels).
@@ -59,12 +62,15 @@ def extract_features(
     check_number("batch_size", batch_size, sign="positive", integer=True)
     encoder = load_encoder(model)
     device, dtype = model_device_dtype(encoder)
+    config = encoder.config
+    if image_size is not None:
+        check_number("image_size", image_size, sign="positive", integer=True)
+    interpolate = image_size is not None and image_size != config.image_size
     if transform is None and _is_hf_dataset(dataset_or_loader):
-        config = encoder.config
         if config.num_channels not in (1, 3):
             raise ValueError(f"A {config.num_channels}-channel encoder has no default statistics: pass `transform`, "
                              "e.g. ImageTransform.from_image_processor(processor, train=False, num_channels=...)")
-        transform = ImageTransform(config.image_size, train=False, num_channels=config.num_channels)
+        transform = ImageTransform(image_size or config.image_size, train=False, num_channels=config.num_channels)
     batches, total = _iter_batches(dataset_or_loader, batch_size, transform, image_column, label_column)
     was_training = encoder.training
     encoder.eval()
@@ -76,7 +82,10 @@ def extract_features(
                 batches, total=total, desc="Extracting features", unit="batch", disable=not show_progress
             ):
                 pixel_values = pixel_values.to(device=device, dtype=dtype)
-                features.append(encode(encoder, pixel_values, pooling).float().cpu())
+                if interpolate and tuple(pixel_values.shape[-2:]) != (image_size, image_size):
+                    raise ValueError(f"image_size is {image_size} but a batch is {tuple(pixel_values.shape[-2:])}: "
+                                     "give a transform that resizes to image_size")
+                features.append(encode(encoder, pixel_values, pooling, interpolate).float().cpu())
                 if batch_labels is not None:
                     labels.append(torch.as_tensor(batch_labels).long().cpu())
     finally:

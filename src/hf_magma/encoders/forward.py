@@ -32,12 +32,16 @@ def _unmasked(encoder: Encoder):
         config.mask_ratio = saved
 
 
-def patch_grid(model: nn.Module, pixel_values: torch.Tensor) -> tuple[int, int]:
+def patch_grid(
+    model: nn.Module, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False
+) -> tuple[int, int]:
     """(rows, columns) of the patch grid that ``pixel_values`` (B, C, H, W) gives, checking it fits the model.
 
     Args:
         model: a ViT / ViT-MAE encoder or a model holding one as ``.vit``.
-        pixel_values: images of shape (B, C, H, W) with the model's channels and image size.
+        pixel_values: images of shape (B, C, H, W) with the model's channels and image size (with
+            ``interpolate_pos_encoding``: any size that is a multiple of the patch size).
+        interpolate_pos_encoding: accept another size than the model's (its position embeddings interpolated).
 
     Returns:
         ``(H // patch_height, W // patch_width)``.
@@ -52,13 +56,20 @@ def patch_grid(model: nn.Module, pixel_values: torch.Tensor) -> tuple[int, int]:
     if channels != config.num_channels:
         raise ValueError(f"`pixel_values` has {channels} channels, the model expects {config.num_channels}")
     image_size = config.image_size if isinstance(config.image_size, (tuple, list)) else (config.image_size,) * 2
-    if (height, width) != tuple(image_size):
-        raise ValueError(f"`pixel_values` are {height}x{width}, the model expects {image_size[0]}x{image_size[1]}")
     patch = config.patch_size if isinstance(config.patch_size, (tuple, list)) else (config.patch_size,) * 2
+    if interpolate_pos_encoding:
+        if height % patch[0] or width % patch[1]:
+            raise ValueError(f"`pixel_values` are {height}x{width}: another image size than the model's must be a "
+                             f"multiple of its patch size {patch[0]}x{patch[1]}")
+    elif (height, width) != tuple(image_size):
+        raise ValueError(f"`pixel_values` are {height}x{width}, the model expects {image_size[0]}x{image_size[1]} "
+                         "(pass interpolate_pos_encoding=True, or --image_size to run_eval.py, for another size)")
     return height // patch[0], width // patch[1]
 
 
-def run_unmasked(model: nn.Module, pixel_values: torch.Tensor, **kwargs: Any) -> Any:
+def run_unmasked(
+    model: nn.Module, pixel_values: torch.Tensor, *, interpolate_pos_encoding: bool = False, **kwargs: Any
+) -> Any:
     """The encoder's output on every patch of ``pixel_values``, in the original order and with nothing masked.
 
     The encoder (``model`` itself or its ``.vit``) runs in eval mode on the images moved to its device and dtype;
@@ -70,13 +81,16 @@ def run_unmasked(model: nn.Module, pixel_values: torch.Tensor, **kwargs: Any) ->
     Args:
         model: a ViT / ViT-MAE encoder or a model holding one as ``.vit`` (``ViTMAEWithMAGMA``...).
         pixel_values: images of shape (B, C, H, W) that fit the model (checked by `patch_grid`).
+        interpolate_pos_encoding: run at another size than the model's, with its position embeddings
+            interpolated (transformers' ``interpolate_pos_encoding``).
         **kwargs: passed to the encoder (e.g. ``output_attentions=True``, ``output_hidden_states=True``).
 
     Returns:
         The encoder's output; ``last_hidden_state`` is (B, 1 + P, D): the CLS token, then the P patches row by row.
     """
     encoder = load_encoder(model)
-    patch_grid(encoder, pixel_values)
+    rows, columns = patch_grid(encoder, pixel_values, interpolate_pos_encoding)
+    kwargs["interpolate_pos_encoding"] = interpolate_pos_encoding
     parameter = next(encoder.parameters())
     pixel_values = pixel_values.to(device=parameter.device, dtype=parameter.dtype)
     was_training = encoder.training
@@ -84,7 +98,7 @@ def run_unmasked(model: nn.Module, pixel_values: torch.Tensor, **kwargs: Any) ->
     try:
         if not isinstance(encoder, ViTMAEModel):
             return encoder(pixel_values=pixel_values, **kwargs)
-        num_patches = encoder.embeddings.patch_embeddings.num_patches
+        num_patches = rows * columns
         order = torch.arange(num_patches, device=pixel_values.device).expand(pixel_values.shape[0], num_patches)
         with _unmasked(encoder):
             outputs = encoder(pixel_values=pixel_values, noise=order.float(), **kwargs)
@@ -95,20 +109,25 @@ def run_unmasked(model: nn.Module, pixel_values: torch.Tensor, **kwargs: Any) ->
     return outputs
 
 
-def encode(encoder: nn.Module, pixel_values: torch.Tensor, pooling: ImagePooling = "cls") -> torch.Tensor:
+def encode(
+    encoder: nn.Module, pixel_values: torch.Tensor, pooling: ImagePooling = "cls",
+    interpolate_pos_encoding: bool = False,
+) -> torch.Tensor:
     """Pooled features of one batch: all patches, in their original order, no masking (`run_unmasked`).
 
     Args:
         encoder: a ViT / ViT-MAE encoder or a model holding one as ``.vit``.
         pixel_values: images of shape (B, C, H, W).
         pooling: ``cls``, the CLS token after the final LayerNorm; ``mean``, the mean of the patch tokens after it.
+        interpolate_pos_encoding: images at another size than the model's (see `run_unmasked`).
 
     Returns:
         Features of shape (B, D).
     """
     if pooling not in IMAGE_POOLINGS:
         raise ValueError(f"`pooling` must be one of {IMAGE_POOLINGS}, got {pooling!r}")
-    return pool_hidden_state(run_unmasked(encoder, pixel_values).last_hidden_state, pooling)
+    outputs = run_unmasked(encoder, pixel_values, interpolate_pos_encoding=interpolate_pos_encoding)
+    return pool_hidden_state(outputs.last_hidden_state, pooling)
 
 
 def model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:

@@ -10,6 +10,7 @@ import torch
 
 from ..data.labels import class_count
 from ..losses.pooling import IMAGE_POOLINGS
+from ..records.figure_options import FIGURES
 from ..utils.checks import check_fractions, check_number
 from .knn import KNN_WEIGHTINGS, knn_accuracy
 from .probe import linear_probe, sample_label_fraction
@@ -64,7 +65,7 @@ class EvaluationArguments:
     figures: str | None = field(
         default=None,
         metadata={"help": "For a local checkpoint: figures drawn on the test split into <checkpoint>/figures and "
-                  "embedded in its model card, comma-separated among pacmap, keys, attention, curves, or 'all' "
+                  f"embedded in its model card, comma-separated among {', '.join(FIGURES)}, or 'all' "
                   "(the PaCMAP title shows the linear accuracy; needs hf-magma[viz])."},
     )
     finetune: bool = field(

@@ -11,8 +11,9 @@ FIGURES: dict[str, tuple[str, str]] = {
     "keys": ("key_pca.png", "First principal component of the attention keys, per layer"),
     "attention": ("attention_maps.png", "Last-layer CLS attention, per head"),
     "curves": ("training_curves.png", "Training curves: reconstruction loss, MAGMA loss and weight"),
+    "reconstructions": ("reconstructions.png", "Reconstructions under a fixed seeded mask: the original, the masked "
+                        "input, the reconstruction and the reconstruction with the visible patches pasted back"),
 }
-
 
 
 def parse_figures(figures: str | Sequence[str] | None) -> list[str] | None:

@@ -12,7 +12,7 @@ from typing import Any
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 from transformers import TrainingArguments
 
-from ..records.figure_options import parse_figures
+from ..records.figure_options import FIGURES, parse_figures
 from ..utils.checks import check_non_negative, check_number
 from .auto_start import AUTO
 from .integrations import check_figure_packages, check_reporters
@@ -104,7 +104,7 @@ class MAGMATrainingArguments(TrainingArguments):
     figures: str | None = field(
         default=None,
         metadata={"help": "Figures drawn at the end of training into output_dir/figures and embedded in the model "
-                  "card: comma-separated among pacmap, keys, attention, curves, or 'all' (needs hf-magma[viz])."},
+                  f"card: comma-separated among {', '.join(FIGURES)}, or 'all' (needs hf-magma[viz])."},
     )
     ignore_resume_mismatch: bool = field(
         default=False,

@@ -30,6 +30,7 @@ from ..utils.checks import check_number
 from .attention import plot_attention_maps, plot_key_pca
 from .curves import plot_training_curves
 from .pacmap import plot_pacmap, select_classes
+from .reconstructions import load_pretraining_model, plot_reconstructions
 
 logger = logging.getLogger(__name__)
 
@@ -126,9 +127,10 @@ def write_figures(
 ) -> dict[str, Path]:
     """Draw the requested figures (`FIGURES`) for ``{name: checkpoint path or model}`` into ``output_dir``.
 
-    ``dataset`` (a map-style ``datasets.Dataset``, e.g. a validation split) supplies the images of the key-PCA
-    and attention figures (``image_indices``, else ``num_images`` seeded picks) and the labelled features of the
-    PaCMAP figure, extracted with `hf_magma.evaluation.extract_features` from ``max_samples_per_class`` images of
+    ``dataset`` (a map-style ``datasets.Dataset``, e.g. a validation split) supplies the images of the key-PCA,
+    attention and reconstruction figures (``image_indices``, else ``num_images`` seeded picks; the reconstructions
+    need each checkpoint's decoder and use a mask drawn from ``seed``) and the labelled features of the PaCMAP
+    figure, extracted with `hf_magma.evaluation.extract_features` from ``max_samples_per_class`` images of
     ``num_classes`` random classes. Images are prepared like evaluation images with ``image_processor`` (default:
     the first checkpoint's, else ViT's defaults, at the model's image size). Curves read ``runs`` (default: each
     checkpoint directory holding a ``trainer_state.json``). With ``figures=None`` every figure the inputs allow is
@@ -147,7 +149,7 @@ def write_figures(
             raise ValueError(f"Cannot draw the {figure!r} figure: {reason}")
         logger.info("Skipping the %s figure: %s", figure, reason)
 
-    needs_data = [f for f in wanted if f in ("pacmap", "keys", "attention")]
+    needs_data = [f for f in wanted if f in ("pacmap", "keys", "attention", "reconstructions")]
     reason = "no dataset was given" if dataset is None else (
         None if hasattr(dataset, "__getitem__") else "it needs a map-style dataset (not a streamed one)"
     )
@@ -170,7 +172,7 @@ def write_figures(
     transform = _evaluation_transform(checkpoints, models, image_processor)
     image_column, label_column = resolve_columns(dataset, image_column, label_column)
 
-    image_figures = [f for f in needs_data if f in ("keys", "attention")]
+    image_figures = [f for f in needs_data if f in ("keys", "attention", "reconstructions")]
     if image_figures:
         pixel_values = _chosen_images(dataset, image_column, transform, image_indices, num_images, seed)
         mean, std = transform.mean.flatten().tolist(), transform.std.flatten().tolist()
@@ -178,6 +180,15 @@ def write_figures(
             if figure in image_figures:
                 written[figure] = output_dir / FIGURES[figure][0]
                 plot(models, pixel_values, written[figure], image_mean=mean, image_std=std, dpi=dpi)
+        if "reconstructions" in image_figures:
+            try:
+                pretraining = {name: load_pretraining_model(source) for name, source in checkpoints.items()}
+            except ValueError as error:
+                unavailable("reconstructions", str(error))
+            else:
+                written["reconstructions"] = output_dir / FIGURES["reconstructions"][0]
+                plot_reconstructions(pretraining, pixel_values, written["reconstructions"], image_mean=mean,
+                                     image_std=std, seed=seed, dpi=dpi)
 
     if "pacmap" in needs_data:
         if label_column is None:
