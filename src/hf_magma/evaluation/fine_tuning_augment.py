@@ -195,5 +195,5 @@ def add_drop_path(model: nn.Module, rate: float) -> list[float]:
     count = len(layers)
     rates = [rate * i / (count - 1) if count > 1 else rate for i in range(count)]
     for layer, block_rate in zip(layers, rates, strict=True):
-        layer.dropout = nn.Sequential(layer.dropout, DropPath(block_rate))
+        layer.dropout = nn.Sequential(layer.dropout, DropPath(block_rate)).train(layer.training)
     return rates
