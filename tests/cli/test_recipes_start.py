@@ -1,4 +1,5 @@
-"""Every recipe under recipes/ starts as written: the real `MAGMATrainer` is built from it and trains one step.
+"""Every recipe under recipes/ starts as written: the real `MAGMATrainer` is built from it and trains one step
+(a ``finetune_*`` recipe: run_eval.py fine-tunes a tiny checkpoint for one step).
 
 Only the model size, the data (a small local image folder instead of the Hub dataset), the step count and the
 output folder are overridden; every other setting (trackers, precision, workers, schedule) is the recipe's.
@@ -31,6 +32,10 @@ def load_script(name):
 
 def is_grid(recipe: Path) -> bool:
     return recipe.name.startswith("reproduce_")
+
+
+def is_finetuning(recipe: Path) -> bool:
+    return recipe.name.startswith("finetune_")
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +72,21 @@ def test_every_recipe_is_covered():
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: str(p.relative_to(ROOT / "recipes")))
 def test_recipe_builds_the_trainer_and_trains_one_step(recipe, image_folder, tmp_path):
     output_dir = tmp_path / "out"
+    if is_finetuning(recipe):
+        from transformers import ViTMAEConfig
+
+        from hf_magma import ViTMAEWithMAGMA
+        from tests.helpers.tiny import TINY_DECODER, TINY_VIT
+
+        ViTMAEWithMAGMA(ViTMAEConfig(**TINY_VIT, **TINY_DECODER)).save_pretrained(tmp_path / "tiny")
+        script = load_script("run_eval")
+        results = script.main(*script.make_parser().parse_args_and_config([
+            "--config", str(recipe), "--model_name_or_path", str(tmp_path / "tiny"),
+            "--train_dir", str(image_folder / "train"), "--validation_dir", str(image_folder / "test"),
+            "--output_dir", str(output_dir), "--max_steps", "1", "--per_device_train_batch_size", "4",
+            "--linear_epochs", "1", "--use_cpu", "true"]))
+        assert 0.0 <= results["finetune_accuracy"] <= 1.0
+        return
     if is_grid(recipe):
         script = load_script("reproduce")
         records = script.main(*script.make_parser().parse_args_and_config(

@@ -134,6 +134,39 @@ def test_run_eval_finetunes(run_eval, checkpoint, image_dirs, tmp_path):
     assert (tmp_path / "eval" / "model.safetensors").exists() or any((tmp_path / "eval").glob("checkpoint-*"))
 
 
+@pytest.mark.slow
+def test_finetuning_skips_counts_and_names_unreadable_images(run_eval, checkpoint, image_dirs, tmp_path, caplog):
+    train, test = image_dirs
+    (train / "dark" / "broken_train.png").write_bytes(b"not an image")
+    (test / "bright" / "broken_test.png").write_bytes(b"\x89PNG truncated")
+    args = base_args(checkpoint, image_dirs, tmp_path / "eval")
+    args += ["--finetune", "--max_steps", "4", "--per_device_train_batch_size", "8", "--linear_epochs", "0"]
+    results = run(run_eval, args)
+    assert 0.0 <= results["finetune_accuracy"] <= 1.0
+    assert "broken_train.png" in caplog.text and "broken_test.png" in caplog.text
+    assert "Fine-tuning left out" in caplog.text and "1 test image(s)" in caplog.text
+
+
+@pytest.mark.slow
+def test_run_eval_finetunes_the_mae_way(run_eval, checkpoint, image_dirs, tmp_path):
+    args = base_args(checkpoint, image_dirs, tmp_path / "eval")
+    args += ["--finetune", "--max_steps", "3", "--per_device_train_batch_size", "8", "--linear_epochs", "0",
+             "--layer_decay", "0.75", "--drop_path_rate", "0.1", "--mixup_alpha", "0.8", "--cutmix_alpha", "1.0",
+             "--label_smoothing_factor", "0.1", "--rand_augment_ops", "2", "--rand_augment_group_size", "4",
+             "--base_learning_rate", "1e-3", "--lr_scheduler_type", "cosine", "--warmup_steps", "0.34"]
+    results = run(run_eval, args)
+    assert 0.0 <= results["finetune_accuracy"] <= 1.0
+    record = json.loads((tmp_path / "eval" / "eval_results.json").read_text())
+    assert record["finetune_settings"]["layer_decay"] == 0.75
+    assert record["finetune_settings"]["learning_rate"] == pytest.approx(1e-3 * 8 / 256)
+
+
+def test_finetune_options_need_finetune(run_eval, checkpoint, image_dirs, tmp_path):
+    with pytest.raises(ValueError, match=r"--layer_decay, --mixup_alpha only apply to fine-tuning.*--finetune true"):
+        run(run_eval, base_args(checkpoint, image_dirs, tmp_path / "eval") + ["--layer_decay", "0.75",
+                                                                              "--mixup_alpha", "0.8"])
+
+
 def test_classifier_gets_every_encoder_weight(checkpoint):
     model = image_classifier_from_encoder(str(checkpoint), num_labels=3)
     encoder = load_encoder(str(checkpoint))

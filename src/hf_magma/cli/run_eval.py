@@ -13,6 +13,10 @@ Examples:
     python scripts/run_eval.py --model_name_or_path user/m-mae-cifar100 --dataset_name uoft-cs/cifar100 \\
         --label_fractions 0.01 0.05 0.1 1 --output_dir outputs/eval --push_to_hub
 
+    # fine-tuning the MAE way (layer decay, drop path, mixup / CutMix, RandAugment, warm-up + cosine)
+    python scripts/run_eval.py --config recipes/finetune_mae_style.yaml --model_name_or_path outputs/m-mae \\
+        --output_dir outputs/finetune
+
     # the model-free floor: the same protocol on the normalised pixels (28 x 28 grey values for Fashion-MNIST)
     python scripts/run_eval.py --pixels --output_dir outputs/pixels
 """
@@ -41,6 +45,7 @@ from ..data.transforms import ImageTransform
 from ..encoders.features import extract_features
 from ..encoders.loading import load_encoder
 from ..evaluation import EvaluationArguments, HubPushError, evaluate_features, finetune, record_results_in_card
+from ..evaluation.fine_tuning_args import FineTuningArguments, finetune_learning_rate
 from ..evaluation.pixels import DEFAULT_PIXEL_SIZE, image_channels, pixel_features, pixel_transform
 from ..models.arguments import load_image_processor
 from ..records.figure_options import parse_figures
@@ -111,8 +116,19 @@ def evaluation_splits(
     return train, test, test_name, image_column, label_column
 
 
+def _check_finetune_options(eval_args: EvaluationArguments, finetune_args: FineTuningArguments | None) -> None:
+    """Fine-tuning options without ``--finetune`` are refused rather than silently ignored."""
+    changed = finetune_args.changed() if finetune_args is not None else []
+    if changed and not eval_args.finetune:
+        raise ValueError(f"{', '.join(changed)} only apply to fine-tuning (--finetune is off): add --finetune true "
+                         "or drop them")
+
+
 def run_evaluation(
-    eval_args: EvaluationArguments, data_args: ImageDataArguments, training_args: TrainingArguments
+    eval_args: EvaluationArguments,
+    data_args: ImageDataArguments,
+    training_args: TrainingArguments,
+    finetune_args: FineTuningArguments | None = None,
 ) -> dict[str, float]:
     """The whole evaluation of ``scripts/run_eval.py``.
 
@@ -124,11 +140,14 @@ def run_evaluation(
         eval_args: the checkpoint and the protocol.
         data_args: the images (train and test splits).
         training_args: ``output_dir``, ``seed``, the device, Hub options and fine-tuning hyperparameters.
+        finetune_args: MAE's fine-tuning additions (default: none, a plain `Trainer` run).
 
     Returns:
         ``{metric: top-1 accuracy in [0, 1]}`` (``knn_accuracy``, ``linear_accuracy``...).
     """
     model_id = eval_args.model_name_or_path
+    finetune_args = finetune_args or FineTuningArguments()
+    _check_finetune_options(eval_args, finetune_args)
     push_to = _push_target(eval_args, training_args)
     set_seed(training_args.seed)
     # Features are extracted on the run's device (a GPU when there is one); k-NN and the probe run on the CPU.
@@ -155,7 +174,7 @@ def run_evaluation(
             finetune(
                 model_id, train, test, training_args, train_transform=train_transform, eval_transform=eval_transform,
                 image_column=image_column, label_column=label_column, num_labels=class_count(train_y, test_y),
-                revision=eval_args.revision,
+                revision=eval_args.revision, options=finetune_args,
             )
         )
 
@@ -174,6 +193,9 @@ def run_evaluation(
         "label_subsets": label_subsets,
         "results": results,
     }
+    if eval_args.finetune:
+        record["finetune_settings"] = {**dataclasses.asdict(finetune_args),
+                                       "learning_rate": finetune_learning_rate(training_args, finetune_args)}
     (output_dir / "eval_results.json").write_text(json.dumps(record, indent=2) + "\n")
     print(format_results_table(results, label_subsets))
     card = record_results_in_card(
@@ -196,22 +218,27 @@ def run_evaluation(
 
 
 def make_parser(description: str | None = None) -> MAGMAArgumentParser:
-    """The command line: `EvaluationArguments`, `ImageDataArguments`, `TrainingArguments`, a YAML ``--config``."""
+    """The command line: `EvaluationArguments`, `ImageDataArguments`, `TrainingArguments`, `FineTuningArguments`,
+    a YAML ``--config``."""
     return MAGMAArgumentParser(
-        (EvaluationArguments, ImageDataArguments, TrainingArguments),
+        (EvaluationArguments, ImageDataArguments, TrainingArguments, FineTuningArguments),
         description=description or __doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
 
 
 def main(
-    eval_args: EvaluationArguments, data_args: ImageDataArguments, training_args: TrainingArguments
+    eval_args: EvaluationArguments,
+    data_args: ImageDataArguments,
+    training_args: TrainingArguments,
+    finetune_args: FineTuningArguments | None = None,
 ) -> dict[str, float]:
     """Evaluate, write ``eval_results.json`` and the model card, print a table; returns the results."""
     setup_logging("run_eval", training_args.get_process_log_level())
     if eval_args.pixels:
+        _check_finetune_options(eval_args, finetune_args)
         return run_pixel_evaluation(eval_args, data_args, training_args)["results"]
-    return run_evaluation(eval_args, data_args, training_args)
+    return run_evaluation(eval_args, data_args, training_args, finetune_args)
 
 
 def run_pixel_evaluation(

@@ -6,7 +6,9 @@ passes of the encoder. The whole run of ``scripts/run_eval.py`` is `hf_magma.cli
 
 - `knn`: `knn_predict`, `knn_accuracy`;
 - `probe`: `linear_probe`, `sample_label_fraction`;
-- `fine_tuning`: `image_classifier_from_encoder`, `finetune`;
+- `fine_tuning`: `image_classifier_from_encoder`, `finetune`; `fine_tuning_args`: `FineTuningArguments` (MAE's
+  layer decay, drop path, mixup / CutMix, RandAugment, base lr); `layer_decay`: `param_groups_layer_decay`;
+  `fine_tuning_augment`: `mix_batch`, `add_drop_path`, `FineTuningCollator`;
 - `protocol`: `EvaluationArguments`, `evaluate_features`;
 - `pixels`: the model-free floor (`pixel_features`);
 - `card`: `record_results_in_card`;
@@ -19,7 +21,10 @@ from ..utils.lazy import lazy_exports
 
 _EXPORTS = {
     "card": ("HubPushError", "record_results_in_card"),
-    "fine_tuning": ("finetune", "image_classifier_from_encoder"),
+    "fine_tuning": ("FineTuningTrainer", "finetune", "image_classifier_from_encoder"),
+    "fine_tuning_args": ("FineTuningArguments", "finetune_learning_rate"),
+    "fine_tuning_augment": ("BatchRandAugment", "FineTuningCollator", "add_drop_path", "mix_batch"),
+    "layer_decay": ("layer_id", "param_groups_layer_decay"),
     "knn": ("KNN_DISTANCE_EPS", "KNN_WEIGHTINGS", "knn_accuracy", "knn_predict"),
     "probe": ("linear_probe", "sample_label_fraction"),
     "metrics": ("classification_accuracy", "top1_accuracy"),
@@ -40,8 +45,11 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS, _MOVED, loaded=
 
 if TYPE_CHECKING:
     from .card import HubPushError, record_results_in_card
-    from .fine_tuning import finetune, image_classifier_from_encoder
+    from .fine_tuning import FineTuningTrainer, finetune, image_classifier_from_encoder
+    from .fine_tuning_args import FineTuningArguments, finetune_learning_rate
+    from .fine_tuning_augment import BatchRandAugment, FineTuningCollator, add_drop_path, mix_batch
     from .knn import KNN_DISTANCE_EPS, KNN_WEIGHTINGS, knn_accuracy, knn_predict
+    from .layer_decay import layer_id, param_groups_layer_decay
     from .metrics import classification_accuracy, top1_accuracy
     from .pixels import pixel_features
     from .probe import linear_probe, sample_label_fraction
