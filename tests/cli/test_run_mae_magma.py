@@ -177,7 +177,8 @@ def test_exact_resume_after_sigkill(make_image_folder, tmp_path, monkeypatch, in
     assert [e["step"] for e in new_logs] == [e["step"] for e in ref_logs] == list(range(1, 13))
     assert json.loads((killed / "trainer_state.json").read_text())["global_step"] == 12
     for ref, new in zip(ref_logs, new_logs, strict=True):
-        for key in ("loss", "magma_weight", "magma_loss", "reconstruction_loss"):
+        # online_accuracy: the probe's state (online_probe.pt) is restored with the checkpoint
+        for key in ("loss", "magma_weight", "magma_loss", "reconstruction_loss", "online_accuracy"):
             assert new[key] == ref[key], (ref["step"], key)
     ref_weights, new_weights = load_file(reference / "model.safetensors"), load_file(killed / "model.safetensors")
     for name, tensor in ref_weights.items():
@@ -233,8 +234,8 @@ def test_two_processes_stream_disjoint_shards_that_cover_the_data(make_image_fol
     assert [entry["magma_weight"] for entry in logs] == [0.0, 0.0, 1.0, 1.0, 0.0]
 
 
-# The reproduction recipes add the grid's own options: tests/test_reproduce.py reads them.
-RECIPES = sorted(r for r in (ROOT / "recipes").rglob("*.yaml") if not r.name.startswith("reproduce_"))
+# Pretraining recipes: the grids (reproduce_) and fine-tuning recipes (finetune_) belong to other programs.
+RECIPES = sorted(r for r in (ROOT / "recipes").rglob("*.yaml") if not r.name.startswith(("reproduce_", "finetune_")))
 
 
 def test_recipes_use_only_known_options(run_mae_magma):
