@@ -211,3 +211,21 @@ def test_in_memory_decoding_skips_a_few_broken_images_and_refuses_a_broken_split
     all_broken = datasets.Dataset.from_dict({"image": broken[:3]}, features=features)  # too few for a share
     with pytest.raises(ValueError, match=r"3 of the 3 training images are unreadable"):
         decode_in_memory(all_broken, "image")
+
+
+def test_each_training_step_draws_its_own_augmentation_and_a_seed_repeats_it(tmp_path):
+    trainer = in_memory_trainer(tmp_path, max_steps=4, logging_steps=4)
+    transform = trainer.batch_transforms["train"]
+    seeds = []
+
+    def recording(pixel_values, seed):
+        seeds.append(seed)
+        return transform(pixel_values, seed)
+
+    trainer.batch_transforms["train"] = recording
+    trainer.train()
+    assert len(seeds) == 4 and len(set(seeds)) == 4, seeds  # one seed per optimizer step, none repeated
+    batch = torch.randint(0, 256, (8, 1, 20, 20), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    first, second = (transform(batch, seed)["pixel_values"] for seed in seeds[:2])
+    assert not torch.equal(first, second)  # the steps' crops and flips differ ...
+    assert torch.equal(first, transform(batch, seeds[0])["pixel_values"])  # ... and a step's seed redraws its own
