@@ -51,7 +51,7 @@ def recipe(tmp_path, *extra):
 
 def test_a_setting_is_converted_and_checked_as_the_command_line_does(tmp_path):
     arguments = recipe(tmp_path)
-    grid, _, training, model = apply_setting(arguments, {
+    grid, _, training, model = apply_setting(arguments, parser=reproduce.make_parser(), setting={
         "magma_weight": "0.1", "magma_start_epoch": "auto", "label_fractions": "0.01+1", "decoder_hidden_size": "64",
         "mask_ratio": "0.5", "magma_reference_layers": "0+1"})
     assert training.magma_weight == 0.1 and training.magma_start_epoch == "auto" and training.magma_auto_start
@@ -61,11 +61,11 @@ def test_a_setting_is_converted_and_checked_as_the_command_line_does(tmp_path):
     assert "decoder_hidden_size=64" in overrides and "decoder_hidden_size=32" not in overrides
     assert arguments[2].magma_weight == 1.0  # the recipe itself is left as it was
     with pytest.raises(ValueError, match="not an option of scripts/reproduce.py"):
-        apply_setting(arguments, {"magma_wieght": "1"})
+        apply_setting(arguments, parser=reproduce.make_parser(), setting={"magma_wieght": "1"})
     with pytest.raises(ValueError, match="magma_start_epoch"):
-        apply_setting(arguments, {"magma_start_epoch": "soon"})
+        apply_setting(arguments, parser=reproduce.make_parser(), setting={"magma_start_epoch": "soon"})
     with pytest.raises(ValueError, match="cannot be swept"):
-        apply_setting(arguments, {"seeds": "1"})
+        apply_setting(arguments, parser=reproduce.make_parser(), setting={"seeds": "1"})
 
 
 def test_a_sweep_runs_one_grid_per_setting_and_reuses_its_cells(make_image_folder, tmp_path):

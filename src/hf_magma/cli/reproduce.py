@@ -53,6 +53,7 @@ from .parser import MAGMAArgumentParser
 from .provenance import git_commit, machine_info
 from .run_eval import run_evaluation, run_pixel_evaluation
 from .run_mae_magma import prepare_run, pretrain
+from .sweep import run_sweep
 
 logger = logging.getLogger(__name__)
 
@@ -370,9 +371,8 @@ def main(
     ``--sweep``, `hf_magma.cli.sweep.run_sweep`'s: one grid per setting)."""
     command = command or shlex.join(["python", "scripts/reproduce.py", *sys.argv[1:]])
     if reproduce_args.sweep:
-        from .sweep import run_sweep  # the sweep runs grids of this module
-
-        return run_sweep(reproduce_args, data_args, training_args, model_args, command=command)
+        return run_sweep(reproduce_args, data_args, training_args, model_args, command=command,
+                         parser=make_parser(), plan_grid=plan_grid)
     return run_grid(reproduce_args, data_args, training_args, model_args, command=command)
 
 

@@ -17,6 +17,7 @@ Examples:
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import itertools
 import json
@@ -24,7 +25,7 @@ import logging
 import os
 import re
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,6 @@ from ..training.training_args import MAGMATrainingArguments
 from .grid_jobs import run_jobs
 from .grid_results import METHODS, load_cells, method_title, write_summary
 from .grid_settings import cell_settings, method_training_args
-from .reproduce import ReproduceArguments, make_parser, plan_grid
 
 logger = logging.getLogger(__name__)
 
@@ -104,16 +104,18 @@ def setting_name(setting: Setting) -> str:
 
 
 def apply_setting(
-    arguments: tuple[ReproduceArguments, ImageDataArguments, MAGMATrainingArguments, MAGMAModelArguments],
+    arguments: tuple[Any, ImageDataArguments, MAGMATrainingArguments, MAGMAModelArguments],
     setting: Setting,
-) -> tuple[ReproduceArguments, ImageDataArguments, MAGMATrainingArguments, MAGMAModelArguments]:
-    """The recipe's arguments with ``setting`` applied, each value converted and checked as the command line does
-    (a ViTMAEConfig attribute goes into ``config_overrides``).
+    parser: argparse.ArgumentParser,
+) -> tuple[Any, ImageDataArguments, MAGMATrainingArguments, MAGMAModelArguments]:
+    """The recipe's arguments (`ReproduceArguments` first) with ``setting`` applied, each value converted and
+    checked as ``parser`` (the command's) does on the command line (a ViTMAEConfig attribute goes into
+    ``config_overrides``).
 
     Raises:
         ValueError: an option that is neither this command's nor a ViTMAEConfig attribute, or a bad value.
     """
-    actions = {action.dest: action for action in make_parser()._actions}
+    actions = {action.dest: action for action in parser._actions}
     changes: list[dict[str, Any]] = [{} for _ in arguments]
     config_changes: dict[str, str] = {}
     for option, value in setting.items():
@@ -157,15 +159,19 @@ def _methods_for(setting: Setting, methods: Sequence[str]) -> list[str]:
 
 
 def run_sweep(
-    reproduce_args: ReproduceArguments,
+    reproduce_args: Any,
     data_args: ImageDataArguments,
     training_args: MAGMATrainingArguments,
     model_args: MAGMAModelArguments,
     *,
     command: str,
+    parser: argparse.ArgumentParser,
+    plan_grid: Callable[..., tuple[dict, list]],
 ) -> dict[str, dict[tuple[str, int], dict[str, Any]]]:
-    """Run every setting of ``reproduce_args.sweep`` as a grid (module docstring) and write ``sweep.md``; returns
-    each setting's cells by setting name. Settings that repeat the recipe's values run once, as the recipe."""
+    """Run every setting of ``reproduce_args.sweep`` (`ReproduceArguments`) as a grid (module docstring) with
+    ``plan_grid`` (`hf_magma.cli.reproduce.plan_grid`) and write ``sweep.md``; ``parser`` is the command's, which
+    reads the swept values. Returns each setting's cells by setting name. Settings that repeat the recipe's values
+    run once, as the recipe."""
     if reproduce_args.num_threads is not None:
         torch.set_num_threads(reproduce_args.num_threads)
     axes = [parse_axis(spec) for spec in reproduce_args.sweep]
@@ -174,7 +180,7 @@ def run_sweep(
     by_settings: list[tuple[str, Any]] = []  # (setting name, a method's cell settings)
     for setting in sweep_settings(axes, reproduce_args.sweep_mode):
         name = setting_name(setting)
-        applied = apply_setting(recipe, setting)
+        applied = apply_setting(recipe, setting, parser)
         methods = _methods_for(setting, reproduce_args.methods)
         if not methods:
             logger.info("%s: none of --methods %s uses the swept term: skipped", name, reproduce_args.methods)
