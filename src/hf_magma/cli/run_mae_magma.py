@@ -51,6 +51,7 @@ from ..training.run_guard import check_output_dir
 from ..training.run_lock import acquire_output_lock, release_output_lock
 from ..training.trainer import MAGMATrainer
 from ..training.training_args import MAGMATrainingArguments
+from ..utils.distributed import close_process_group
 from ..visualize import write_checkpoint_figures
 from .parser import MAGMAArgumentParser, setup_logging
 
@@ -317,6 +318,7 @@ def main(
 def entry_point() -> None:
     """The `hf-magma-pretrain` console command."""
     main(*make_parser().parse_args_and_config())
+    close_process_group()
 
 
 if __name__ == "__main__":

@@ -39,3 +39,12 @@ def rank_and_world_size() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def close_process_group() -> None:
+    """End this process's torch.distributed process group, if one is initialised: all processes wait for each other,
+    then the group is destroyed before the interpreter exits (left to exit, gloo's threads can abort the process with
+    "terminate called without an active exception" after the run has finished)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
