@@ -18,6 +18,7 @@ from transformers import Trainer, TrainingArguments, ViTForImageClassification
 from ..data.transforms import ImageCollator, ImageTransform
 from ..encoders.loading import load_encoder
 from ..models.export import vit_config_from
+from ..training.eval_collator import EvalCollatorMixin
 from .fine_tuning_args import FineTuningArguments, finetune_learning_rate
 from .fine_tuning_augment import BatchRandAugment, FineTuningCollator, add_drop_path
 from .layer_decay import param_groups_layer_decay
@@ -67,7 +68,7 @@ def image_classifier_from_encoder(
     return model
 
 
-class FineTuningTrainer(Trainer):
+class FineTuningTrainer(EvalCollatorMixin, Trainer):
     """A `Trainer` whose loss takes class indices (with ``label_smoothing_factor``) or mixed (B, num_labels)
     targets, leaves out batches whose images were all unreadable, builds evaluation batches with
     ``eval_data_collator`` (no augmentation, no mixing) and, with ``layer_decay``, MAE's layer-wise parameter
@@ -89,15 +90,6 @@ class FineTuningTrainer(Trainer):
                                           self.layer_decay)
         self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer
-
-    def get_eval_dataloader(self, eval_dataset: Any = None):
-        if self.eval_data_collator is None:
-            return super().get_eval_dataloader(eval_dataset)
-        train_collator, self.data_collator = self.data_collator, self.eval_data_collator
-        try:
-            return super().get_eval_dataloader(eval_dataset)
-        finally:
-            self.data_collator = train_collator
 
     def compute_loss(self, model: nn.Module, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None):

@@ -22,6 +22,7 @@ from ..models.export import save_encoder
 from ..models.mae import ViTMAEWithMAGMA
 from ..models.ssl import ViTForSSL
 from ..records.logged_metrics import LOGGED_METRICS, LOGGED_TERMS, ONLINE_ACCURACY
+from .eval_collator import EvalCollatorMixin
 from .hub_push import HubPushMixin
 from .online_probe import ONLINE_PROBE_FILE, OnlineLinearProbe
 from .run_guard import RunGuardMixin
@@ -74,7 +75,7 @@ def _shape_differences(checkpoint: str, model: nn.Module, shown: int = 3) -> str
     return "; ".join(lines[:shown]) + (f"; and {len(lines) - shown} more" if len(lines) > shown else "")
 
 
-class MAGMATrainer(HubPushMixin, RunGuardMixin, MAGMAScheduleMixin, Trainer):
+class MAGMATrainer(HubPushMixin, RunGuardMixin, MAGMAScheduleMixin, EvalCollatorMixin, Trainer):
     """`Trainer` for `ViTMAEWithMAGMA` (M-MAE, MU-MAE, plain MAE with ``magma_weight=0``) and `ViTForSSL`
     (M-SimCLR, M-VICReg: batches with ``pixel_values`` and ``pixel_values_2``, e.g. from a `TwoViewCollator`).
 
@@ -286,15 +287,6 @@ class MAGMATrainer(HubPushMixin, RunGuardMixin, MAGMAScheduleMixin, Trainer):
         return key % (2**63 - 1)
 
     # ---- evaluation ------------------------------------------------------------------------------------------
-    def get_eval_dataloader(self, eval_dataset: Any = None):
-        if self.eval_data_collator is None:
-            return super().get_eval_dataloader(eval_dataset)
-        train_collator, self.data_collator = self.data_collator, self.eval_data_collator
-        try:
-            return super().get_eval_dataloader(eval_dataset)
-        finally:
-            self.data_collator = train_collator
-
     def prediction_step(self, model: nn.Module, inputs: dict[str, Any], prediction_loss_only: bool,
                         ignore_keys: list[str] | None = None):
         inputs = self._prepare_inputs(inputs)
