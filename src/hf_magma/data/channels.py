@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import torch
+
+from .decoding import entry_source
 
 #: The channel counts of the 8-bit PIL path (grey, RGB); every other count takes the float path of this module.
 PIL_CHANNELS = (1, 3)
@@ -101,11 +103,7 @@ def channel_array(value: Any, num_channels: int) -> np.ndarray:
     """
     import PIL.Image
 
-    if isinstance(value, Mapping):
-        data, path = value.get("bytes"), value.get("path")
-        if data is None and path is None:
-            raise ValueError("the image entry holds neither bytes nor a path")
-        value = data if data is not None else path
+    value = entry_source(value)
     if isinstance(value, (bytes, bytearray)):
         array = _read_file(io.BytesIO(value))
     elif isinstance(value, (str, os.PathLike)):

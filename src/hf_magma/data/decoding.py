@@ -16,6 +16,21 @@ import torch
 logger = logging.getLogger(__name__)
 
 
+def entry_source(value: Any) -> Any:
+    """The bytes or path of a ``{"bytes", "path"}`` entry (as `datasets.Image` stores an undecoded image), the bytes
+    when it has both; any other value as it is.
+
+    Raises:
+        ValueError: the entry holds neither bytes nor a path.
+    """
+    if not isinstance(value, Mapping):
+        return value
+    data, path = value.get("bytes"), value.get("path")
+    if data is None and path is None:
+        raise ValueError("the image entry holds neither bytes nor a path")
+    return data if data is not None else path
+
+
 def decode_image(value: Any) -> PIL.Image.Image | np.ndarray:
     """A PIL image or array from what a dataset column holds: PIL image, array, path, bytes or ``{"bytes", "path"}``.
 
@@ -29,11 +44,7 @@ def decode_image(value: Any) -> PIL.Image.Image | np.ndarray:
         return value
     if isinstance(value, torch.Tensor):
         return value.numpy()
-    if isinstance(value, Mapping):
-        data, path = value.get("bytes"), value.get("path")
-        if data is None and path is None:
-            raise ValueError("the image entry holds neither bytes nor a path")
-        value = data if data is not None else path
+    value = entry_source(value)
     if isinstance(value, (bytes, bytearray)):
         value = io.BytesIO(value)
     elif isinstance(value, list):
