@@ -205,17 +205,15 @@ def run_sweep(
     first_pass, second_pass = [], []
     for name, (setting, applied, evaluation_only, methods) in plans.items():
         sweep_args, data, training, model = applied
-        checkpoints = training_args.output_dir if evaluation_only else os.path.join(training_args.output_dir, name)
+        # An evaluation-only setting re-evaluates the recipe's checkpoints.
+        source = RECIPE if evaluation_only else name
         grid_args = dataclasses.replace(
             sweep_args, methods=methods, results_dir=os.path.join(reproduce_args.results_dir, name), sweep=[],
             pixels=reproduce_args.pixels and not setting,  # the floor once, in the recipe's folder
             log_dir=os.path.join(reproduce_args.log_dir or os.path.join(training_args.output_dir, "logs"), name),
         )
-        training = dataclasses.replace(training, output_dir=checkpoints)
-        pretrained = None
-        if evaluation_only:
-            pretrained = os.path.join(reproduce_args.results_dir, RECIPE)
-            training = dataclasses.replace(training, output_dir=os.path.join(training_args.output_dir, RECIPE))
+        training = dataclasses.replace(training, output_dir=os.path.join(training_args.output_dir, source))
+        pretrained = os.path.join(reproduce_args.results_dir, RECIPE) if evaluation_only else None
         done, jobs = plan_grid(grid_args, data, training, model, command=command, pretrained_from=pretrained)
         cells[name] = done
         for job in jobs:
