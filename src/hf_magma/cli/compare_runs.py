@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .grid_results import METHODS, load_cells, load_pixels, method_title
+from .parser import SHOW_TRACEBACK, run_program
 
 
 def comparison_rows(
@@ -76,6 +77,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results_dir", required=True, help="A folder of cell JSONs written by scripts/reproduce.py.")
     parser.add_argument("--pacmap_scores", default=None, help="The pacmap.json written beside a PaCMAP figure.")
+    parser.add_argument(SHOW_TRACEBACK, action="store_true", help="Show a refusal's traceback (as HF_MAGMA_DEBUG=1).")
     return parser
 
 
@@ -89,7 +91,7 @@ def main(argv: list[str] | None = None) -> str:
 
 def entry_point() -> None:
     """The `hf-magma-compare` console command."""
-    main()
+    run_program(main)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ from .grid_jobs import Job, Progress, run_jobs
 from .grid_results import METHODS, PIXELS_FILE, write_summary
 from .grid_settings import cell_settings, evaluation_settings, method_training_args
 from .grid_settings import differences as differences_of
-from .parser import MAGMAArgumentParser
+from .parser import MAGMAArgumentParser, run_program
 from .provenance import git_commit, machine_info
 from .run_eval import run_evaluation, run_pixel_evaluation
 from .run_mae_magma import prepare_run, pretrain
@@ -378,7 +378,7 @@ def main(
 
 def entry_point() -> None:
     """The `hf-magma-reproduce` console command."""
-    main(*make_parser().parse_args_and_config())
+    run_program(lambda: main(*make_parser().parse_args_and_config()))
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ from ..evaluation.pixels import DEFAULT_PIXEL_SIZE, image_channels, pixel_featur
 from ..models.arguments import load_image_processor
 from ..records.figure_options import parse_figures
 from ..visualize import write_checkpoint_figures
-from .parser import MAGMAArgumentParser, setup_logging
+from .parser import MAGMAArgumentParser, run_program, setup_logging
 
 logger = logging.getLogger(__name__)
 
@@ -306,7 +306,7 @@ def run_pixel_evaluation(
 def entry_point() -> None:
     """The `hf-magma-eval` console command."""
     try:
-        main(*make_parser().parse_args_and_config())
+        run_program(lambda: main(*make_parser().parse_args_and_config()))
     except HubPushError as error:
         sys.exit(f"hf-magma-eval: {error}")
 

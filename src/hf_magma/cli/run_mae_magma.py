@@ -53,7 +53,7 @@ from ..training.trainer import MAGMATrainer
 from ..training.training_args import MAGMATrainingArguments
 from ..utils.distributed import close_process_group
 from ..visualize import write_checkpoint_figures
-from .parser import MAGMAArgumentParser, setup_logging
+from .parser import MAGMAArgumentParser, run_program, setup_logging
 
 logger = logging.getLogger(__name__)
 
@@ -317,7 +317,7 @@ def main(
 
 def entry_point() -> None:
     """The `hf-magma-pretrain` console command."""
-    main(*make_parser().parse_args_and_config())
+    run_program(lambda: main(*make_parser().parse_args_and_config()))
     close_process_group()
 
 

@@ -27,7 +27,7 @@ from ..data.arguments import ImageDataArguments
 from ..models.arguments import SSLModelArguments, load_ssl_model_and_image_processor
 from ..training.training_args import MAGMATrainingArguments
 from ..utils.distributed import close_process_group
-from .parser import MAGMAArgumentParser
+from .parser import MAGMAArgumentParser, run_program
 from .run_mae_magma import make_parser as pretraining_parser
 from .run_mae_magma import prepare_run, pretrain
 
@@ -51,7 +51,7 @@ def main(
 
 def entry_point() -> None:
     """The `hf-magma-pretrain-ssl` console command."""
-    main(*make_parser().parse_args_and_config())
+    run_program(lambda: main(*make_parser().parse_args_and_config()))
     close_process_group()
 
 

@@ -27,7 +27,7 @@ from ..data.arguments import ImageDataArguments
 from ..data.loading import load_image_datasets
 from ..records.figure_options import FIGURES, parse_figures
 from ..visualize import VisualizationArguments, write_figures
-from .parser import MAGMAArgumentParser, setup_logging
+from .parser import MAGMAArgumentParser, run_program, setup_logging
 
 logger = logging.getLogger("visualize")
 
@@ -78,7 +78,7 @@ def main(viz_args: VisualizationArguments, data_args: ImageDataArguments) -> dic
 
 def entry_point() -> None:
     """The `hf-magma-visualize` console command."""
-    main(*make_parser().parse_args_and_config())
+    run_program(lambda: main(*make_parser().parse_args_and_config()))
 
 
 if __name__ == "__main__":
