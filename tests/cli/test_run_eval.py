@@ -184,8 +184,18 @@ def test_dataset_without_labels_is_rejected(run_eval, checkpoint, tmp_path):
     for i in range(4):
         Image.fromarray(np.zeros((16, 16, 3), dtype=np.uint8)).save(flat / f"{i}.png")
     args = ["--model_name_or_path", str(checkpoint), "--train_dir", str(flat), "--output_dir", str(tmp_path / "o")]
-    with pytest.raises(ValueError, match="no label column"):
+    with pytest.raises(ValueError, match=r"holds no class folders \(images directly in it\): evaluation needs labels"):
         run(run_eval, args + ["--report_to", "none"])
+
+
+def test_one_class_folder_is_refused_naming_the_class(run_eval, checkpoint, tmp_path):
+    (tmp_path / "train" / "shoes").mkdir(parents=True)
+    for i in range(4):
+        Image.fromarray(np.zeros((16, 16, 3), dtype=np.uint8)).save(tmp_path / "train" / "shoes" / f"{i}.png")
+    args = ["--model_name_or_path", str(checkpoint), "--train_dir", str(tmp_path / "train"), "--output_dir",
+            str(tmp_path / "o"), "--report_to", "none"]
+    with pytest.raises(ValueError, match=r"holds one class folder \(shoes\): evaluation needs labels from two"):
+        run(run_eval, args)
 
 
 def test_label_column_that_is_not_integer_classes_is_rejected(checkpoint):

@@ -37,6 +37,7 @@ from transformers import AutoConfig, TrainingArguments, set_seed
 
 from ..data.arguments import ImageDataArguments
 from ..data.channels import resolve_image_statistics
+from ..data.class_folders import scan_class_folders
 from ..data.columns import check_label_feature, resolve_columns
 from ..data.fashion_mnist import FASHION_MNIST_HUB_ID
 from ..data.labels import class_count
@@ -104,6 +105,13 @@ def evaluation_splits(
         raise ValueError(f"no {test_name!r} split to evaluate on; the data has {sorted(splits)}")
     train, test = splits["train"], splits[test_name]
     image_column, label_column = resolve_columns(train, data_args.image_column_name, data_args.label_column_name)
+    if label_column is None and data_args.train_dir is not None:
+        classes = scan_class_folders({"train": ("train_dir", data_args.train_dir)}).classes
+        found = f"one class folder ({classes[0]})" if len(classes) == 1 else "no class folders (images directly in it)"
+        raise ValueError(
+            f"--train_dir {data_args.train_dir} holds {found}: evaluation needs labels from two class folders or "
+            "more (one subfolder per class)"
+        )
     if label_column is None:
         raise ValueError(
             f"the dataset has no label column (columns: {train.column_names}): evaluation needs class labels; "

@@ -19,6 +19,7 @@ from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
 
 from ..utils.distributed import rank_and_world_size
 from .arguments import ImageDataArguments
+from .class_folders import load_class_folders, scan_class_folders
 from .columns import ARRAY_FEATURES, find_image_column, find_label_column
 from .fashion_mnist import FASHION_MNIST_DIR, FASHION_MNIST_HUB_ID, load_fashion_mnist
 
@@ -109,18 +110,32 @@ def _load_source(data_args: ImageDataArguments) -> tuple[Any, str | None]:
         )
         source = data_args.dataset_name
     elif data_args.train_dir is not None:
-        for option in ("train_dir", "validation_dir"):
-            check_image_dir(option, getattr(data_args, option))
-        data_files = {"train": os.path.join(data_args.train_dir, "**")}
+        folders = {"train": ("train_dir", data_args.train_dir)}
         if data_args.validation_dir is not None:
-            data_files["validation"] = os.path.join(data_args.validation_dir, "**")
+            folders["validation"] = ("validation_dir", data_args.validation_dir)
+        for option, folder in folders.values():
+            check_image_dir(option, folder)
+        layout = scan_class_folders(folders)
+        source = data_args.train_dir
+        if layout.needs_own_labels:
+            logger.info(
+                "--train_dir %s: the class folders %s hold subfolders; every image is labelled by its top-level "
+                "folder (%d classes: %s)", source, ", ".join(layout.nested), len(layout.classes),
+                ", ".join(layout.classes[:10]) + (", ..." if len(layout.classes) > 10 else ""),
+            )
+            return load_class_folders(layout, streaming=data_args.streaming), source
+        if len(layout.classes) == 1:
+            logger.warning(
+                "--train_dir %s holds one class folder (%s): the images get no labels (classes need two class "
+                "folders or more), so there is no online probe and no linear probe", source, layout.classes[0],
+            )
+        data_files = {split: os.path.join(folder, "**") for split, (_, folder) in folders.items()}
         raw = datasets.load_dataset(
             "imagefolder",
             data_files=data_files,
             streaming=data_args.streaming,
             num_proc=None if data_args.streaming else data_args.preprocessing_num_workers,
         )
-        source = data_args.train_dir
     else:
         raw = load_fashion_mnist()
         source = None
