@@ -34,7 +34,8 @@ def test_nested_class_folders_are_labelled_by_their_top_level_folder(nested, cap
     data = datasets.concatenate_datasets([splits["train"], splits["validation"]])
     assert data.features["label"].names == ["a", "b", "c"]
     assert data.features["image"].decode is False  # decoded by the collator, as from imagefolder
-    labels = {entry["path"]: data.features["label"].int2str(label) for entry, label in zip(data["image"], data["label"])}
+    names = data.features["label"].int2str
+    labels = {entry["path"]: names(label) for entry, label in zip(data["image"], data["label"], strict=True)}
     assert len(labels) == 11
     deep = [path for path in labels if "deeper" in path]
     assert len(deep) == 3 and {labels[path] for path in deep} == {"b"}

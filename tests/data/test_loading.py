@@ -137,13 +137,46 @@ def test_collator_counts_across_dataloader_workers(make_image_folder, tmp_path):
 def test_streaming_image_folder(make_image_folder, tmp_path):
     make_image_folder(tmp_path / "train", n_per_class=5)
     args = ImageDataArguments(train_dir=str(tmp_path / "train"), streaming=True, shuffle_buffer_size=4,
-                              max_eval_samples=3)
-    splits = load_image_datasets(args)
+                              validation_split_percentage=30)
+    splits = load_image_datasets(args, seed=1)
     assert isinstance(splits["train"], datasets.IterableDataset)
     collator = ImageCollator(ImageTransform(8, train=True), "image", "label")
     train, validation = list(splits["train"]), list(splits["validation"])
-    assert len(train) == 7 and len(validation) == 3
+    assert len(train) + len(validation) == 10 and train and validation
     assert collator(train + validation)["pixel_values"].shape == (10, 3, 8, 8)
+
+
+def test_a_stream_holds_out_a_seeded_sample_that_stays_apart_from_training(tmp_path):
+    # Class-sorted files (as a folder streams them): the first rows are all of one class.
+    for label in ("a", "b", "c"):
+        (tmp_path / "train" / label).mkdir(parents=True)
+        for i in range(40):
+            PIL.Image.fromarray(np.full((4, 4, 3), i, dtype=np.uint8)).save(tmp_path / "train" / label / f"{i}.png")
+    args = ImageDataArguments(train_dir=str(tmp_path / "train"), streaming=True, validation_split_percentage=20,
+                              max_eval_samples=50)
+    splits = load_image_datasets(args, seed=0)
+    held_out = [(e["image"]["path"], e["label"]) for e in splits["validation"]]
+    assert 10 <= len(held_out) <= 40 and {label for _, label in held_out} == {0, 1, 2}
+    for epoch in (0, 1, 2):  # reshuffled each epoch; the hold-out does not move with it
+        splits["train"].set_epoch(epoch)
+        train = [(e["image"]["path"], e["label"]) for e in splits["train"]]
+        assert {label for _, label in train} == {0, 1, 2}
+        assert not {path for path, _ in train} & {path for path, _ in held_out}
+        assert len(train) + len(held_out) == 120
+    again = load_image_datasets(args, seed=0)["validation"]
+    assert sorted(e["image"]["path"] for e in again) == sorted(path for path, _ in held_out)
+    other = load_image_datasets(args, seed=1)["validation"]
+    assert sorted(e["image"]["path"] for e in other) != sorted(path for path, _ in held_out)
+
+
+def test_a_stream_too_small_for_its_hold_out_is_refused(tmp_path):
+    (tmp_path / "train").mkdir()
+    PIL.Image.fromarray(np.zeros((4, 4, 3), dtype=np.uint8)).save(tmp_path / "train" / "only.png")
+    for seed in (0, 1, 2):  # one image: the training or the validation split is empty
+        args = ImageDataArguments(train_dir=str(tmp_path / "train"), streaming=True, validation_split_percentage=50)
+        with pytest.raises(ValueError, match=r"--validation_split_percentage 50 .*(no training examples|held out "
+                                             r"for validation).*--validation_dir"):
+            load_image_datasets(args, seed=seed)
 
 
 def _write_idx(path, array):

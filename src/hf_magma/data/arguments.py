@@ -44,8 +44,9 @@ class ImageDataArguments:
         default=None,
         metadata={
             "help": "The split to validate on. Default: `validation` when the source has it, else `test`, else "
-            "--validation_split_percentage of the training split (streamed: its first --max_eval_samples, or "
-            "1,000, examples)."
+            "--validation_split_percentage of the training split (streamed: each example held out by a seeded "
+            "hash of its image, so the two stay disjoint through every shuffle; the first --max_eval_samples, or "
+            "1,000, of those validate)."
         },
     )
     validation_split_percentage: float = field(

@@ -22,6 +22,7 @@ from .arguments import ImageDataArguments
 from .class_folders import load_class_folders, scan_class_folders
 from .columns import ARRAY_FEATURES, find_image_column, find_label_column
 from .fashion_mnist import FASHION_MNIST_DIR, FASHION_MNIST_HUB_ID, load_fashion_mnist
+from .hold_out import hold_out_stream
 
 logger = logging.getLogger(__name__)
 STREAMING_VALIDATION_EXAMPLES = 1000
@@ -60,7 +61,8 @@ def load_image_datasets(
     split per process with ``datasets.distributed.split_dataset_by_node``), an image folder, or, with neither,
     the offline Fashion-MNIST. The validation set is the source's ``validation`` split, else its ``test`` split
     (only the unsupervised loss is measured on it), else ``validation_split_percentage`` of the training set
-    (streamed: its first ``max_eval_samples`` examples, 1,000 by default);
+    (streamed: held out by a seeded hash of each image, `hf_magma.data.hold_out`; ``max_eval_samples`` of them,
+    1,000 by default, validate);
     ``"test"`` is the source's test split whenever it has one (so Fashion-MNIST gives train 60k, test 10k).
     Image columns are left undecoded (``Image(decode=False)``): :class:`ImageCollator` decodes them.
     """
@@ -159,10 +161,13 @@ def _train_and_validation(raw: Any, data_args: ImageDataArguments, source: str |
     if validation_name is not None and validation_name != data_args.train_split:
         splits["validation"] = raw[validation_name]
     elif isinstance(splits["train"], IterableDataset):
-        # No length to take a percentage of: the first max_eval_samples (default 1,000) examples are held out.
-        held_out = data_args.max_eval_samples or STREAMING_VALIDATION_EXAMPLES
-        splits["validation"] = splits["train"].take(held_out)
-        splits["train"] = splits["train"].skip(held_out)
+        image_column = data_args.image_column_name or find_image_column(splits["train"])
+        splits["train"], splits["validation"] = hold_out_stream(
+            prepare_image_column(splits["train"], image_column), image_column,
+            data_args.validation_split_percentage, seed, source or "the dataset",
+        )
+        if data_args.max_eval_samples is None:
+            splits["validation"] = splits["validation"].take(STREAMING_VALIDATION_EXAMPLES)
     else:
         parts = splits["train"].train_test_split(test_size=data_args.validation_split_percentage / 100, seed=seed)
         splits["train"], splits["validation"] = parts["train"], parts["test"]
