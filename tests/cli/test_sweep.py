@@ -7,7 +7,7 @@ import json
 import pytest
 
 from hf_magma.cli import reproduce
-from hf_magma.cli.sweep import apply_setting, parse_axis, setting_name, sweep_settings
+from hf_magma.cli.sweep import apply_setting, methods_for_setting, parse_axis, setting_name, sweep_settings
 from tests.helpers.tiny import tiny_overrides
 
 
@@ -122,3 +122,14 @@ def test_a_sweep_runs_one_grid_per_setting_and_reuses_its_cells(make_image_folde
 
     with pytest.raises(ValueError, match="made with other settings"):  # the recipe changed under its cells
         reproduce.main(*recipe(tmp_path, *argv, "--mask_ratio", "0.5"), command="test")
+
+
+def test_a_setting_of_the_term_alone_skips_the_methods_without_it():
+    methods = ["mae", "m-mae", "u-mae", "mu-mae"]
+    assert methods_for_setting({"magma_weight": "10"}, methods) == ["m-mae", "mu-mae"]
+    assert methods_for_setting({"uniformity_weight": "0.1"}, methods) == ["u-mae", "mu-mae"]
+    both = {"magma_weight": "10", "uniformity_weight": "0.1"}
+    assert methods_for_setting(both, methods) == ["m-mae", "u-mae", "mu-mae"]
+    # With another option the setting is a new recipe for every method, MAE included (its lambda stays 0).
+    assert methods_for_setting({"magma_weight": "10", "base_learning_rate": "7.5e-4"}, methods) == methods
+    assert methods_for_setting({}, methods) == methods

@@ -148,14 +148,15 @@ def apply_setting(
                  for instance, change in zip(arguments, changes, strict=True))
 
 
-def _methods_for(setting: Setting, methods: Sequence[str]) -> list[str]:
-    """The methods a setting changes: a MAGMA (uniformity) option leaves the methods without that term alone."""
-    keep = list(methods)
-    if any(option.startswith("magma_") for option in setting):
-        keep = [m for m in keep if METHODS[m][0]]
-    if any(option.startswith("uniformity_") for option in setting):
-        keep = [m for m in keep if METHODS[m][1]]
-    return keep
+def methods_for_setting(setting: Setting, methods: Sequence[str]) -> list[str]:
+    """The methods a setting changes: a setting of MAGMA (uniformity) options alone leaves the methods without that
+    term alone; one that also changes other options (the learning rate, the model, ...) runs every method, those
+    without the term on the other options."""
+    magma = any(option.startswith("magma_") for option in setting)
+    uniformity = any(option.startswith("uniformity_") for option in setting)
+    if not setting or not all(option.startswith(("magma_", "uniformity_")) for option in setting):
+        return list(methods)
+    return [m for m in methods if (magma and METHODS[m][0]) or (uniformity and METHODS[m][1])]
 
 
 def run_sweep(
@@ -181,7 +182,7 @@ def run_sweep(
     for setting in sweep_settings(axes, reproduce_args.sweep_mode):
         name = setting_name(setting)
         applied = apply_setting(recipe, setting, parser)
-        methods = _methods_for(setting, reproduce_args.methods)
+        methods = methods_for_setting(setting, reproduce_args.methods)
         if not methods:
             logger.info("%s: none of --methods %s uses the swept term: skipped", name, reproduce_args.methods)
             continue
