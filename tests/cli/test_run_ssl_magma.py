@@ -1,6 +1,7 @@
 """End-to-end tests of scripts/run_ssl_magma.py on generated image folders (tiny models, a few steps)."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -71,6 +72,50 @@ def test_end_to_end_objective_schedule_card_and_plain_vit_checkpoint(make_image_
     encoder = load_file(tmp_path / "encoder.safetensors")
     assert encoder.keys() == trained.keys()
     assert all((encoder[k] == v).all() for k, v in trained.items())
+
+
+SSL_ENCODER_IN_FRESH_PROCESS = """
+import sys
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import AutoImageProcessor, AutoModel, pipeline
+
+source, paths = sys.argv[1], sys.argv[2:]
+images = [Image.open(path) for path in paths]
+pooled = [np.array([pipeline("image-feature-extraction", model=source, model_kwargs={"subfolder": "encoder"})(
+    image, pool=True)[0] for image in images]) for _ in range(2)]  # two loads
+tokens = np.array([pipeline("image-feature-extraction", model=source, model_kwargs={"subfolder": "encoder"})(
+    image)[0] for image in images])
+processor = AutoImageProcessor.from_pretrained(source, subfolder="encoder")
+root = AutoModel.from_pretrained(source, add_pooling_layer=False)  # the trained backbone, without the projector
+with torch.no_grad():
+    hidden = root(**processor(images, return_tensors="pt")).last_hidden_state.numpy()
+assert "hf_magma" not in sys.modules
+assert type(AutoModel.from_pretrained(source, subfolder="encoder")).__name__ == "ViTModel"
+np.testing.assert_array_equal(pooled[0], pooled[1])
+np.testing.assert_allclose(pooled[0], hidden[:, 0], rtol=1e-4, atol=1e-5)  # the pooler is the identity on CLS
+np.testing.assert_allclose(tokens, hidden, rtol=1e-4, atol=1e-5)
+print("ok", pooled[0].shape)
+"""
+
+
+def test_ssl_checkpoints_carry_encoder_that_the_pipeline_loads(make_image_folder, run_ssl_magma, tmp_path):
+    make_image_folder(tmp_path / "images", n_per_class=10, modes=("RGB",))
+    out = tmp_path / "out"
+    run(run_ssl_magma, tmp_path / "images", out, objective="vicreg", max_steps=4, magma_start_step=1, magma_steps=2)
+    for folder in (out, out / "checkpoint-4"):
+        config = json.loads((folder / "encoder" / "config.json").read_text())
+        assert config["model_type"] == "vit" and config["pooler_act"] == "linear"
+        assert (folder / "encoder" / "preprocessor_config.json").is_file()
+    assert "subfolder" in (out / "README.md").read_text()
+    paths = [str(path) for path in sorted((tmp_path / "images" / "cat").glob("*.png"))[:3]]
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-c", SSL_ENCODER_IN_FRESH_PROCESS, str(out), *paths], env=env,
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("ok (3, 32)")
 
 
 def test_rejects_an_unknown_objective(run_ssl_magma, tmp_path):

@@ -2,7 +2,8 @@
 
 Each batch holds two SimCLR-style views of its images (random resized crop, flip, colour jitter, grayscale,
 blur, with kornia); MAGMA regularises the first view's block outputs. Data, schedule, checkpoints, model card and
-Hub pushes are those of run_mae_magma.py. The saved model loads with `AutoModel.from_pretrained` as a `ViTModel`.
+Hub pushes are those of run_mae_magma.py. Every checkpoint holds ``encoder/``, the backbone as a plain `vit`
+checkpoint for `pipeline("image-feature-extraction")` and `AutoModel` (``subfolder="encoder"``).
 
 Installed as the `hf-magma-pretrain-ssl` command; `python scripts/run_ssl_magma.py` and
 `python -m hf_magma.cli.run_ssl_magma` are the same program.

@@ -10,7 +10,8 @@ after the final LayerNorm, the same on every call (images with transparency asid
 drops the alpha channel, while the image processor and the evaluation paint transparent pixels white). The pooler
 is the identity: ``pooler_output`` (the pipeline's ``pool=True``) is the CLS feature that ``run_eval.py --pooling
 cls`` uses. The checkpoint's root stays the whole
-`vit_mae` model, so continuing pretraining from it still masks ``mask_ratio`` of the patches.
+`vit_mae` model, so continuing pretraining from it still masks ``mask_ratio`` of the patches. SimCLR / VICReg
+checkpoints (`ViTForSSL`, a `vit` root with its projector and no trained pooler) carry the same ``encoder/``.
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ def vit_config_from(config: ViTMAEConfig | ViTConfig, **overrides: Any) -> ViTCo
     return ViTConfig(**values)
 
 
-def vit_encoder_from(config: ViTMAEConfig, state_dict: Mapping[str, torch.Tensor]) -> ViTModel:
-    """A `ViTModel` holding the encoder weights of a ViT-MAE ``state_dict`` (keys ``vit.*``), loaded strictly.
+def vit_encoder_from(config: ViTMAEConfig | ViTConfig, state_dict: Mapping[str, torch.Tensor]) -> ViTModel:
+    """A `ViTModel` holding the encoder weights of a ViT-MAE or `ViTForSSL` ``state_dict`` (keys ``vit.*``; the
+    decoder's or projector's are left out), loaded strictly.
 
     Its pooler is the identity on the CLS token (``pooler_act="linear"``), so ``pooler_output`` equals
     ``last_hidden_state[:, 0]``. Raises ``ValueError`` when the weights do not make a whole encoder.
@@ -77,13 +79,13 @@ def encoder_image_processor(image_processor: Any, image_size: int, num_channels:
 
 
 def save_encoder(
-    config: ViTMAEConfig,
+    config: ViTMAEConfig | ViTConfig,
     state_dict: Mapping[str, torch.Tensor],
     output_dir: str | os.PathLike,
     image_processor: Any = None,
 ) -> Path:
-    """Write the plain `vit` encoder of a ViT-MAE model (its ``config`` and ``state_dict``) and the matching image
-    processor to ``output_dir/encoder``; returns that folder."""
+    """Write the plain `vit` encoder of a ViT-MAE or `ViTForSSL` model (its ``config`` and ``state_dict``) and the
+    matching image processor to ``output_dir/encoder``; returns that folder."""
     folder = Path(output_dir) / ENCODER_SUBFOLDER
     encoder = vit_encoder_from(config, state_dict)
     encoder.save_pretrained(folder)

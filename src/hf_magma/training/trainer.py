@@ -309,7 +309,7 @@ class MAGMATrainer(HubPushMixin, RunGuardMixin, MAGMAScheduleMixin, EvalCollator
         """The Trainer's save, plus the plain `vit` encoder in ``encoder/`` for feature extraction (`save_encoder`)."""
         super()._save(output_dir, state_dict=state_dict)
         model = self.accelerator.unwrap_model(self.model)
-        if isinstance(model, ViTMAEWithMAGMA) and self.args.should_save:
+        if isinstance(model, (ViTMAEWithMAGMA, ViTForSSL)) and self.args.should_save:
             save_encoder(model.config, state_dict if state_dict is not None else model.state_dict(),
                          output_dir if output_dir is not None else self.args.output_dir, self.processing_class)
 
