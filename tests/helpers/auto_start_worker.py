@@ -15,6 +15,7 @@ from pathlib import Path
 
 from hf_magma.cli import run_mae_magma
 from hf_magma.training.trainer import MAGMATrainer
+from hf_magma.utils.distributed import close_process_group
 
 
 def main(record_dir: str, argv: list[str]) -> None:
@@ -35,6 +36,7 @@ def main(record_dir: str, argv: list[str]) -> None:
     run_mae_magma.main(*run_mae_magma.make_parser().parse_args_and_config(argv))
     record = {"decided": trainers[0].auto_start.start_step, "weights": weights, "local_terms": local_terms}
     Path(record_dir, f"rank{os.environ['RANK']}.json").write_text(json.dumps(record))
+    close_process_group()  # as the program's entry point does: a lingering gloo thread can abort the exit
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from transformers import ViTMAEConfig
 from transformers.models.vit_mae.modeling_vit_mae import ViTMAELayer
 
 from hf_magma.models.mae import ViTMAEWithMAGMA
+from hf_magma.utils.distributed import close_process_group
 from tests.helpers.tiny import TINY_DECODER, TINY_VIT
 
 TINY = {**TINY_VIT, **TINY_DECODER, "num_hidden_layers": 3, "uniformity_weight": 0.5}
@@ -68,10 +69,8 @@ def main(sharding: str) -> int:
             ok = False
     print(f"rank {rank} ({sharding}): loss {out.magma_loss.item():.6g} vs {full_magma.item():.6g}, "
           f"{len(expected)} gradients: {'ok' if ok else 'MISMATCH'}")
-    # Both ranks done with every collective (FSDP's gloo work included) before the group is torn down: a rank
-    # that tears it down while the other still talks to it can abort the other one.
-    dist.barrier()
-    dist.destroy_process_group()
+    # Both ranks done with every collective (FSDP's gloo work included) before the group is torn down.
+    close_process_group()
     return 0 if ok else 1
 
 

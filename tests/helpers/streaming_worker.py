@@ -16,6 +16,7 @@ from pathlib import Path
 from hf_magma.data.arguments import ImageDataArguments
 from hf_magma.data.loading import load_image_datasets
 from hf_magma.data.transforms import ImageCollator
+from hf_magma.utils.distributed import close_process_group
 from tests.helpers import ROOT
 
 SCRIPT = ROOT / "scripts" / "run_mae_magma.py"
@@ -41,6 +42,7 @@ def main(record_dir: str, argv: list[str]) -> None:
     ImageCollator.__call__ = recording
     script.main(data_args, training_args, model_args)
     Path(record_dir, f"rank{os.environ['RANK']}.json").write_text(json.dumps({"shard": shard, "trained": given}))
+    close_process_group()  # as the program's entry point does: a lingering gloo thread can abort the exit
 
 
 if __name__ == "__main__":
