@@ -14,6 +14,7 @@ from hf_magma.data.columns import check_label_feature
 from hf_magma.encoders.features import extract_features
 from hf_magma.encoders.loading import load_encoder
 from hf_magma.evaluation import image_classifier_from_encoder
+from hf_magma.evaluation.knn import knn_accuracy
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +133,25 @@ def test_run_eval_finetunes(run_eval, checkpoint, image_dirs, tmp_path):
     results = run(run_eval, args)
     assert 0.0 <= results["finetune_accuracy"] <= 1.0
     assert (tmp_path / "eval" / "model.safetensors").exists() or any((tmp_path / "eval").glob("checkpoint-*"))
+
+
+def test_run_eval_at_another_resolution_evaluates_and_finetunes_there(run_eval, checkpoint, image_dirs, tmp_path):
+    args = base_args(checkpoint, image_dirs, tmp_path / "eval") + ["--image_size", "24"]
+    args += ["--finetune", "--max_steps", "2", "--per_device_train_batch_size", "8", "--linear_epochs", "0"]
+    results = run(run_eval, args)
+    assert 0.0 <= results["finetune_accuracy"] <= 1.0 and "knn_accuracy" in results
+    record = json.loads((tmp_path / "eval" / "eval_results.json").read_text())
+    assert record["settings"]["image_size"] == 24
+    saved = json.loads(next((tmp_path / "eval").glob("checkpoint-*/config.json")).read_text())
+    assert saved["image_size"] == 24  # the fine-tuned classifier is a plain ViT at that size
+    # k-NN on the features at that size (equal to encoder/'s through AutoModel: tests/encoders/test_other_sizes.py)
+    train, test = (datasets.load_dataset("imagefolder", data_dir=str(folder))["train"] for folder in image_dirs)
+    train_x, train_y = extract_features(str(checkpoint), train, image_size=24, show_progress=False)
+    test_x, test_y = extract_features(str(checkpoint), test, image_size=24, show_progress=False)
+    assert results["knn_accuracy"] == knn_accuracy(train_x, train_y, test_x, test_y, k=3)
+    with pytest.raises(ValueError, match="--image_size 22 is not a multiple of the checkpoint's patch size 4: give "
+                                         "e.g. 24"):
+        run(run_eval, base_args(checkpoint, image_dirs, tmp_path / "eval2") + ["--image_size", "22"])
 
 
 @pytest.mark.slow

@@ -6,13 +6,15 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from transformers import TrainingArguments, ViTMAEModel
+from transformers import AutoModel, TrainingArguments, ViTMAEModel
 
+from hf_magma import ViTMAEWithMAGMA
 from hf_magma.data.transforms import ImageCollator, ImageTransform
 from hf_magma.evaluation.fine_tuning import FineTuningTrainer, image_classifier_from_encoder
 from hf_magma.evaluation.fine_tuning_args import FineTuningArguments, finetune_learning_rate
 from hf_magma.evaluation.fine_tuning_augment import BatchRandAugment, FineTuningCollator, add_drop_path, mix_batch
 from hf_magma.evaluation.layer_decay import layer_id
+from hf_magma.models.export import save_encoder
 from tests.helpers.tiny import tiny_vit_mae_config
 
 
@@ -153,3 +155,20 @@ def test_options_are_checked():
     with pytest.raises(ValueError, match="`rand_augment_magnitude` must be in 1..29"):
         FineTuningArguments(rand_augment_ops=2, rand_augment_magnitude=30)
     assert FineTuningArguments(mixup_alpha=0.8, layer_decay=0.75).changed() == ["--layer_decay", "--mixup_alpha"]
+
+
+def test_a_classifier_at_another_size_interpolates_the_encoders_position_embeddings(tmp_path):
+    torch.manual_seed(0)
+    model = ViTMAEWithMAGMA(tiny_vit_mae_config())  # 16 x 16, patches 4 x 4
+    model.save_pretrained(tmp_path / "ckpt")
+    save_encoder(model.config, model.state_dict(), tmp_path / "ckpt")
+    classifier = image_classifier_from_encoder(str(tmp_path / "ckpt"), num_labels=2, image_size=24).eval()
+    assert classifier.config.image_size == 24
+    assert classifier.vit.embeddings.position_embeddings.shape == (1, 1 + 36, 32)
+    pixel_values = torch.randn(2, 3, 24, 24, generator=torch.Generator().manual_seed(0))
+    encoder = AutoModel.from_pretrained(tmp_path / "ckpt", subfolder="encoder").eval()  # transformers' own way
+    with torch.no_grad():
+        expected = encoder(pixel_values, interpolate_pos_encoding=True).last_hidden_state
+        torch.testing.assert_close(classifier.vit(pixel_values).last_hidden_state, expected)
+    same = image_classifier_from_encoder(str(tmp_path / "ckpt"), num_labels=2, image_size=16)
+    torch.testing.assert_close(same.vit.embeddings.position_embeddings, model.vit.embeddings.position_embeddings)

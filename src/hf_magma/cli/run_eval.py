@@ -124,6 +124,18 @@ def evaluation_splits(
     return train, test, test_name, image_column, label_column
 
 
+def evaluation_image_size(image_size: int | None, config: Any) -> int:
+    """``--image_size`` (default: the checkpoint's ``config.image_size``), refused unless a multiple of the patch
+    size."""
+    if image_size is None:
+        return int(config.image_size)
+    patch = config.patch_size
+    if image_size % patch:
+        raise ValueError(f"--image_size {image_size} is not a multiple of the checkpoint's patch size {patch}: "
+                         f"give e.g. {max(1, round(image_size / patch)) * patch}")
+    return image_size
+
+
 def _check_finetune_options(eval_args: EvaluationArguments, finetune_args: FineTuningArguments | None) -> None:
     """Fine-tuning options without ``--finetune`` are refused rather than silently ignored."""
     changed = finetune_args.changed() if finetune_args is not None else []
@@ -161,7 +173,8 @@ def run_evaluation(
     # Features are extracted on the run's device (a GPU when there is one); k-NN and the probe run on the CPU.
     encoder = load_encoder(model_id, revision=eval_args.revision).to(training_args.device)
     train, test, test_name, image_column, label_column = evaluation_splits(eval_args, data_args, training_args.seed)
-    processor = load_image_processor(model_id, encoder.config.image_size, revision=eval_args.revision)
+    image_size = evaluation_image_size(eval_args.image_size, encoder.config)
+    processor = load_image_processor(model_id, image_size, revision=eval_args.revision)
     statistics = resolve_image_statistics(data_args, train, image_column, encoder.config.num_channels,
                                           (processor.image_mean, processor.image_std), training_args.seed)
     if statistics is not None:  # --image_mean / --image_std instead of the checkpoint's
@@ -171,7 +184,7 @@ def run_evaluation(
         for train in (True, False)
     )
     options = dict(pooling=eval_args.pooling, batch_size=eval_args.batch_size, transform=eval_transform,
-                   image_column=image_column, label_column=label_column)
+                   image_column=image_column, label_column=label_column, image_size=image_size)
     train_x, train_y = extract_features(encoder, train, **options)
     test_x, test_y = extract_features(encoder, test, **options)
     label_subsets: dict[str, dict[str, float]] = {}
@@ -182,7 +195,7 @@ def run_evaluation(
             finetune(
                 model_id, train, test, training_args, train_transform=train_transform, eval_transform=eval_transform,
                 image_column=image_column, label_column=label_column, num_labels=class_count(train_y, test_y),
-                revision=eval_args.revision, options=finetune_args,
+                revision=eval_args.revision, options=finetune_args, image_size=image_size,
             )
         )
 
@@ -272,6 +285,7 @@ def run_pixel_evaluation(
     """
     set_seed(training_args.seed)
     train, test, test_name, image_column, label_column = evaluation_splits(eval_args, data_args, training_args.seed)
+    image_size = image_size or eval_args.image_size
     if image_size is None:
         source = eval_args.model_name_or_path
         image_size = AutoConfig.from_pretrained(source).image_size if source is not None else DEFAULT_PIXEL_SIZE

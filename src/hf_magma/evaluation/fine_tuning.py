@@ -34,6 +34,7 @@ def image_classifier_from_encoder(
     id2label: dict[int, str] | None = None,
     revision: str | None = None,
     drop_path_rate: float = 0.0,
+    image_size: int | None = None,
 ) -> ViTForImageClassification:
     """A `ViTForImageClassification` whose encoder is the checkpoint's (every encoder weight copied, checked),
     with a freshly initialised classifier: the starting point of full fine-tuning (paper Table 2).
@@ -44,6 +45,8 @@ def image_classifier_from_encoder(
         id2label: class names (default their indices).
         revision: the Hub revision of the checkpoint.
         drop_path_rate: stochastic depth of the last block (`add_drop_path`); 0 leaves the blocks as they are.
+        image_size: a resolution other than the encoder's: the classifier is built for it, its position embeddings
+            interpolated once from the encoder's (bicubic, transformers' ``interpolate_pos_encoding``).
 
     Returns:
         The classifier, in training mode's initial state.
@@ -52,11 +55,18 @@ def image_classifier_from_encoder(
         raise ValueError(f"fine-tuning needs at least 2 classes, got num_labels={num_labels}")
     encoder = load_encoder(model_name_or_path_or_model, revision=revision)
     id2label = id2label or {i: str(i) for i in range(num_labels)}
+    image_size = image_size or encoder.config.image_size
     config = vit_config_from(
-        encoder.config, num_labels=num_labels, id2label=id2label, label2id={v: k for k, v in id2label.items()}
+        encoder.config, num_labels=num_labels, id2label=id2label, label2id={v: k for k, v in id2label.items()},
+        image_size=image_size,
     )
     model = ViTForImageClassification(config)
     weights = {k: v for k, v in encoder.state_dict().items() if not k.startswith("pooler.")}
+    if image_size != encoder.config.image_size:
+        positions = model.vit.embeddings.position_embeddings.shape[1]
+        with torch.no_grad():
+            weights["embeddings.position_embeddings"] = encoder.embeddings.interpolate_pos_encoding(
+                torch.zeros(1, positions, config.hidden_size), image_size, image_size).clone()
     missing, unexpected = model.vit.load_state_dict(weights, strict=False)
     if missing or unexpected:
         raise ValueError(
@@ -118,6 +128,7 @@ def finetune(
     num_labels: int,
     revision: str | None = None,
     options: FineTuningArguments | None = None,
+    image_size: int | None = None,
 ) -> dict[str, float]:
     """Fully fine-tune `image_classifier_from_encoder` with the transformers `Trainer`.
 
@@ -137,13 +148,14 @@ def finetune(
         num_labels: the number of classes.
         revision: the Hub revision of the checkpoint.
         options: layer decay, drop path, mixup / CutMix, RandAugment, base learning rate.
+        image_size: the transforms' resolution when it is not the encoder's (`image_classifier_from_encoder`).
 
     Returns:
         ``{"finetune_accuracy": top-1 on eval_dataset}``.
     """
     options = options or FineTuningArguments()
     model = image_classifier_from_encoder(model_name_or_path_or_model, num_labels, revision=revision,
-                                          drop_path_rate=options.drop_path_rate)
+                                          drop_path_rate=options.drop_path_rate, image_size=image_size)
     rand_augment = None
     if options.rand_augment_ops > 0:
         rand_augment = BatchRandAugment(options.rand_augment_ops, options.rand_augment_magnitude,

@@ -72,6 +72,12 @@ class EvaluationArguments:
         default=False,
         metadata={"help": "Also fine-tune a ViTForImageClassification from the encoder (TrainingArguments apply)."},
     )
+    image_size: int | None = field(
+        default=None,
+        metadata={"help": "Evaluate (and fine-tune) at this resolution instead of the checkpoint's: images resized "
+                  "and centre-cropped to it, position embeddings interpolated (bicubic, as transformers' "
+                  "interpolate_pos_encoding). A multiple of the patch size. With --pixels: the pixels' size."},
+    )
 
     def __post_init__(self) -> None:
         if self.model_name_or_path is None and not self.pixels:
@@ -89,6 +95,8 @@ class EvaluationArguments:
         for name in ("knn_k", "linear_epochs"):  # 0 skips it
             check_number(f"--{name}", getattr(self, name), integer=True)
         check_fractions("--label_fractions", self.label_fractions)
+        if self.image_size is not None:
+            check_number("--image_size", self.image_size, sign="positive", integer=True)
 
 
 def fraction_suffix(fraction: float) -> str:
