@@ -275,16 +275,20 @@ def test_gradient_checkpointing_leaves_the_magma_term_and_its_gradients_unchange
     checkpointed.load_state_dict(plain.state_dict())
     checkpointed.activation_checkpointing_enable()  # what the Trainer calls for --gradient_checkpointing
     pixels, noise = inputs()
-    terms = {}
+    terms, forward_runs = {}, {}
     for name, model in (("plain", plain), ("checkpointed", checkpointed)):
         model.train()
+        runs = []
+        next(model.vit.layers[0].children()).register_forward_hook(lambda *_, runs=runs: runs.append(1))
         parameters = [p for p in model.parameters() if p.requires_grad]
         out = model(pixels, noise=noise)
         grads = torch.autograd.grad(out.magma_loss, parameters, allow_unused=True)
         out = model(pixels, noise=noise)
         out.loss.backward()
-        terms[name] = (out.magma_loss.detach(), grads, [p.grad for p in parameters])
+        terms[name], forward_runs[name] = (out.magma_loss.detach(), grads, [p.grad for p in parameters]), len(runs)
     assert checkpointed.vit.layers[0].gradient_checkpointing and not plain.vit.layers[0].gradient_checkpointing
+    # Two forwards, each followed by a backward: checkpointing runs the first block again in each backward.
+    assert forward_runs == {"plain": 2, "checkpointed": 4}
     (term, term_grads, loss_grads), (term_c, term_grads_c, loss_grads_c) = terms["plain"], terms["checkpointed"]
     assert term > 0
     torch.testing.assert_close(term_c, term, rtol=0, atol=0)
