@@ -12,6 +12,7 @@ import datasets
 import numpy as np
 import PIL.Image
 import PIL.ImageOps
+import pytest
 import torch
 from huggingface_hub import ModelCard
 from transformers import AutoImageProcessor, ViTMAEForPreTraining
@@ -183,3 +184,57 @@ def test_continuing_pretraining_from_the_checkpoint_still_masks(tmp_path, vit_ma
                    load_model_and_image_processor(MAGMAModelArguments(model_name_or_path=str(tmp_path)))[0]):
         assert loaded.config.mask_ratio == 0.75
         assert loaded(pixels).mask.float().mean().item() == 0.75
+
+
+FOUR_CHANNELS_IN_FRESH_PROCESS = """
+import sys
+
+import numpy as np
+import tifffile
+import torch
+from transformers import AutoImageProcessor, AutoModel
+
+source, out, paths = sys.argv[1], sys.argv[2], sys.argv[3:]
+processor = AutoImageProcessor.from_pretrained(source, subfolder="encoder")
+encoder = AutoModel.from_pretrained(source, subfolder="encoder").eval()
+arrays = [tifffile.imread(path).astype(np.float32) / 65535 for path in paths]  # scaled as the training read them
+inputs = processor(arrays, input_data_format="channels_first", return_tensors="pt")
+with torch.no_grad():
+    features = encoder(**inputs).pooler_output
+assert "hf_magma" not in sys.modules
+np.save(out, features.numpy())
+"""
+
+
+def test_a_four_channel_run_serves_features_through_encoder_folder(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    rng = np.random.default_rng(0)
+    paths = []
+    for label in ("a", "b"):
+        (tmp_path / "tiles" / label).mkdir(parents=True)
+        for i in range(4):
+            paths.append(tmp_path / "tiles" / label / f"{i}.tif")
+            tifffile.imwrite(paths[-1], rng.integers(0, 65535, (4, 16, 16)).astype(np.uint16),
+                             photometric="minisblack")
+    out = tmp_path / "run"
+    script = load_script("run_mae_magma")
+    args = ["--train_dir", str(tmp_path / "tiles"), "--output_dir", str(out), "--config_overrides", TINY,
+            "--num_channels", "4", "--image_mean", "auto", "--max_steps", "2", "--per_device_train_batch_size", "4",
+            "--report_to", "none", "--disable_tqdm", "true", "--save_strategy", "no"]
+    script.main(*script.make_parser().parse_args_and_config(args))
+    assert json.loads((out / ENCODER_SUBFOLDER / "config.json").read_text())["num_channels"] == 4
+    processor = json.loads((out / ENCODER_SUBFOLDER / "preprocessor_config.json").read_text())
+    assert len(processor["image_mean"]) == 4 and processor["do_rescale"] is False
+    # it only normalises: transformers would resize float arrays through 8-bit PIL images (a 1/255 quantisation)
+    assert processor["do_resize"] is False and processor["do_center_crop"] is False
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-c", FOUR_CHANNELS_IN_FRESH_PROCESS, str(out), str(tmp_path / "f.npy"),
+                             *map(str, paths)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    dataset = datasets.Dataset.from_dict({"image": [str(p) for p in paths], "label": [0] * 4 + [1] * 4},
+                                         features=datasets.Features({"image": datasets.Image(decode=False),
+                                                                     "label": datasets.Value("int64")}))
+    transform = ImageTransform.from_image_processor(AutoImageProcessor.from_pretrained(out), train=False,
+                                                    num_channels=4)  # as run_eval.py reads the checkpoint
+    expected, _ = extract_features(str(out), dataset, transform=transform, show_progress=False)
+    torch.testing.assert_close(torch.from_numpy(np.load(tmp_path / "f.npy")), expected, rtol=1e-4, atol=1e-5)

@@ -100,6 +100,19 @@ def test_plot_reconstructions_png(tmp_path):
     assert pixels.std() > 10
 
 
+def test_a_multichannel_reconstruction_shows_the_chosen_channels(tmp_path):
+    model = tiny_model(0, num_channels=5)
+    pixel_values = torch.randn(2, 5, 16, 16, generator=torch.Generator().manual_seed(1))
+    mean, std = [0.5] * 5, [0.2] * 5
+    paths = {channels: tmp_path / f"{channels}.png" for channels in ((0, 1, 2), (4, 3, 2))}
+    for channels, path in paths.items():
+        results = viz.plot_reconstructions({"M-MAE": model}, pixel_values, path, image_mean=mean, image_std=std,
+                                           display_channels=list(channels), dpi=40)
+        assert results["M-MAE"].original.shape == (2, 5, 16, 16)  # every channel reconstructed, three shown
+    first, other = (np.asarray(Image.open(path).convert("RGB"), dtype=float) for path in paths.values())
+    assert first.shape == other.shape and np.abs(first - other).mean() > 1
+
+
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     """Two saved tiny pretraining checkpoints with an image processor and a card, and the first one's encoder/."""

@@ -248,6 +248,22 @@ def test_images_for_display():
         viz.images_for_display(images, [0.5], None)
 
 
+def test_images_for_display_shows_the_chosen_channels():
+    images = object_images(2, channels=5)
+    mean, std = [0.1, 0.2, 0.3, 0.4, 0.5], [0.5, 0.4, 0.3, 0.2, 0.1]
+    shown = viz.images_for_display(images, mean, std, channels=[3, 2, 1])
+    for position, channel in enumerate((3, 2, 1)):
+        expected = (images[:, channel] * std[channel] + mean[channel]).clamp(0, 1).numpy()
+        np.testing.assert_allclose(shown[..., position], expected, atol=1e-6)
+    np.testing.assert_allclose(viz.images_for_display(images, mean, std)[..., 2],  # default: the first three
+                               (images[:, 2] * 0.3 + 0.3).clamp(0, 1).numpy(), atol=1e-6)
+    grey = viz.images_for_display(images, mean, std, channels=[4])
+    np.testing.assert_array_equal(grey[..., 0], grey[..., 2])
+    for bad in ([5, 0, 1], [0, 1], [-1, 0, 1]):
+        with pytest.raises(ValueError, match=r"1 or 3 indices among 0\.\.4 of the 5-channel images"):
+            viz.images_for_display(images, mean, std, channels=bad)
+
+
 # ------------------------------------------------------------------------------------------------ training curves
 
 
@@ -456,6 +472,7 @@ def test_visualize_script_main(tmp_path, saved_checkpoints, load_script):
         "--model_name_or_path", str(mae), str(m_mae), "--names", "MAE", "M-MAE", "--output_dir", str(out),
         "--train_dir", str(tmp_path / "train"), "--validation_dir", str(tmp_path / "val"),
         "--figures", "pacmap,keys", "--num_classes", "3", "--num_images", "1", "--dpi", "40",
+        "--figure_channels", "2", "1", "0",
     ])
     written = script.main(script_args, data_args)
     assert sorted(written) == ["keys", "pacmap"]
@@ -464,3 +481,5 @@ def test_visualize_script_main(tmp_path, saved_checkpoints, load_script):
 
     with pytest.raises(ValueError, match="--names has 1 entries for 2"):
         script.make_parser().parse_args_and_config(["--model_name_or_path", "a", "b", "--names", "A"])
+    with pytest.raises(ValueError, match=r"--figure_channels must be 1 or 3 channel indices"):
+        script.make_parser().parse_args_and_config(["--model_name_or_path", "a", "--figure_channels", "0", "1"])

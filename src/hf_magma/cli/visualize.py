@@ -65,6 +65,7 @@ def main(viz_args: VisualizationArguments, data_args: ImageDataArguments) -> dic
         max_samples_per_class=viz_args.max_samples_per_class,
         image_indices=viz_args.image_indices,
         num_images=viz_args.num_images,
+        display_channels=viz_args.figure_channels,
         pooling=viz_args.pooling,
         batch_size=viz_args.batch_size,
         davies_bouldin_space=viz_args.davies_bouldin_space,

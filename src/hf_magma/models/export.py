@@ -64,8 +64,9 @@ def vit_encoder_from(config: ViTMAEConfig | ViTConfig, state_dict: Mapping[str, 
 def encoder_image_processor(image_processor: Any, image_size: int, num_channels: int = 3) -> Any:
     """A copy of ``image_processor`` that prepares images as the evaluation's transform does: the shorter side
     resized to ``image_size`` (bicubic), a centre crop of ``image_size`` squared, grey / RGBA images to RGB. For a
-    channel count other than 1 or 3 nothing is rescaled: it takes float arrays already scaled as the training read
-    them (`hf_magma.data.channels.unit_scale`), with ``input_data_format`` given."""
+    channel count other than 1 or 3 it only normalises: it takes float arrays already scaled as the training read
+    them (`hf_magma.data.channels.unit_scale`) and at the model's size, with ``input_data_format`` given.
+    (transformers resizes float arrays through 8-bit PIL images, which would quantise 16-bit and float data.)"""
     processor = copy.deepcopy(image_processor)
     processor.size = {"shortest_edge": image_size}
     processor.do_resize = True
@@ -75,6 +76,8 @@ def encoder_image_processor(image_processor: Any, image_size: int, num_channels:
     processor.do_convert_rgb = num_channels == 3
     if num_channels not in (1, 3):
         processor.do_rescale = False
+        processor.do_resize = False
+        processor.do_center_crop = False
     return processor
 
 

@@ -173,6 +173,7 @@ def plot_key_pca(
     layers: Sequence[int] | None = None,
     image_mean: Sequence[float] | None = None,
     image_std: Sequence[float] | None = None,
+    display_channels: Sequence[int] | None = None,
     panel_size: float = 1.4,
     cmap: str = "viridis",
     dpi: int = 100,
@@ -180,7 +181,8 @@ def plot_key_pca(
     """Key PCA heat maps: for each image, one row per checkpoint with the image then one panel per block.
 
     Each panel is the first principal component of that block's attention keys over the image's patches,
-    upsampled bilinearly to the image and min-max scaled. The PNG is ``dpi * panel_size * (1 + layers)`` by
+    upsampled bilinearly to the image and min-max scaled; ``display_channels`` picks the image's channels shown
+    (`images_for_display`). The PNG is ``dpi * panel_size * (1 + layers)`` by
     ``dpi * panel_size * images * checkpoints`` pixels (plus ``dpi * panel_size * 0.3`` for the column titles).
     Returns ``{name: (B, layers, rows, cols)}``, the maps before upsampling.
     """
@@ -188,7 +190,7 @@ def plot_key_pca(
     _check_models(models)
     maps = {name: key_pca_maps(model, pixel_values, layers) for name, model in models.items()}
     blocks = {name: _layer_indices(len(load_encoder(m).layers), layers) for name, m in models.items()}
-    shown = images_for_display(pixel_values, image_mean, image_std)
+    shown = images_for_display(pixel_values, image_mean, image_std, display_channels)
     num_images = len(pixel_values)
     ncols = 1 + max(len(b) for b in blocks.values())
     fig, axes, rows = _image_rows(Figure, maps, shown, tuple(pixel_values.shape[-2:]), ncols, panel_size)
@@ -212,6 +214,7 @@ def plot_attention_maps(
     layer: int = -1,
     image_mean: Sequence[float] | None = None,
     image_std: Sequence[float] | None = None,
+    display_channels: Sequence[int] | None = None,
     alpha: float = 0.6,
     panel_size: float = 1.4,
     cmap: str = "inferno",
@@ -219,7 +222,8 @@ def plot_attention_maps(
 ) -> dict[str, torch.Tensor]:
     """CLS-to-patch attention of every head of the last block, upsampled and overlaid on the image.
 
-    For each image, one row per checkpoint: the image, then one panel per head (each min-max scaled). The PNG is
+    For each image, one row per checkpoint: the image (its ``display_channels``, `images_for_display`), then one
+    panel per head (each min-max scaled). The PNG is
     ``dpi * panel_size * (1 + heads)`` by ``dpi * panel_size * (images * checkpoints + 0.3)`` pixels. Returns
     ``{name: (B, heads, rows, cols)}``, the attention before upsampling.
     """
@@ -228,7 +232,7 @@ def plot_attention_maps(
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"`alpha` must be in [0, 1], got {alpha}")
     maps = {name: cls_attention_maps(model, pixel_values, layer) for name, model in models.items()}
-    shown = images_for_display(pixel_values, image_mean, image_std)
+    shown = images_for_display(pixel_values, image_mean, image_std, display_channels)
     num_images = len(pixel_values)
     ncols = 1 + max(m.shape[1] for m in maps.values())
     block = {name: _layer_indices(len(load_encoder(m).layers), [layer])[0] for name, m in models.items()}

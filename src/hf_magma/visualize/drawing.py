@@ -62,11 +62,29 @@ def _to_numpy(x: Any) -> np.ndarray:
 
 
 def images_for_display(
-    pixel_values: torch.Tensor, image_mean: Sequence[float] | None = None, image_std: Sequence[float] | None = None
+    pixel_values: torch.Tensor,
+    image_mean: Sequence[float] | None = None,
+    image_std: Sequence[float] | None = None,
+    channels: Sequence[int] | None = None,
 ) -> np.ndarray:
     """(B, C, H, W) model inputs -> (B, H, W, 3) floats in [0, 1]: un-normalised with mean/std when given,
-    else stretched per image; one channel is repeated to grey RGB."""
+    else stretched per image; one channel is repeated to grey RGB.
+
+    Args:
+        pixel_values: (B, C, H, W) model inputs.
+        image_mean, image_std: the normalisation to undo (1 or C values each).
+        channels: the channels shown as red, green, blue (three indices) or as grey (one); default the first
+            three (the one channel of grey images).
+
+    Returns:
+        (B, H, W, 3) floats in [0, 1].
+    """
     x = pixel_values.detach().float().cpu()
+    if channels is not None:
+        channels = [int(c) for c in channels]
+        if len(channels) not in (1, 3) or not all(0 <= c < x.shape[1] for c in channels):
+            raise ValueError(f"the channels shown must be 1 or 3 indices among 0..{x.shape[1] - 1} of the "
+                             f"{x.shape[1]}-channel images, got {channels}")
     if (image_mean is None) != (image_std is None):
         raise ValueError("Pass both `image_mean` and `image_std`, or neither")
     if image_mean is not None:
@@ -79,6 +97,8 @@ def images_for_display(
         low = x.amin(dim=(1, 2, 3), keepdim=True)
         high = x.amax(dim=(1, 2, 3), keepdim=True)
         x = (x - low) / (high - low).clamp_min(1e-12)
+    if channels is not None:
+        x = x[:, channels]
     if x.shape[1] == 1:
         x = x.expand(-1, 3, -1, -1)
     elif x.shape[1] != 3:

@@ -176,12 +176,13 @@ def plot_reconstructions(
     image_mean: Sequence[float],
     image_std: Sequence[float],
     seed: int = 0,
+    display_channels: Sequence[int] | None = None,
     panel_size: float = 1.2,
     dpi: int = 100,
 ) -> dict[str, Reconstruction]:
     """Reconstructions of the same images under the same seeded mask, one column per image: the original on top,
     then for each checkpoint the masked input, the reconstruction and the reconstruction with the visible patches
-    pasted back (first three channels shown; one channel as grey).
+    pasted back (the first three channels shown, or ``display_channels``; one channel as grey).
 
     The PNG is ``dpi * panel_size * images`` by ``dpi * panel_size * (1 + 3 * checkpoints + 0.3)`` pixels.
 
@@ -191,6 +192,7 @@ def plot_reconstructions(
         output_path: the PNG to write.
         image_mean, image_std: the image processor's normalisation, undone for display.
         seed: the mask's seed (`mask_noise`).
+        display_channels: the channels shown (`images_for_display`).
 
     Returns:
         ``{name: Reconstruction}``.
@@ -209,7 +211,7 @@ def plot_reconstructions(
     for name, result in results.items():
         labelled += [(f"{name}\n{label}", getattr(result, field)) for field, label in _ROWS]
     for row, (label, images) in zip(axes, labelled, strict=True):
-        shown = images_for_display(images, [0.0], [1.0])
+        shown = images_for_display(images, [0.0], [1.0], display_channels)
         for ax, image in zip(row, shown, strict=True):
             ax.imshow(image)
             ax.set_xticks([])

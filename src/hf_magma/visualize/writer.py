@@ -73,6 +73,12 @@ class VisualizationArguments:
     image_indices: list[int] | None = field(
         default=None, metadata={"help": "Dataset indices of the images to show (instead of --num_images picks)."}
     )
+    figure_channels: list[int] | None = field(
+        default=None,
+        metadata={"help": "The image channels the key-PCA, attention and reconstruction figures show as red, green, "
+                  "blue (three 0-based indices, e.g. 3 2 1 for a multispectral image's natural colours) or as grey "
+                  "(one). Default: the first three."},
+    )
     batch_size: int = field(default=256, metadata={"help": "Batch size of the feature extraction."})
     seed: int = field(default=0, metadata={"help": "Seed of the class, image and sample picks and of PaCMAP."})
     dpi: int = field(default=100, metadata={"help": "Resolution of the PNG files."})
@@ -91,6 +97,9 @@ class VisualizationArguments:
             )
         if self.pooling not in IMAGE_POOLINGS:
             raise ValueError(f"--pooling must be 'cls' or 'mean', got {self.pooling!r}")
+        channels = self.figure_channels
+        if channels is not None and (len(channels) not in (1, 3) or min(channels) < 0):
+            raise ValueError(f"--figure_channels must be 1 or 3 channel indices (0-based), got {channels}")
 
     def checkpoint_names(self) -> list[str]:
         """The panel titles: ``names`` or each checkpoint's last path component, made unique."""
@@ -119,6 +128,7 @@ def write_figures(
     max_samples_per_class: int | None = 200,
     image_indices: Sequence[int] | None = None,
     num_images: int = 2,
+    display_channels: Sequence[int] | None = None,
     pooling: ImagePooling = "cls",
     batch_size: int = 256,
     davies_bouldin_space: Literal["embedding", "features"] = "embedding",
@@ -129,7 +139,8 @@ def write_figures(
 
     ``dataset`` (a map-style ``datasets.Dataset``, e.g. a validation split) supplies the images of the key-PCA,
     attention and reconstruction figures (``image_indices``, else ``num_images`` seeded picks; the reconstructions
-    need each checkpoint's decoder and use a mask drawn from ``seed``) and the labelled features of the PaCMAP
+    need each checkpoint's decoder and use a mask drawn from ``seed``; ``display_channels`` picks the channels they
+    show, `images_for_display`) and the labelled features of the PaCMAP
     figure, extracted with `hf_magma.evaluation.extract_features` from ``max_samples_per_class`` images of
     ``num_classes`` random classes. Images are prepared like evaluation images with ``image_processor`` (default:
     the first checkpoint's, else ViT's defaults, at the model's image size). Curves read ``runs`` (default: each
@@ -179,7 +190,8 @@ def write_figures(
         for figure, plot in (("keys", plot_key_pca), ("attention", plot_attention_maps)):
             if figure in image_figures:
                 written[figure] = output_dir / FIGURES[figure][0]
-                plot(models, pixel_values, written[figure], image_mean=mean, image_std=std, dpi=dpi)
+                plot(models, pixel_values, written[figure], image_mean=mean, image_std=std,
+                     display_channels=display_channels, dpi=dpi)
         if "reconstructions" in image_figures:
             try:
                 pretraining = {name: load_pretraining_model(source) for name, source in checkpoints.items()}
@@ -188,7 +200,7 @@ def write_figures(
             else:
                 written["reconstructions"] = output_dir / FIGURES["reconstructions"][0]
                 plot_reconstructions(pretraining, pixel_values, written["reconstructions"], image_mean=mean,
-                                     image_std=std, seed=seed, dpi=dpi)
+                                     image_std=std, seed=seed, display_channels=display_channels, dpi=dpi)
 
     if "pacmap" in needs_data:
         if label_column is None:
