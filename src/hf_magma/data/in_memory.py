@@ -90,26 +90,9 @@ def decode_in_memory(
         images = torch.from_numpy(_as_chw(column, num_channels if column.ndim == 4 else 1))
         labels = _labels(dataset, label_column, None)
         return images, labels, 0
-    arrays: list[np.ndarray] = []
-    kept: list[int] = []
-    unreadable: list[str] = []
-    for index, value in enumerate(column):
-        try:
-            array = _decode_one(value, num_channels)
-        except UNREADABLE_IMAGE_ERRORS as error:
-            logger.warning("Skipping unreadable image %s (%s)", image_name(value), error)
-            unreadable.append(image_name(value))
-            continue
-        if arrays and array.shape[1:] != arrays[0].shape[1:]:
-            raise InMemoryUnsuitable(
-                f"the {name} images differ in size ({image_name(value)} is {array.shape[2]}x{array.shape[1]}, "
-                f"the first {arrays[0].shape[2]}x{arrays[0].shape[1]})"
-            )
-        if not arrays:
-            _check_budget(3 * array.shape[1] * array.shape[2] * len(dataset), max_bytes, name, len(dataset))
-        arrays.append(array)
-        kept.append(index)
-    _check_unreadable(unreadable, len(column), name)
+    # uint8, grey images kept at one channel until the end: the budget counts the three they may become
+    arrays, kept = _decode_each(column, lambda value: _decode_one(value, num_channels),
+                                lambda array: 3 * array.shape[1] * array.shape[2], max_bytes, name)
     channels = max(a.shape[0] for a in arrays)
     images = torch.from_numpy(np.stack([np.repeat(a, channels // a.shape[0], axis=0) for a in arrays]))
     skipped = len(dataset) - len(kept)
@@ -124,28 +107,38 @@ def _decode_float(dataset: Dataset, column: Any, label_column: str | None, num_c
         to_chw(column[0], num_channels)  # raises for a shape without an axis of num_channels
         images = np.moveaxis(column, -1, 1) if column.shape[-1] == num_channels else column
         return torch.from_numpy(np.ascontiguousarray(unit_scale(images))), _labels(dataset, label_column, None), 0
+    arrays, kept = _decode_each(column, lambda value: channel_array(value, num_channels),
+                                lambda array: 4 * array.size, max_bytes, name)
+    skipped = len(dataset) - len(kept)
+    return torch.from_numpy(np.stack(arrays)), _labels(dataset, label_column, kept if skipped else None), skipped
+
+
+def _decode_each(column: Any, decode: Callable[[Any], np.ndarray], image_bytes: Callable[[np.ndarray], int],
+                 max_bytes: float, name: str) -> tuple[list[np.ndarray], list[int]]:
+    """Decode every image of ``column`` to a (C, H, W) array, skipping and naming the unreadable ones
+    (`ImageCollator`'s rule, `_check_unreadable`); the budget is checked from the first image (``image_bytes`` of
+    it, times the split's length). Returns the arrays and the indices they came from."""
     arrays: list[np.ndarray] = []
     kept: list[int] = []
     unreadable: list[str] = []
     for index, value in enumerate(column):
         try:
-            array = channel_array(value, num_channels)
+            array = decode(value)
         except UNREADABLE_IMAGE_ERRORS as error:
             logger.warning("Skipping unreadable image %s (%s)", image_name(value), error)
             unreadable.append(image_name(value))
             continue
-        if arrays and array.shape != arrays[0].shape:
+        if arrays and array.shape[1:] != arrays[0].shape[1:]:
             raise InMemoryUnsuitable(
                 f"the {name} images differ in size ({image_name(value)} is {array.shape[2]}x{array.shape[1]}, "
                 f"the first {arrays[0].shape[2]}x{arrays[0].shape[1]})"
             )
         if not arrays:
-            _check_budget(4 * array.size * len(dataset), max_bytes, name, len(dataset))
+            _check_budget(image_bytes(array) * len(column), max_bytes, name, len(column))
         arrays.append(array)
         kept.append(index)
     _check_unreadable(unreadable, len(column), name)
-    skipped = len(dataset) - len(kept)
-    return torch.from_numpy(np.stack(arrays)), _labels(dataset, label_column, kept if skipped else None), skipped
+    return arrays, kept
 
 
 def _check_unreadable(unreadable: Sequence[str], total: int, name: str) -> None:
