@@ -45,13 +45,23 @@ class ClassFolderLayout:
         return bool(self.nested) and len(self.classes) > 1
 
 
-def _images(folder: str) -> list[str]:
-    return sorted(
-        os.path.join(root, name)
-        for root, _, names in os.walk(folder)
-        for name in names
-        if os.path.splitext(name)[1].lower() in _EXTENSIONS
-    )
+def _images(option: str, folder: str) -> list[str]:
+    """The image files below ``folder`` (by extension), sorted; raises naming ``--option`` when there are none."""
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(
+            f"--{option} {folder} does not exist or is not a folder: give a folder of images (one subfolder per "
+            "class for labels)"
+        )
+    files = [os.path.join(root, name) for root, _, names in os.walk(folder) for name in names]
+    if not files:
+        raise ValueError(f"--{option} {folder} holds no files: put the images there (one subfolder per class)")
+    images = sorted(path for path in files if os.path.splitext(path)[1].lower() in _EXTENSIONS)
+    if not images:
+        raise ValueError(
+            f"--{option} {folder} holds no image files ({len(files)} other files, e.g. {files[0]}): images are found "
+            "by their extension (.png, .jpg, .jpeg, .webp, .tif, ...); put the images there (one subfolder per class)"
+        )
+    return images
 
 
 def scan_class_folders(folders: dict[str, tuple[str, str]]) -> ClassFolderLayout:
@@ -65,15 +75,16 @@ def scan_class_folders(folders: dict[str, tuple[str, str]]) -> ClassFolderLayout
         The `ClassFolderLayout`.
 
     Raises:
-        ValueError: a folder holds images both directly and in subfolders (no one way to label them), naming one of
-            each.
+        FileNotFoundError: a folder does not exist.
+        ValueError: a folder holds no image file, or images both directly and in subfolders (no one way to label
+            them), naming one of each.
     """
     files: dict[str, list[str]] = {}
     labels: dict[str, list[str | None]] = {}
     classes: set[str] = set()
     depths: dict[str, set[int]] = {}
     for split, (option, folder) in folders.items():
-        files[split] = _images(folder)
+        files[split] = _images(option, folder)
         loose, foldered = [], []
         labels[split] = []
         for path in files[split]:

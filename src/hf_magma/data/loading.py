@@ -15,7 +15,6 @@ import datasets
 import numpy as np
 from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 from datasets.distributed import split_dataset_by_node
-from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
 
 from ..utils.distributed import rank_and_world_size
 from .arguments import ImageDataArguments
@@ -30,26 +29,6 @@ STREAMING_VALIDATION_EXAMPLES = 1000
 
 # ----------------------------------------------------------------------------------------------------------------
 # Loading
-
-
-def check_image_dir(option: str, folder: str | None) -> None:
-    """Raise naming ``--option`` unless ``folder`` (if given) is a folder holding at least one image file."""
-    if folder is None:
-        return
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(
-            f"--{option} {folder} does not exist or is not a folder: give a folder of images (one subfolder per "
-            "class for labels)"
-        )
-    files = [os.path.join(root, name) for root, _, names in os.walk(folder) for name in names]
-    if not files:
-        raise ValueError(f"--{option} {folder} holds no files: put the images there (one subfolder per class)")
-    extensions = set(ImageFolder.EXTENSIONS)
-    if not any(os.path.splitext(name)[1].lower() in extensions for name in files):
-        raise ValueError(
-            f"--{option} {folder} holds no image files ({len(files)} other files, e.g. {files[0]}): images are found "
-            "by their extension (.png, .jpg, .jpeg, .webp, .tif, ...); put the images there (one subfolder per class)"
-        )
 
 
 def load_image_datasets(
@@ -115,8 +94,6 @@ def _load_source(data_args: ImageDataArguments) -> tuple[Any, str | None]:
         folders = {"train": ("train_dir", data_args.train_dir)}
         if data_args.validation_dir is not None:
             folders["validation"] = ("validation_dir", data_args.validation_dir)
-        for option, folder in folders.values():
-            check_image_dir(option, folder)
         layout = scan_class_folders(folders)
         source = data_args.train_dir
         if layout.needs_own_labels:
